@@ -1,0 +1,1 @@
+//! engine: the lock engine (DESIGN.md §3).

@@ -1,0 +1,5 @@
+#![forbid(unsafe_code)]
+//! atlantis-lock-proxy: a reverse proxy in front of Atlantis.
+
+pub mod classify;
+pub mod engine;
