@@ -2,4 +2,4 @@
 
 mod key;
 
-pub use key::{LockKey, PullRef};
+pub use key::{LockKey, LockMode, Priority, PullRef};
