@@ -1,1 +1,8 @@
-fn main() {}
+//! The one integration test binary: every module below shares the support harness.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // Test code: a panic is the failure report.
+
+mod support;
+
+mod admin;
+mod config_cli;
+mod forwarding;

@@ -1,0 +1,92 @@
+//! admin: the operator's HTTP API on its own listener (DESIGN.md §4).
+
+mod auth;
+mod error;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router, middleware};
+use serde_json::json;
+
+pub use error::AdminError;
+
+use crate::config::Secret;
+use crate::telemetry::Metrics;
+use crate::upstream::Upstream;
+
+/// What the admin handlers read.
+pub struct AdminState {
+    /// Metrics registry to expose.
+    pub metrics: Arc<Metrics>,
+    /// Atlantis, for readiness.
+    pub upstream: Upstream,
+    /// Bearer token for `/admin/*`.
+    pub token: Option<Secret>,
+    /// Engine backend name (`memory`, `redis`).
+    pub backend: &'static str,
+    /// When the process started.
+    pub started_at: std::time::SystemTime,
+}
+
+/// The admin router: probes and metrics open, `/admin/*` behind the bearer token.
+pub fn router(state: Arc<AdminState>) -> Router {
+    let admin = Router::new()
+        .route("/status", get(status))
+        .fallback(|| async { AdminError::NotFound("no such admin route".into()) })
+        // Everything under /admin, unknown routes included, needs the token.
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_token,
+        ));
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .nest("/admin", admin)
+        .with_state(state)
+}
+
+async fn readyz(State(st): State<Arc<AdminState>>) -> Response {
+    let atlantis = match st.upstream.get("/healthz", Duration::from_secs(2)).await {
+        Ok((s, _)) if s.is_success() => Ok(()),
+        Ok((s, _)) => Err(format!("Atlantis /healthz answered {s}")),
+        Err(e) => Err(e.to_string()),
+    };
+    let ready = atlantis.is_ok();
+    let body = json!({
+        "status": if ready { "ready" } else { "unavailable" },
+        "checks": { "atlantis": atlantis.err().unwrap_or_else(|| "ok".into()) },
+    });
+    let code = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (code, Json(body)).into_response()
+}
+
+async fn metrics(State(st): State<Arc<AdminState>>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        st.metrics.encode(),
+    )
+        .into_response()
+}
+
+async fn status(State(st): State<Arc<AdminState>>) -> Json<serde_json::Value> {
+    let uptime = st.started_at.elapsed().unwrap_or_default().as_secs();
+    Json(json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "upstream": st.upstream.base().to_string(),
+        "backend": st.backend,
+        "uptime_seconds": uptime,
+    }))
+}

@@ -1,0 +1,355 @@
+//! config: the raw YAML file → a validated, typed [`Config`] (DESIGN.md §6).
+//!
+//! Loading never binds or connects anything: `main` loads and validates first and exits non-zero
+//! with a message naming the key when something is wrong.
+
+mod load;
+mod raw;
+mod secret;
+mod validate;
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+pub use load::Override;
+pub use secret::Secret;
+
+use crate::classify::Priority;
+
+/// A configuration problem: which key, and what is wrong with it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("config key `{key}`: {message}")]
+pub struct ConfigError {
+    /// Dotted key path (`enhanced-locking.redis.addr`), or where the value came from.
+    pub key: String,
+    /// What is wrong and, where possible, what to write instead.
+    pub message: String,
+}
+
+impl ConfigError {
+    pub(crate) fn new(key: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            key: key.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// The validated configuration every other module reads.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Main listener (Atlantis's default port).
+    pub listen: SocketAddr,
+    /// The real Atlantis.
+    pub upstream: UpstreamConfig,
+    /// Limits on the main listener's clients.
+    pub server: ServerConfig,
+    /// The operator's listener.
+    pub admin: AdminConfig,
+    /// How to read Atlantis traffic.
+    pub atlantis: AtlantisConfig,
+    /// The `enhanced-locking:` block.
+    pub enhanced: EnhancedConfig,
+    /// Per-repository project table (validated by the resolver).
+    pub repos: Vec<serde_norway::Value>,
+    /// Logs and traces.
+    pub telemetry: TelemetryConfig,
+}
+
+/// `upstream:`.
+#[derive(Debug, Clone)]
+pub struct UpstreamConfig {
+    /// Base URL of Atlantis (`http://host:port`, optional path prefix).
+    pub url: http::Uri,
+    /// TCP connect timeout.
+    pub connect_timeout: Duration,
+    /// How long Atlantis may take to send its response head.
+    pub timeout: Duration,
+    /// How long an idle pooled connection is kept.
+    pub pool_idle_timeout: Duration,
+    /// Idle connections kept per host.
+    pub pool_max_idle_per_host: usize,
+}
+
+/// `server:`.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Largest request body accepted (413 above it).
+    pub max_body_size: usize,
+    /// How long a client may take to send its request head.
+    pub header_read_timeout: Duration,
+    /// How long a client may pause while sending its body.
+    pub body_read_timeout: Duration,
+    /// How long in-flight requests may finish after SIGTERM.
+    pub drain_period: Duration,
+}
+
+/// `admin:`.
+#[derive(Debug, Clone)]
+pub struct AdminConfig {
+    /// Admin listener address.
+    pub listen: SocketAddr,
+    /// Bearer token for `/admin/*`.
+    pub token: Option<Secret>,
+}
+
+/// `atlantis:`.
+#[derive(Debug, Clone)]
+pub struct AtlantisConfig {
+    /// Atlantis's `--executable-name`.
+    pub executable_name: String,
+    /// Bot user names that may be addressed as `@name plan`.
+    pub vcs_bot_users: Vec<String>,
+    /// Webhook secrets per VCS.
+    pub webhook_secrets: WebhookSecrets,
+    /// Atlantis's `--api-secret`.
+    pub api_secret: Option<Secret>,
+    /// Reconciler period.
+    pub lock_sync_interval: Duration,
+    /// Atlantis's `--allow-draft-prs`.
+    pub allow_draft_prs: bool,
+    /// VCS API tokens and base URLs.
+    pub vcs_tokens: VcsTokens,
+}
+
+/// Webhook secrets per VCS.
+#[derive(Debug, Clone, Default)]
+pub struct WebhookSecrets {
+    /// GitHub `--gh-webhook-secret`.
+    pub github: Option<Secret>,
+    /// GitLab `--gitlab-webhook-secret`.
+    pub gitlab: Option<Secret>,
+    /// Bitbucket `--bitbucket-webhook-secret`.
+    pub bitbucket: Option<Secret>,
+    /// Gitea `--gitea-webhook-secret`.
+    pub gitea: Option<Secret>,
+    /// Azure DevOps basic auth user and password.
+    pub azuredevops: Option<(String, Secret)>,
+}
+
+/// VCS API access for the resolver and the notifier.
+#[derive(Debug, Clone, Default)]
+pub struct VcsTokens {
+    /// GitHub token.
+    pub github: Option<Secret>,
+    /// GitHub API base (GitHub Enterprise).
+    pub github_api_url: Option<http::Uri>,
+    /// GitLab token.
+    pub gitlab: Option<Secret>,
+    /// GitLab API base (self-hosted).
+    pub gitlab_api_url: Option<http::Uri>,
+}
+
+/// Which store the engine keeps its state in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// In-process (one replica only).
+    Memory,
+    /// Redis or Redis Cluster.
+    Redis,
+}
+
+/// `enhanced-locking:` — the migration guide's keys.
+#[derive(Debug, Clone)]
+pub struct EnhancedConfig {
+    /// Master switch: when false everything takes the legacy path.
+    pub enabled: bool,
+    /// Engine store.
+    pub backend: Backend,
+    /// On engine failure, take the legacy path instead of failing the request.
+    pub legacy_fallback: bool,
+    /// Shadow mode: legacy decides, the engine only evaluates and diffs.
+    pub monitor_only: bool,
+    /// Percentage of repositories (by stable hash) routed to the engine.
+    pub traffic_split: u8,
+    /// Redis connection.
+    pub redis: RedisConfig,
+    /// Hold timeout when none is configured for the project or priority.
+    pub default_timeout: Duration,
+    /// Upper bound on any hold timeout.
+    pub max_timeout: Duration,
+    /// Hold timeout per priority.
+    pub priority_timeouts: BTreeMap<Priority, Duration>,
+    /// Order waiters by priority (otherwise FIFO).
+    pub enable_priority_queue: bool,
+    /// Waiters per resource.
+    pub max_queue_size: usize,
+    /// How long a waiter may wait before it is forwarded to Atlantis anyway.
+    pub queue_timeout: Duration,
+    /// Aging factor so low priority cannot starve.
+    pub priority_boost_factor: f64,
+    /// PR label pattern that sets priority (`<level>` is the placeholder).
+    pub priority_label_pattern: String,
+    /// Look for wait-for cycles.
+    pub enable_deadlock_detection: bool,
+    /// Period of the deadlock scan.
+    pub deadlock_check_interval: Duration,
+    /// Breaker around the engine backend.
+    pub enable_circuit_breaker: bool,
+    /// Breaker thresholds.
+    pub circuit_breaker: BreakerConfig,
+    /// Release timed-out locks even when nobody waits.
+    pub enable_automatic_cleanup: bool,
+    /// Period of the cleanup task.
+    pub cleanup_interval: Duration,
+    /// Emit engine events.
+    pub enable_events: bool,
+    /// Bound of event/shadow buffers.
+    pub event_buffer_size: usize,
+    /// Name of this replica (claims, logs).
+    pub instance_id: String,
+    /// Replay retries toward Atlantis.
+    pub retry: RetryConfig,
+    /// Repositories always on the enhanced path.
+    pub always_enhanced: Vec<String>,
+    /// Repositories always on the legacy path.
+    pub always_legacy: Vec<String>,
+}
+
+/// `enhanced-locking.redis:`.
+#[derive(Debug, Clone)]
+pub struct RedisConfig {
+    /// `host:port` of a standalone Redis (`redis://` URLs accepted).
+    pub addr: Option<String>,
+    /// Seed nodes for cluster mode.
+    pub cluster_nodes: Vec<String>,
+    /// Password (AUTH).
+    pub password: Option<Secret>,
+    /// Database number (standalone only).
+    pub db: i64,
+    /// Use Redis Cluster.
+    pub cluster_mode: bool,
+    /// Prefix of every engine key.
+    pub key_prefix: String,
+    /// Prefix of shadow-mode keys.
+    pub shadow_key_prefix: String,
+    /// Pool size.
+    pub pool_size: u32,
+    /// Wait for a pooled connection.
+    pub pool_timeout: Duration,
+    /// Connect timeout.
+    pub dial_timeout: Duration,
+    /// Read timeout.
+    pub read_timeout: Duration,
+    /// Write timeout.
+    pub write_timeout: Duration,
+    /// Retries of a failed command.
+    pub max_retries: u32,
+}
+
+/// `enhanced-locking.circuit-breaker:`.
+#[derive(Debug, Clone)]
+pub struct BreakerConfig {
+    /// Consecutive failures that open the breaker.
+    pub failure_threshold: u32,
+    /// Consecutive successful probes that close it.
+    pub success_threshold: u32,
+    /// How long it stays open before probing.
+    pub timeout: Duration,
+}
+
+/// Replay retries (`enable-retry`, `max-retry-attempts`, `retry-base-delay`).
+#[derive(Debug, Clone)]
+pub struct RetryConfig {
+    /// Retry failed replays at all.
+    pub enabled: bool,
+    /// Attempts before giving up for this round (the waiter stays durable).
+    pub max_attempts: u32,
+    /// First backoff, doubled each attempt.
+    pub base_delay: Duration,
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// `telemetry:`.
+#[derive(Debug, Clone)]
+pub struct TelemetryConfig {
+    /// Log format.
+    pub log_format: LogFormat,
+    /// `tracing` filter directive; `RUST_LOG` wins when set.
+    pub log_level: String,
+    /// OTLP endpoint; traces are off when unset.
+    pub otlp_endpoint: Option<String>,
+    /// `grpc` or `http/protobuf`.
+    pub otlp_protocol: String,
+    /// Head sampling ratio 0..=1.
+    pub sampling_ratio: f64,
+    /// `service.name`.
+    pub service_name: String,
+}
+
+/// What the command line contributes.
+#[derive(Debug, Default, Clone)]
+pub struct CliOverrides {
+    /// `--listen`.
+    pub listen: Option<String>,
+    /// `--upstream`.
+    pub upstream: Option<String>,
+    /// `--admin-listen`.
+    pub admin_listen: Option<String>,
+}
+
+impl Config {
+    /// Loads the file (if any), applies `ALP_*` environment and CLI overrides, and validates.
+    pub fn load(
+        path: Option<&Path>,
+        env: &HashMap<String, String>,
+        cli: &CliOverrides,
+    ) -> Result<Config, ConfigError> {
+        let text = match path {
+            Some(p) => Some(std::fs::read_to_string(p).map_err(|e| {
+                ConfigError::new("--config", format!("cannot read {}: {e}", p.display()))
+            })?),
+            None => None,
+        };
+        let name = path.map(|p| p.display().to_string()).unwrap_or_default();
+        Self::from_parts(text.as_deref().map(|t| (name.as_str(), t)), env, cli)
+    }
+
+    /// Builds a config from YAML text alone (no environment, no CLI): for tests and embedding.
+    pub fn from_yaml(text: &str) -> Result<Config, ConfigError> {
+        Self::from_parts(
+            Some(("(inline)", text)),
+            &HashMap::new(),
+            &CliOverrides::default(),
+        )
+    }
+
+    fn from_parts(
+        file: Option<(&str, &str)>,
+        env: &HashMap<String, String>,
+        cli: &CliOverrides,
+    ) -> Result<Config, ConfigError> {
+        let mut overrides = load::env_overrides(env);
+        let flags = [
+            ("listen", "--listen", &cli.listen),
+            ("upstream.url", "--upstream", &cli.upstream),
+            ("admin.listen", "--admin-listen", &cli.admin_listen),
+        ];
+        for (key, source, value) in flags {
+            if let Some(v) = value {
+                overrides.push(Override {
+                    key: key.into(),
+                    value: v.clone(),
+                    source: source.into(),
+                });
+            }
+        }
+        let raw = load::assemble(file, env, &overrides)?;
+        validate::validate(raw)
+    }
+
+    /// Config keys from the migration guide that are accepted but change nothing here.
+    pub fn inert_guide_keys() -> &'static [&'static str] {
+        validate::INERT_GUIDE_KEYS
+    }
+}

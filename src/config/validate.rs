@@ -1,0 +1,521 @@
+//! Raw values → typed config, with defaults, and every check that can fail before binding.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use super::raw::{RawConfig, RawEnhancedLocking, RawRedis};
+use super::*;
+
+/// Guide keys accepted for copy-paste compatibility that have no effect in the proxy.
+pub(super) const INERT_GUIDE_KEYS: &[&str] = &["enhanced-locking.preserve-legacy-format"];
+
+type Result<T> = std::result::Result<T, ConfigError>;
+
+pub(super) fn validate(raw: RawConfig) -> Result<Config> {
+    let listen = addr("listen", raw.listen.as_deref().unwrap_or("0.0.0.0:4141"))?;
+    let admin_listen = addr(
+        "admin.listen",
+        raw.admin.listen.as_deref().unwrap_or("127.0.0.1:9464"),
+    )?;
+    if clash(listen, admin_listen) {
+        return Err(ConfigError::new(
+            "admin.listen",
+            format!(
+                "{admin_listen} clashes with listen {listen}: give the admin listener its own port"
+            ),
+        ));
+    }
+    let admin_token = secret("admin.token", raw.admin.token)?;
+    if admin_token.is_none() && !admin_listen.ip().is_loopback() {
+        return Err(ConfigError::new(
+            "admin.token",
+            format!(
+                "the admin listener {admin_listen} is not on loopback, so a token is required \
+                 (set admin.token or ALP_ADMIN_TOKEN)"
+            ),
+        ));
+    }
+
+    let url = raw
+        .upstream
+        .url
+        .as_deref()
+        .unwrap_or("http://127.0.0.1:4142");
+    let upstream = UpstreamConfig {
+        url: upstream_url(url)?,
+        connect_timeout: dur(
+            "upstream.connect-timeout",
+            raw.upstream.connect_timeout,
+            "5s",
+        )?,
+        timeout: dur("upstream.timeout", raw.upstream.timeout, "60s")?,
+        pool_idle_timeout: dur(
+            "upstream.pool-idle-timeout",
+            raw.upstream.pool_idle_timeout,
+            "90s",
+        )?,
+        pool_max_idle_per_host: raw.upstream.pool_max_idle_per_host.unwrap_or(32),
+    };
+
+    let server = ServerConfig {
+        max_body_size: size("server.max-body-size", raw.server.max_body_size.as_deref())?,
+        header_read_timeout: dur(
+            "server.header-read-timeout",
+            raw.server.header_read_timeout,
+            "30s",
+        )?,
+        body_read_timeout: dur(
+            "server.body-read-timeout",
+            raw.server.body_read_timeout,
+            "30s",
+        )?,
+        drain_period: dur("server.drain-period", raw.server.drain_period, "30s")?,
+    };
+
+    let a = raw.atlantis;
+    let azure = match a.webhook_secrets.azuredevops {
+        None => None,
+        Some(b) => match (b.user, b.password) {
+            (Some(u), Some(p)) if !u.is_empty() => Some((u, Secret::new(p))),
+            _ => {
+                return Err(ConfigError::new(
+                    "atlantis.webhook-secrets.azuredevops",
+                    "needs both user and password",
+                ));
+            }
+        },
+    };
+    let executable_name = a.executable_name.unwrap_or_else(|| "atlantis".into());
+    if executable_name.trim().is_empty() || executable_name.contains(char::is_whitespace) {
+        return Err(ConfigError::new(
+            "atlantis.executable-name",
+            "must be one word, like Atlantis's --executable-name",
+        ));
+    }
+    let atlantis = AtlantisConfig {
+        executable_name,
+        vcs_bot_users: a.vcs_bot_users.unwrap_or_default(),
+        webhook_secrets: WebhookSecrets {
+            github: secret("atlantis.webhook-secrets.github", a.webhook_secrets.github)?,
+            gitlab: secret("atlantis.webhook-secrets.gitlab", a.webhook_secrets.gitlab)?,
+            bitbucket: secret(
+                "atlantis.webhook-secrets.bitbucket",
+                a.webhook_secrets.bitbucket,
+            )?,
+            gitea: secret("atlantis.webhook-secrets.gitea", a.webhook_secrets.gitea)?,
+            azuredevops: azure,
+        },
+        api_secret: secret("atlantis.api-secret", a.api_secret)?,
+        lock_sync_interval: dur("atlantis.lock-sync-interval", a.lock_sync_interval, "10s")?,
+        allow_draft_prs: a.allow_draft_prs.unwrap_or(false),
+        vcs_tokens: VcsTokens {
+            github: secret("atlantis.vcs-tokens.github", a.vcs_tokens.github)?,
+            github_api_url: opt_url(
+                "atlantis.vcs-tokens.github-api-url",
+                a.vcs_tokens.github_api_url,
+            )?,
+            gitlab: secret("atlantis.vcs-tokens.gitlab", a.vcs_tokens.gitlab)?,
+            gitlab_api_url: opt_url(
+                "atlantis.vcs-tokens.gitlab-api-url",
+                a.vcs_tokens.gitlab_api_url,
+            )?,
+        },
+    };
+
+    let telemetry = telemetry(raw.telemetry)?;
+    let enhanced = enhanced(raw.enhanced_locking)?;
+    Ok(Config {
+        listen,
+        upstream,
+        server,
+        admin: AdminConfig {
+            listen: admin_listen,
+            token: admin_token,
+        },
+        atlantis,
+        enhanced,
+        repos: raw.repos,
+        telemetry,
+    })
+}
+
+fn enhanced(e: RawEnhancedLocking) -> Result<EnhancedConfig> {
+    const K: &str = "enhanced-locking";
+    let redis = redis(e.redis)?;
+    let backend = match e.backend.as_deref() {
+        None if redis.addr.is_some() || !redis.cluster_nodes.is_empty() => Backend::Redis,
+        None | Some("memory") => Backend::Memory,
+        Some("redis") => Backend::Redis,
+        Some(other) => {
+            return Err(ConfigError::new(
+                format!("{K}.backend"),
+                format!("unknown backend '{other}' (expected redis or memory)"),
+            ));
+        }
+    };
+    if backend == Backend::Redis && redis.addr.is_none() && redis.cluster_nodes.is_empty() {
+        return Err(ConfigError::new(
+            format!("{K}.redis.addr"),
+            "backend is redis but no address is given (set redis.addr, or redis.cluster-nodes with cluster-mode)",
+        ));
+    }
+    let traffic_split = e.traffic_split.unwrap_or(0);
+    if traffic_split > 100 {
+        return Err(ConfigError::new(
+            format!("{K}.traffic-split"),
+            format!("{traffic_split} is not a percentage (0 to 100)"),
+        ));
+    }
+    if e.preserve_legacy_format == Some(false) {
+        return Err(ConfigError::new(
+            format!("{K}.preserve-legacy-format"),
+            "the proxy always keeps Atlantis's own lock key format; remove the key or set it to true",
+        ));
+    }
+    let default_timeout = dur(&format!("{K}.default-timeout"), e.default_timeout, "30m")?;
+    let max_timeout = dur(&format!("{K}.max-timeout"), e.max_timeout, "2h")?;
+    if default_timeout > max_timeout {
+        return Err(ConfigError::new(
+            format!("{K}.default-timeout"),
+            "is longer than max-timeout",
+        ));
+    }
+    let mut priority_timeouts = BTreeMap::new();
+    for (name, value) in e.priority_timeouts.unwrap_or_default() {
+        let key = format!("{K}.priority-timeouts.{name}");
+        let p: Priority = name.parse().map_err(|m| ConfigError::new(&key, m))?;
+        priority_timeouts.insert(p, dur(&key, Some(value), "0s")?);
+    }
+    let boost = e.priority_boost_factor.unwrap_or(2.0);
+    if !(boost.is_finite() && boost >= 1.0) {
+        return Err(ConfigError::new(
+            format!("{K}.priority-boost-factor"),
+            format!("{boost} must be a number >= 1.0"),
+        ));
+    }
+    let pattern = e
+        .priority_label_pattern
+        .unwrap_or_else(|| "atlantis/priority:<level>".into());
+    if !pattern.contains("<level>") {
+        return Err(ConfigError::new(
+            format!("{K}.priority-label-pattern"),
+            "must contain the placeholder <level>",
+        ));
+    }
+    let max_queue_size = e.max_queue_size.unwrap_or(1000);
+    if max_queue_size == 0 {
+        return Err(ConfigError::new(
+            format!("{K}.max-queue-size"),
+            "must be at least 1",
+        ));
+    }
+    let cb = e.circuit_breaker;
+    Ok(EnhancedConfig {
+        enabled: e.enabled.unwrap_or(true),
+        backend,
+        legacy_fallback: e.legacy_fallback.unwrap_or(true),
+        monitor_only: e.monitor_only.unwrap_or(false),
+        traffic_split,
+        redis,
+        default_timeout,
+        max_timeout,
+        priority_timeouts,
+        enable_priority_queue: e.enable_priority_queue.unwrap_or(true),
+        max_queue_size,
+        queue_timeout: dur(&format!("{K}.queue-timeout"), e.queue_timeout, "10m")?,
+        priority_boost_factor: boost,
+        priority_label_pattern: pattern,
+        enable_deadlock_detection: e.enable_deadlock_detection.unwrap_or(true),
+        deadlock_check_interval: dur(
+            &format!("{K}.deadlock-check-interval"),
+            e.deadlock_check_interval,
+            "30s",
+        )?,
+        enable_circuit_breaker: e.enable_circuit_breaker.unwrap_or(true),
+        circuit_breaker: BreakerConfig {
+            failure_threshold: cb.failure_threshold.unwrap_or(10).max(1),
+            success_threshold: cb.success_threshold.unwrap_or(5).max(1),
+            timeout: dur(&format!("{K}.circuit-breaker.timeout"), cb.timeout, "30s")?,
+        },
+        enable_automatic_cleanup: e.enable_automatic_cleanup.unwrap_or(false),
+        cleanup_interval: dur(&format!("{K}.cleanup-interval"), e.cleanup_interval, "5m")?,
+        enable_events: e.enable_events.unwrap_or(true),
+        event_buffer_size: e.event_buffer_size.unwrap_or(1000).max(1),
+        instance_id: e.instance_id.unwrap_or_else(default_instance_id),
+        retry: RetryConfig {
+            enabled: e.enable_retry.unwrap_or(true),
+            max_attempts: e.max_retry_attempts.unwrap_or(5).max(1),
+            base_delay: dur(&format!("{K}.retry-base-delay"), e.retry_base_delay, "1s")?,
+        },
+        always_enhanced: e.always_enhanced.unwrap_or_default(),
+        always_legacy: e.always_legacy.unwrap_or_default(),
+    })
+}
+
+fn redis(r: RawRedis) -> Result<RedisConfig> {
+    const K: &str = "enhanced-locking.redis";
+    let cluster_mode = r.cluster_mode.unwrap_or(false);
+    let mut cluster_nodes = r.cluster_nodes.unwrap_or_default();
+    if cluster_mode && cluster_nodes.is_empty() {
+        if let Some(a) = &r.addr {
+            cluster_nodes.push(a.clone());
+        } else {
+            return Err(ConfigError::new(
+                format!("{K}.cluster-nodes"),
+                "cluster-mode is on but no nodes are given",
+            ));
+        }
+    }
+    let db = r.db.unwrap_or(0);
+    if cluster_mode && db != 0 {
+        return Err(ConfigError::new(
+            format!("{K}.db"),
+            "Redis Cluster has only db 0",
+        ));
+    }
+    Ok(RedisConfig {
+        addr: r.addr.filter(|a| !a.is_empty()),
+        cluster_nodes,
+        password: secret(&format!("{K}.password"), r.password)?,
+        db,
+        cluster_mode,
+        key_prefix: r.key_prefix.unwrap_or_else(|| "atlantis:lock:".into()),
+        shadow_key_prefix: r
+            .shadow_key_prefix
+            .unwrap_or_else(|| "atlantis:shadow:".into()),
+        pool_size: r.pool_size.unwrap_or(20).max(1),
+        pool_timeout: dur(&format!("{K}.pool-timeout"), r.pool_timeout, "2s")?,
+        dial_timeout: dur(&format!("{K}.dial-timeout"), r.dial_timeout, "2s")?,
+        read_timeout: dur(&format!("{K}.read-timeout"), r.read_timeout, "1s")?,
+        write_timeout: dur(&format!("{K}.write-timeout"), r.write_timeout, "1s")?,
+        max_retries: r.max_retries.unwrap_or(2),
+    })
+}
+
+fn telemetry(t: super::raw::RawTelemetry) -> Result<TelemetryConfig> {
+    let log_format = match t.log_format.as_deref().unwrap_or("text") {
+        "text" => LogFormat::Text,
+        "json" => LogFormat::Json,
+        other => {
+            return Err(ConfigError::new(
+                "telemetry.log-format",
+                format!("unknown format '{other}' (expected text or json)"),
+            ));
+        }
+    };
+    let log_level = t.log_level.unwrap_or_else(|| "info".into());
+    if tracing_subscriber::EnvFilter::try_new(&log_level).is_err() {
+        return Err(ConfigError::new(
+            "telemetry.log-level",
+            format!(
+                "'{log_level}' is not a level or filter (e.g. info, debug, atlantis_lock_proxy=debug)"
+            ),
+        ));
+    }
+    let otlp_protocol = t.otlp_protocol.unwrap_or_else(|| "grpc".into());
+    if otlp_protocol != "grpc" && otlp_protocol != "http/protobuf" {
+        return Err(ConfigError::new(
+            "telemetry.otlp-protocol",
+            format!("'{otlp_protocol}' (expected grpc or http/protobuf)"),
+        ));
+    }
+    let sampling_ratio = t.sampling_ratio.unwrap_or(1.0);
+    if !(0.0..=1.0).contains(&sampling_ratio) {
+        return Err(ConfigError::new(
+            "telemetry.sampling-ratio",
+            format!("{sampling_ratio} is not between 0 and 1"),
+        ));
+    }
+    if let Some(ep) = &t.otlp_endpoint {
+        ep.parse::<http::Uri>()
+            .ok()
+            .filter(|u| u.scheme().is_some() && u.host().is_some())
+            .ok_or_else(|| {
+                ConfigError::new("telemetry.otlp-endpoint", format!("'{ep}' is not a URL"))
+            })?;
+    }
+    Ok(TelemetryConfig {
+        log_format,
+        log_level,
+        otlp_endpoint: t.otlp_endpoint.filter(|e| !e.is_empty()),
+        otlp_protocol,
+        sampling_ratio,
+        service_name: t
+            .service_name
+            .unwrap_or_else(|| "atlantis-lock-proxy".into()),
+    })
+}
+
+fn default_instance_id() -> String {
+    let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "proxy".into());
+    format!("{host}-{}", std::process::id())
+}
+
+fn addr(key: &str, value: &str) -> Result<SocketAddr> {
+    value.parse().map_err(|_| {
+        ConfigError::new(
+            key,
+            format!("'{value}' is not an address like 0.0.0.0:4141 or 127.0.0.1:9464"),
+        )
+    })
+}
+
+/// Two listeners clash when they share a port and one address covers the other.
+fn clash(a: SocketAddr, b: SocketAddr) -> bool {
+    a.port() != 0
+        && a.port() == b.port()
+        && (a.ip() == b.ip() || a.ip().is_unspecified() || b.ip().is_unspecified())
+}
+
+fn upstream_url(value: &str) -> Result<http::Uri> {
+    let bad = |why: &str| ConfigError::new("upstream.url", format!("'{value}' {why}"));
+    let uri: http::Uri = value.parse().map_err(|_| bad("is not a URL"))?;
+    match uri.scheme_str() {
+        Some("http") => {}
+        Some("https") => {
+            return Err(bad(
+                "uses https: the proxy talks plain HTTP to Atlantis (run it beside Atlantis, e.g. in the same pod)",
+            ));
+        }
+        _ => return Err(bad("needs an http:// scheme, e.g. http://atlantis:4141")),
+    }
+    if uri.host().is_none() {
+        return Err(bad("has no host"));
+    }
+    if uri.query().is_some() {
+        return Err(bad("must not carry a query string"));
+    }
+    Ok(uri)
+}
+
+fn opt_url(key: &str, value: Option<String>) -> Result<Option<http::Uri>> {
+    value
+        .filter(|v| !v.is_empty())
+        .map(|v| {
+            v.parse::<http::Uri>()
+                .ok()
+                .filter(|u| u.scheme().is_some() && u.host().is_some())
+                .ok_or_else(|| ConfigError::new(key, format!("'{v}' is not a URL")))
+        })
+        .transpose()
+}
+
+fn secret(key: &str, value: Option<String>) -> Result<Option<Secret>> {
+    match value {
+        None => Ok(None),
+        Some(v) if v.is_empty() => Ok(None),
+        Some(v) if v.trim() != v => Err(ConfigError::new(
+            key,
+            "has leading or trailing whitespace (a stray newline from a secret file?)",
+        )),
+        Some(v) => Ok(Some(Secret::new(v))),
+    }
+}
+
+fn dur(key: &str, value: Option<String>, default: &str) -> Result<Duration> {
+    let text = value.unwrap_or_else(|| default.to_string());
+    humantime::parse_duration(text.trim()).map_err(|e| {
+        ConfigError::new(
+            key,
+            format!("'{text}' is not a duration ({e}); write e.g. 500ms, 30s, 10m, 2h"),
+        )
+    })
+}
+
+fn size(key: &str, value: Option<&str>) -> Result<usize> {
+    let text = value.unwrap_or("25MiB").trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (num, unit) = text.split_at(split);
+    let mult: usize = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "kb" => 1000,
+        "kib" | "k" => 1024,
+        "mb" => 1_000_000,
+        "mib" | "m" => 1024 * 1024,
+        "gb" => 1_000_000_000,
+        "gib" | "g" => 1024 * 1024 * 1024,
+        _ => usize::MAX,
+    };
+    num.parse::<usize>()
+        .ok()
+        .filter(|_| mult != usize::MAX)
+        .and_then(|n| n.checked_mul(mult))
+        .filter(|n| *n > 0)
+        .ok_or_else(|| {
+            ConfigError::new(key, format!("'{text}' is not a size like 25MiB or 1048576"))
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(yaml: &str) -> ConfigError {
+        Config::from_yaml(yaml).unwrap_err()
+    }
+
+    #[test]
+    fn empty_file_gives_atlantis_compatible_defaults() {
+        let c = Config::from_yaml("").unwrap();
+        assert_eq!(c.listen.to_string(), "0.0.0.0:4141");
+        assert_eq!(c.admin.listen.to_string(), "127.0.0.1:9464");
+        assert_eq!(c.enhanced.backend, Backend::Memory);
+        assert_eq!(c.enhanced.traffic_split, 0);
+        assert_eq!(c.enhanced.queue_timeout, Duration::from_secs(600));
+        assert_eq!(c.server.max_body_size, 25 * 1024 * 1024);
+    }
+
+    #[test]
+    fn each_bad_value_names_its_key() {
+        assert_eq!(err("upstream: {url: 'ftp://x'}").key, "upstream.url");
+        assert_eq!(
+            err("enhanced-locking: {queue-timeout: soon}").key,
+            "enhanced-locking.queue-timeout"
+        );
+        assert_eq!(
+            err("listen: 0.0.0.0:4141\nadmin: {listen: '127.0.0.1:4141'}").key,
+            "admin.listen"
+        );
+        assert_eq!(err("admin: {listen: '0.0.0.0:9464'}").key, "admin.token");
+        assert_eq!(
+            err("enhanced-locking: {traffic-split: 101}").key,
+            "enhanced-locking.traffic-split"
+        );
+        assert_eq!(
+            err("enhanced-locking: {backend: etcd}").key,
+            "enhanced-locking.backend"
+        );
+        assert_eq!(
+            err("enhanced-locking: {priority-timeouts: {urgent: 5m}}").key,
+            "enhanced-locking.priority-timeouts.urgent"
+        );
+        assert_eq!(
+            err("server: {max-body-size: lots}").key,
+            "server.max-body-size"
+        );
+    }
+
+    #[test]
+    fn a_redis_address_selects_the_redis_backend() {
+        let c = Config::from_yaml("enhanced-locking: {redis: {addr: 'localhost:6379'}}").unwrap();
+        assert_eq!(c.enhanced.backend, Backend::Redis);
+        assert_eq!(
+            err("enhanced-locking: {backend: redis}").key,
+            "enhanced-locking.redis.addr"
+        );
+    }
+
+    #[test]
+    fn sizes_and_durations_read_like_people_write_them() {
+        assert_eq!(size("k", Some("5MiB")).unwrap(), 5 * 1024 * 1024);
+        assert_eq!(size("k", Some("1048576")).unwrap(), 1_048_576);
+        assert!(size("k", Some("0")).is_err());
+        assert_eq!(
+            dur("k", Some("1h 30m".into()), "0s").unwrap(),
+            Duration::from_secs(5400)
+        );
+    }
+}

@@ -1,0 +1,139 @@
+//! Forwarding one request to Atlantis: bodies buffered or streamed, websockets spliced.
+
+use std::net::SocketAddr;
+
+use bytes::Bytes;
+use http::{Request, Response, StatusCode, Version};
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Body;
+use hyper_util::rt::TokioIo;
+use tokio::time::Instant;
+
+use super::{ProxyError, ProxyState};
+use crate::telemetry::metrics::status_class;
+use crate::upstream::{BoxError, ProxyBody, add_forwarded, full, strip_hop_by_hop};
+
+/// Reads a whole request body, bounded by `server.max-body-size`, so classification and a later
+/// replay share the exact bytes.
+pub async fn buffer<B>(body: B, limit: usize) -> Result<Bytes, ProxyError>
+where
+    B: Body<Data = Bytes>,
+    B::Error: Into<BoxError>,
+{
+    Limited::new(body, limit)
+        .collect()
+        .await
+        .map(|c| c.to_bytes())
+        .map_err(|e| {
+            body_error(&*e, limit).unwrap_or_else(|| ProxyError::BodyUnreadable(e.to_string()))
+        })
+}
+
+/// Wraps a body for streaming to Atlantis, still bounded by the size limit.
+pub fn stream<B>(body: B, limit: usize) -> ProxyBody
+where
+    B: Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    Limited::new(body, limit).boxed_unsync()
+}
+
+/// Sends a request to Atlantis and streams its answer back, hop-by-hop headers removed.
+pub async fn forward(
+    state: &ProxyState,
+    client: SocketAddr,
+    mut req: Request<ProxyBody>,
+) -> Result<Response<ProxyBody>, ProxyError> {
+    prepare(&mut req, client, false);
+    let start = Instant::now();
+    let result = state.upstream.send(req).await;
+    let took = start.elapsed();
+    let resp = match result {
+        Ok(resp) => resp,
+        Err(e) => {
+            let err = ProxyError::from(e);
+            // A body that broke the size or time limit surfaces as a failed upstream call.
+            if let ProxyError::UpstreamUnavailable(src) = &err
+                && let Some(body_err) = body_error(&**src, state.server.max_body_size)
+            {
+                return Err(body_err);
+            }
+            let class = if matches!(err, ProxyError::UpstreamTimeout(_)) {
+                "timeout"
+            } else {
+                "error"
+            };
+            state.metrics.upstream(class, took);
+            return Err(err);
+        }
+    };
+    state.metrics.upstream(status_class(resp.status()), took);
+    let (mut parts, body) = resp.into_parts();
+    strip_hop_by_hop(&mut parts.headers, false);
+    Ok(Response::from_parts(
+        parts,
+        body.map_err(|e| Box::new(e) as BoxError).boxed_unsync(),
+    ))
+}
+
+/// Passes a websocket upgrade (`/jobs/{id}/ws` log streams) through in both directions.
+pub async fn upgrade<B>(
+    state: &ProxyState,
+    client: SocketAddr,
+    mut req: Request<B>,
+) -> Result<Response<ProxyBody>, ProxyError> {
+    let client_side = hyper::upgrade::on(&mut req);
+    let (parts, _) = req.into_parts();
+    let mut up_req = Request::from_parts(parts, full(Bytes::new()));
+    prepare(&mut up_req, client, true);
+    let start = Instant::now();
+    let mut resp = state.upstream.send(up_req).await?;
+    state
+        .metrics
+        .upstream(status_class(resp.status()), start.elapsed());
+    if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
+        let (mut parts, body) = resp.into_parts();
+        strip_hop_by_hop(&mut parts.headers, false);
+        return Ok(Response::from_parts(
+            parts,
+            body.map_err(|e| Box::new(e) as BoxError).boxed_unsync(),
+        ));
+    }
+    let upstream_side = hyper::upgrade::on(&mut resp);
+    tokio::spawn(async move {
+        match tokio::try_join!(client_side, upstream_side) {
+            Ok((c, u)) => {
+                let (mut c, mut u) = (TokioIo::new(c), TokioIo::new(u));
+                if let Err(e) = tokio::io::copy_bidirectional(&mut c, &mut u).await {
+                    tracing::debug!(error = %e, "websocket stream ended");
+                }
+            }
+            Err(e) => tracing::debug!(error = %e, "websocket upgrade did not complete"),
+        }
+    });
+    let (mut parts, _) = resp.into_parts();
+    strip_hop_by_hop(&mut parts.headers, true);
+    Ok(Response::from_parts(parts, full(Bytes::new())))
+}
+
+fn prepare<B>(req: &mut Request<B>, client: SocketAddr, keep_upgrade: bool) {
+    strip_hop_by_hop(req.headers_mut(), keep_upgrade);
+    add_forwarded(req.headers_mut(), client);
+    // Keep-alive toward Atlantis even for an HTTP/1.0 client.
+    *req.version_mut() = Version::HTTP_11;
+}
+
+/// Finds a size-limit or body-timeout error anywhere in an error's source chain.
+fn body_error(err: &(dyn std::error::Error + 'static), limit: usize) -> Option<ProxyError> {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(e) = cur {
+        if e.is::<http_body_util::LengthLimitError>() {
+            return Some(ProxyError::BodyTooLarge(limit));
+        }
+        if e.is::<tower_http::timeout::TimeoutError>() {
+            return Some(ProxyError::BodyTimeout);
+        }
+        cur = e.source();
+    }
+    None
+}

@@ -1,0 +1,125 @@
+//! proxy: the main listener's request path. This file is the one place that composes its stack.
+
+mod error;
+mod forward;
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use http::{Method, Request, Response, header};
+use hyper::body::Incoming;
+use tower::ServiceBuilder;
+use tower::util::BoxCloneService;
+use tower_http::timeout::{RequestBodyTimeoutLayer, TimeoutBody};
+
+pub use error::{ERROR_HEADER, ProxyError};
+
+use crate::config::ServerConfig;
+use crate::telemetry::Metrics;
+use crate::telemetry::metrics::status_class;
+use crate::upstream::{ProxyBody, Upstream, is_upgrade};
+
+/// Everything the request path needs, shared by all connections.
+pub struct ProxyState {
+    /// Client to Atlantis.
+    pub upstream: Upstream,
+    /// Client limits.
+    pub server: ServerConfig,
+    /// Metrics registry.
+    pub metrics: Arc<Metrics>,
+}
+
+/// The service for one client connection, outer layer first.
+pub fn service(
+    state: Arc<ProxyState>,
+    client: SocketAddr,
+) -> BoxCloneService<Request<Incoming>, Response<ProxyBody>, Infallible> {
+    let body_timeout = state.server.body_read_timeout;
+    let svc = ServiceBuilder::new()
+        // A client that stalls mid-body must not hold a connection (and an upstream slot) forever.
+        .layer(RequestBodyTimeoutLayer::new(body_timeout))
+        .service_fn(move |req| rescue(handle(state.clone(), client, req)));
+    BoxCloneService::new(svc)
+}
+
+/// The rescue: a [`ProxyError`] becomes its response, marked as the proxy's own; nothing else
+/// turns errors into answers.
+async fn rescue(
+    handled: impl Future<Output = Result<Response<ProxyBody>, ProxyError>>,
+) -> Result<Response<ProxyBody>, Infallible> {
+    Ok(handled.await.unwrap_or_else(ProxyError::into_response))
+}
+
+/// One request: pick how to carry it, carry it, count it.
+async fn handle(
+    state: Arc<ProxyState>,
+    client: SocketAddr,
+    req: Request<TimeoutBody<Incoming>>,
+) -> Result<Response<ProxyBody>, ProxyError> {
+    let route = route_name(req.method(), req.uri().path());
+    let result = carry(&state, client, req).await;
+    let outcome = match &result {
+        Ok(resp) => status_class(resp.status()),
+        Err(e) => e.kind(),
+    };
+    state.metrics.request(route, "legacy", outcome);
+    result
+}
+
+async fn carry(
+    state: &ProxyState,
+    client: SocketAddr,
+    req: Request<TimeoutBody<Incoming>>,
+) -> Result<Response<ProxyBody>, ProxyError> {
+    if is_upgrade(req.headers()) {
+        return forward::upgrade(state, client, req).await;
+    }
+    let limit = state.server.max_body_size;
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(ProxyError::BodyTooLarge(limit));
+    }
+    let (parts, body) = req.into_parts();
+    let body = if may_carry_lock_traffic(&parts.method, parts.uri.path()) {
+        // Lock traffic is buffered once: classification reads it and a replay resends it byte for byte.
+        crate::upstream::full(forward::buffer(body, limit).await?)
+    } else {
+        forward::stream(body, limit)
+    };
+    forward::forward(state, client, Request::from_parts(parts, body)).await
+}
+
+/// Routes whose requests can take or release Atlantis locks (ATLANTIS.md §1).
+fn may_carry_lock_traffic(method: &Method, path: &str) -> bool {
+    matches!(
+        (method, path),
+        (
+            &Method::POST,
+            "/events" | "/api/plan" | "/api/apply" | "/apply/lock"
+        ) | (&Method::DELETE, "/locks" | "/apply/unlock")
+    )
+}
+
+/// A bounded label for metrics: Atlantis's route, never the raw path.
+fn route_name(method: &Method, path: &str) -> &'static str {
+    match (method, path) {
+        (&Method::POST, "/events") => "events",
+        (&Method::POST, "/api/plan") => "api_plan",
+        (&Method::POST, "/api/apply") => "api_apply",
+        (&Method::GET, "/api/locks") => "api_locks",
+        (&Method::DELETE, "/locks") => "delete_lock",
+        (&Method::GET, "/lock") => "lock_page",
+        (&Method::POST, "/apply/lock") => "apply_lock",
+        (&Method::DELETE, "/apply/unlock") => "apply_unlock",
+        (_, p) if p.starts_with("/jobs/") && p.ends_with("/ws") => "jobs_ws",
+        (_, p) if p.starts_with("/jobs/") => "jobs",
+        (_, "/healthz" | "/readyz" | "/status") => "health",
+        (_, "/") => "index",
+        _ => "other",
+    }
+}

@@ -1,0 +1,159 @@
+//! upstream: the pooled HTTP/1.1 client to Atlantis, header hygiene, and the body type they share.
+
+mod headers;
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, Response, Uri};
+use http_body_util::{BodyExt, Full, combinators::UnsyncBoxBody};
+use hyper::body::Incoming;
+use hyper_util::client::legacy::{Client, connect::HttpConnector};
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+
+pub use headers::{add_forwarded, is_upgrade, strip_hop_by_hop};
+
+use crate::config::UpstreamConfig;
+
+/// Any error a body may carry.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The one body type that flows through the proxy, both directions.
+pub type ProxyBody = UnsyncBoxBody<Bytes, BoxError>;
+
+/// A complete body from bytes (buffered requests, replays, proxy-made answers).
+pub fn full(bytes: impl Into<Bytes>) -> ProxyBody {
+    Full::new(bytes.into())
+        .map_err(|never| match never {})
+        .boxed_unsync()
+}
+
+/// Why Atlantis could not give an answer.
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamError {
+    /// Connection refused, reset, or a malformed answer.
+    #[error("Atlantis is unavailable: {0}")]
+    Unavailable(#[source] BoxError),
+    /// No response head within `upstream.timeout`.
+    #[error("Atlantis did not answer within {0:?}")]
+    Timeout(Duration),
+}
+
+/// The client that talks to Atlantis.
+#[derive(Clone, Debug)]
+pub struct Upstream {
+    client: Client<HttpConnector, ProxyBody>,
+    base: Uri,
+    timeout: Duration,
+}
+
+impl Upstream {
+    /// Builds a pooled keep-alive client for the configured Atlantis.
+    pub fn new(cfg: &UpstreamConfig) -> Self {
+        let mut connector = HttpConnector::new();
+        connector.set_connect_timeout(Some(cfg.connect_timeout));
+        connector.set_nodelay(true);
+        connector.enforce_http(true);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_timer(TokioTimer::new())
+            .pool_idle_timeout(cfg.pool_idle_timeout)
+            .pool_max_idle_per_host(cfg.pool_max_idle_per_host)
+            .build(connector);
+        Self {
+            client,
+            base: cfg.url.clone(),
+            timeout: cfg.timeout,
+        }
+    }
+
+    /// The Atlantis base URL.
+    pub fn base(&self) -> &Uri {
+        &self.base
+    }
+
+    /// Sends a request whose URI is origin-form (`/path?query`) to Atlantis.
+    ///
+    /// The path and query are appended to the base URL byte for byte (no re-encoding), and the
+    /// wait for the response head is bounded by `upstream.timeout`.
+    pub async fn send(
+        &self,
+        mut req: Request<ProxyBody>,
+    ) -> Result<Response<Incoming>, UpstreamError> {
+        *req.uri_mut() = self.target(req.uri())?;
+        match tokio::time::timeout(self.timeout, self.client.request(req)).await {
+            Err(_) => Err(UpstreamError::Timeout(self.timeout)),
+            Ok(Err(e)) => Err(UpstreamError::Unavailable(Box::new(e))),
+            Ok(Ok(resp)) => Ok(resp),
+        }
+    }
+
+    /// `GET {base}{path}` with a short timeout, for readiness probes and the reconciler.
+    pub async fn get(
+        &self,
+        path: &str,
+        timeout: Duration,
+    ) -> Result<(http::StatusCode, Bytes), UpstreamError> {
+        let req = Request::get(path)
+            .body(full(Bytes::new()))
+            .map_err(|e| UpstreamError::Unavailable(Box::new(e)))?;
+        let fut = async {
+            let resp = self.send(req).await?;
+            let status = resp.status();
+            let body = resp
+                .into_body()
+                .collect()
+                .await
+                .map_err(|e| UpstreamError::Unavailable(Box::new(e)))?
+                .to_bytes();
+            Ok((status, body))
+        };
+        tokio::time::timeout(timeout, fut)
+            .await
+            .unwrap_or(Err(UpstreamError::Timeout(timeout)))
+    }
+
+    fn target(&self, uri: &Uri) -> Result<Uri, UpstreamError> {
+        let prefix = self.base.path().trim_end_matches('/');
+        let pq = uri.path_and_query().map(|pq| pq.as_str()).unwrap_or("/");
+        let mut parts = self.base.clone().into_parts();
+        parts.path_and_query = Some(
+            format!("{prefix}{pq}")
+                .parse()
+                .map_err(|e: http::uri::InvalidUri| UpstreamError::Unavailable(Box::new(e)))?,
+        );
+        Uri::from_parts(parts).map_err(|e| UpstreamError::Unavailable(Box::new(e)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn upstream(url: &str) -> Upstream {
+        let cfg = crate::config::Config::from_yaml(&format!("upstream: {{url: '{url}'}}"))
+            .unwrap()
+            .upstream;
+        Upstream::new(&cfg)
+    }
+
+    #[tokio::test]
+    async fn paths_and_queries_are_appended_without_reencoding() {
+        let u = upstream("http://atlantis:4141");
+        let t = u
+            .target(
+                &"/lock?id=owner%252Frepo%252F.%252Fdefault%252F"
+                    .parse()
+                    .unwrap(),
+            )
+            .unwrap();
+        assert_eq!(
+            t.to_string(),
+            "http://atlantis:4141/lock?id=owner%252Frepo%252F.%252Fdefault%252F"
+        );
+        let u = upstream("http://atlantis:4141/prefix/");
+        assert_eq!(
+            u.target(&"/events".parse().unwrap()).unwrap().to_string(),
+            "http://atlantis:4141/prefix/events"
+        );
+    }
+}

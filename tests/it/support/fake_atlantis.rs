@@ -1,0 +1,638 @@
+//! A fake Atlantis that behaves like ATLANTIS.md: its routes, status codes and texts, a lock table
+//! keyed like `GenerateLockKey`, asynchronous webhook processing, and a record of every request.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{HeaderMap, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, delete, get, post};
+use axum::{Json, Router};
+use hmac::{KeyInit, Mac};
+use serde_json::{Value, json};
+
+/// One request as the fake received it.
+#[derive(Clone, Debug)]
+pub struct Recorded {
+    pub method: Method,
+    /// Path and query exactly as they arrived.
+    pub uri: String,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+    /// For `/events` with a GitHub secret configured: did `X-Hub-Signature-256` verify?
+    pub signature_ok: Option<bool>,
+}
+
+/// A lock in the fake's table.
+#[derive(Clone, Debug)]
+pub struct FakeLock {
+    pub repo: String,
+    pub path: String,
+    pub workspace: String,
+    pub project: String,
+    pub pull: i64,
+    pub user: String,
+}
+
+/// A comment the fake "posted" on a pull.
+#[derive(Clone, Debug)]
+pub struct Comment {
+    pub repo: String,
+    pub pull: i64,
+    pub body: String,
+}
+
+#[derive(Default)]
+struct Inner {
+    received: Vec<Recorded>,
+    locks: BTreeMap<String, FakeLock>,
+    global_apply_lock: bool,
+    comments: Vec<Comment>,
+    delay: Duration,
+    /// Simulate an Atlantis older than v0.34 (no `GET /api/locks`).
+    no_api_locks: bool,
+}
+
+/// Handle to a running fake Atlantis.
+#[derive(Clone)]
+pub struct FakeAtlantis {
+    pub addr: SocketAddr,
+    inner: Arc<Mutex<Inner>>,
+    github_secret: Option<String>,
+    api_secret: Option<String>,
+}
+
+/// How to start the fake.
+#[derive(Default, Clone)]
+pub struct FakeOptions {
+    pub github_secret: Option<String>,
+    pub api_secret: Option<String>,
+}
+
+impl FakeAtlantis {
+    pub async fn start() -> FakeAtlantis {
+        Self::start_with(FakeOptions::default()).await
+    }
+
+    pub async fn start_with(opts: FakeOptions) -> FakeAtlantis {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let fake = FakeAtlantis {
+            addr: listener.local_addr().unwrap(),
+            inner: Arc::default(),
+            github_secret: opts.github_secret,
+            api_secret: opts.api_secret,
+        };
+        let app = Router::new()
+            .route("/events", post(events))
+            .route("/api/locks", get(api_locks))
+            .route("/api/plan", post(api_run))
+            .route("/api/apply", post(api_run))
+            .route("/locks", delete(delete_lock))
+            .route("/lock", get(lock_page))
+            .route("/apply/lock", post(apply_lock))
+            .route("/apply/unlock", delete(apply_unlock))
+            .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
+            .route("/jobs/{id}/ws", get(job_ws))
+            .fallback(any(|| async {
+                (StatusCode::NOT_FOUND, "404 page not found\n")
+            }))
+            .layer(axum::middleware::from_fn_with_state(fake.clone(), record))
+            .with_state(fake.clone());
+        tokio::spawn(async move {
+            axum::serve(listener, app).await.unwrap();
+        });
+        fake
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn received(&self) -> Vec<Recorded> {
+        self.inner.lock().unwrap().received.clone()
+    }
+
+    /// Requests to one path (query ignored).
+    pub fn received_at(&self, path: &str) -> Vec<Recorded> {
+        self.received()
+            .into_iter()
+            .filter(|r| r.uri.split('?').next() == Some(path))
+            .collect()
+    }
+
+    pub fn locks(&self) -> BTreeMap<String, FakeLock> {
+        self.inner.lock().unwrap().locks.clone()
+    }
+
+    pub fn comments(&self) -> Vec<Comment> {
+        self.inner.lock().unwrap().comments.clone()
+    }
+
+    /// Every request waits this long before it is answered (for upstream-timeout tests).
+    pub fn set_delay(&self, d: Duration) {
+        self.inner.lock().unwrap().delay = d;
+    }
+
+    pub fn set_no_api_locks(&self, on: bool) {
+        self.inner.lock().unwrap().no_api_locks = on;
+    }
+
+    /// Creates a lock directly, as if taken before the proxy existed.
+    pub fn insert_lock(&self, lock: FakeLock) {
+        let key = key_of(&lock.repo, &lock.path, &lock.workspace, &lock.project);
+        self.inner.lock().unwrap().locks.insert(key, lock);
+    }
+
+    /// Drops a lock without any request (a failed plan releasing its own lock).
+    pub fn drop_lock(&self, key: &str) {
+        self.inner.lock().unwrap().locks.remove(key);
+    }
+}
+
+/// `GenerateLockKey`: `{repo}/{path}/{workspace}/{project}`.
+pub fn key_of(repo: &str, path: &str, workspace: &str, project: &str) -> String {
+    format!("{repo}/{path}/{workspace}/{project}")
+}
+
+async fn record(
+    State(fake): State<FakeAtlantis>,
+    req: Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let (parts, body) = req.into_parts();
+    let bytes = axum::body::to_bytes(body, usize::MAX)
+        .await
+        .unwrap_or_default();
+    let signature_ok = match (&fake.github_secret, parts.uri.path()) {
+        (Some(secret), "/events") if parts.headers.contains_key("x-github-event") => {
+            Some(github_signature_ok(secret, &parts.headers, &bytes))
+        }
+        _ => None,
+    };
+    let delay = {
+        let mut inner = fake.inner.lock().unwrap();
+        inner.received.push(Recorded {
+            method: parts.method.clone(),
+            uri: parts
+                .uri
+                .path_and_query()
+                .map(|p| p.as_str().to_string())
+                .unwrap_or_default(),
+            headers: parts.headers.clone(),
+            body: bytes.clone(),
+            signature_ok,
+        });
+        inner.delay
+    };
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
+    }
+    next.run(Request::from_parts(parts, axum::body::Body::from(bytes)))
+        .await
+}
+
+pub fn github_signature_ok(secret: &str, headers: &HeaderMap, body: &[u8]) -> bool {
+    let Some(sig) = headers
+        .get("x-hub-signature-256")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("sha256="))
+        .and_then(|v| hex::decode(v).ok())
+    else {
+        return false;
+    };
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+    mac.update(body);
+    mac.verify_slice(&sig).is_ok()
+}
+
+fn text(code: StatusCode, msg: impl std::fmt::Display) -> Response {
+    (
+        code,
+        [("content-type", "text/plain; charset=utf-8")],
+        format!("{msg}\n"),
+    )
+        .into_response()
+}
+
+async fn events(State(fake): State<FakeAtlantis>, headers: HeaderMap, body: Bytes) -> Response {
+    if let Some(secret) = &fake.github_secret
+        && headers.contains_key("x-github-event")
+        && !github_signature_ok(secret, &headers, &body)
+    {
+        return text(StatusCode::BAD_REQUEST, "payload signature check failed");
+    }
+    let event = headers
+        .get("x-github-event")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    let Ok(payload) = serde_json::from_slice::<Value>(&body) else {
+        return text(
+            StatusCode::BAD_REQUEST,
+            "Failed parsing event: invalid JSON",
+        );
+    };
+    let repo = payload["repository"]["full_name"]
+        .as_str()
+        .unwrap_or("")
+        .to_string();
+    match event.as_str() {
+        "issue_comment" => {
+            if payload["action"] != "created" || payload["issue"]["pull_request"].is_null() {
+                return text(StatusCode::OK, "Ignoring non-command comment event");
+            }
+            let comment = payload["comment"]["body"]
+                .as_str()
+                .unwrap_or("")
+                .to_string();
+            let pull = payload["issue"]["number"].as_i64().unwrap_or(0);
+            let user = payload["comment"]["user"]["login"]
+                .as_str()
+                .unwrap_or("")
+                .to_string();
+            let Some(cmd) = parse_comment(&comment) else {
+                return text(
+                    StatusCode::OK,
+                    format!("Ignoring non-command comment: \"{}\"", comment.trim()),
+                );
+            };
+            // Atlantis answers at once and runs the command asynchronously.
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                fake.run_command(&repo, pull, &user, cmd);
+            });
+            text(StatusCode::OK, "Processing...")
+        }
+        "pull_request" => {
+            let pull = payload["number"].as_i64().unwrap_or(0);
+            let user = payload["sender"]["login"]
+                .as_str()
+                .unwrap_or("")
+                .to_string();
+            match payload["action"].as_str().unwrap_or("") {
+                "closed" => {
+                    tokio::spawn(async move {
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                        fake.release_pull(&repo, pull);
+                    });
+                    text(StatusCode::OK, "Pull request cleaned successfully")
+                }
+                "opened" | "ready_for_review" | "synchronize" => {
+                    tokio::spawn(async move {
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                        fake.run_command(
+                            &repo,
+                            pull,
+                            &user,
+                            Cmd::Plan {
+                                dir: ".".into(),
+                                workspace: "default".into(),
+                                project: String::new(),
+                            },
+                        );
+                    });
+                    text(StatusCode::OK, "Processing...")
+                }
+                other => text(
+                    StatusCode::OK,
+                    format!("Ignoring pull request event since action was {other}"),
+                ),
+            }
+        }
+        _ => text(
+            StatusCode::OK,
+            format!("Ignoring unsupported event type {event}"),
+        ),
+    }
+}
+
+/// The fake's small comment grammar: `atlantis plan|apply [-d dir] [-w ws] [-p name]`, `atlantis unlock`.
+#[derive(Debug, Clone)]
+enum Cmd {
+    Plan {
+        dir: String,
+        workspace: String,
+        project: String,
+    },
+    Apply,
+    Unlock,
+}
+
+fn parse_comment(comment: &str) -> Option<Cmd> {
+    let words: Vec<&str> = comment.split_whitespace().collect();
+    if words.first().map(|w| w.to_ascii_lowercase()) != Some("atlantis".into()) {
+        return None;
+    }
+    let (mut dir, mut workspace, mut project) =
+        (".".to_string(), "default".to_string(), String::new());
+    let mut i = 2;
+    while i + 1 < words.len() {
+        match words[i] {
+            "-d" | "--dir" => dir = words[i + 1].trim_matches('/').to_string(),
+            "-w" | "--workspace" => workspace = words[i + 1].to_string(),
+            "-p" | "--project" => project = words[i + 1].to_string(),
+            _ => {}
+        }
+        i += 2;
+    }
+    if dir.is_empty() {
+        dir = ".".into();
+    }
+    match words.get(1).map(|w| w.to_ascii_lowercase()).as_deref() {
+        Some("plan") => Some(Cmd::Plan {
+            dir,
+            workspace,
+            project,
+        }),
+        Some("apply") => Some(Cmd::Apply),
+        Some("unlock") => Some(Cmd::Unlock),
+        _ => None,
+    }
+}
+
+impl FakeAtlantis {
+    fn comment(&self, repo: &str, pull: i64, body: String) {
+        self.inner.lock().unwrap().comments.push(Comment {
+            repo: repo.into(),
+            pull,
+            body,
+        });
+    }
+
+    /// Takes a lock like Atlantis's `TryLock`: free or held by the same pull → taken; else the holder.
+    fn try_lock(&self, lock: FakeLock) -> Result<(), i64> {
+        let key = key_of(&lock.repo, &lock.path, &lock.workspace, &lock.project);
+        let mut inner = self.inner.lock().unwrap();
+        match inner.locks.get(&key) {
+            Some(held) if held.pull != lock.pull => Err(held.pull),
+            _ => {
+                inner.locks.insert(key, lock);
+                Ok(())
+            }
+        }
+    }
+
+    fn release_pull(&self, repo: &str, pull: i64) {
+        self.inner
+            .lock()
+            .unwrap()
+            .locks
+            .retain(|_, l| !(l.repo == repo && l.pull == pull));
+    }
+
+    fn run_command(&self, repo: &str, pull: i64, user: &str, cmd: Cmd) {
+        match cmd {
+            Cmd::Plan {
+                dir,
+                workspace,
+                project,
+            } => {
+                let lock = FakeLock {
+                    repo: repo.into(),
+                    path: dir.clone(),
+                    workspace: workspace.clone(),
+                    project,
+                    pull,
+                    user: user.into(),
+                };
+                match self.try_lock(lock) {
+                    Ok(()) => self.comment(
+                        repo,
+                        pull,
+                        format!("Ran Plan for dir: `{dir}` workspace: `{workspace}`"),
+                    ),
+                    Err(holder) => self.comment(repo, pull, locked_text(holder)),
+                }
+            }
+            Cmd::Apply => self.comment(repo, pull, "Ran Apply".into()),
+            Cmd::Unlock => {
+                self.release_pull(repo, pull);
+                self.comment(
+                    repo,
+                    pull,
+                    "All Atlantis locks for this PR have been unlocked and plans discarded".into(),
+                );
+            }
+        }
+    }
+}
+
+/// Atlantis's comment for a plan that hit another pull's lock (GitHub's `#N`).
+pub fn locked_text(holder: i64) -> String {
+    format!(
+        "**Plan Failed**: This project is currently locked by an unapplied plan from pull #{holder}. \
+         To continue, delete the lock from #{holder} or apply that plan and merge the pull request.\n\n\
+         Once the lock is released, comment `atlantis plan` here to re-plan."
+    )
+}
+
+async fn api_locks(State(fake): State<FakeAtlantis>) -> Response {
+    let inner = fake.inner.lock().unwrap();
+    if inner.no_api_locks {
+        return (StatusCode::NOT_FOUND, "404 page not found\n").into_response();
+    }
+    let locks: Vec<Value> = inner
+        .locks
+        .iter()
+        .map(|(name, l)| {
+            json!({
+                "Name": name, "ProjectName": l.project, "ProjectRepo": l.repo,
+                "ProjectRepoPath": l.path, "PullID": l.pull.to_string(),
+                "PullURL": format!("https://github.com/{}/pull/{}", l.repo, l.pull),
+                "User": l.user, "Workspace": l.workspace, "Time": "2025-02-13T16:47:42.040856-08:00",
+            })
+        })
+        .collect();
+    // Atlantis emits `null`, not `[]`, when there are no locks.
+    let locks = if locks.is_empty() {
+        Value::Null
+    } else {
+        Value::Array(locks)
+    };
+    Json(json!({ "Locks": locks })).into_response()
+}
+
+fn api_error(code: StatusCode, msg: &str) -> Response {
+    (code, Json(json!({ "error": msg }))).into_response()
+}
+
+/// `/api/plan` and `/api/apply`: lock every path, "run", then delete all locks of that pull.
+async fn api_run(State(fake): State<FakeAtlantis>, headers: HeaderMap, body: Bytes) -> Response {
+    let Some(secret) = &fake.api_secret else {
+        return api_error(
+            StatusCode::BAD_REQUEST,
+            "ignoring request since API is disabled",
+        );
+    };
+    if headers
+        .get("x-atlantis-token")
+        .and_then(|v| v.to_str().ok())
+        != Some(secret.as_str())
+    {
+        return api_error(StatusCode::UNAUTHORIZED, "x-atlantis-token is invalid");
+    }
+    let Ok(v) = serde_json::from_slice::<Value>(&body) else {
+        return api_error(StatusCode::BAD_REQUEST, "failed to parse request");
+    };
+    // Go's encoding/json matches keys case-insensitively.
+    let get = |k: &str| {
+        v.as_object()
+            .and_then(|o| {
+                o.iter()
+                    .find(|(key, _)| key.eq_ignore_ascii_case(k))
+                    .map(|(_, v)| v.clone())
+            })
+            .unwrap_or(Value::Null)
+    };
+    let repo = get("Repository").as_str().unwrap_or("").to_string();
+    let pull = get("PR").as_i64().filter(|p| *p > 0).unwrap_or(-1);
+    let mut results = Vec::new();
+    let mut failed = false;
+    for p in get("Paths").as_array().cloned().unwrap_or_default() {
+        let dir = p
+            .get("Directory")
+            .and_then(Value::as_str)
+            .unwrap_or(".")
+            .to_string();
+        let ws = p
+            .get("Workspace")
+            .and_then(Value::as_str)
+            .unwrap_or("default")
+            .to_string();
+        let lock = FakeLock {
+            repo: repo.clone(),
+            path: dir.clone(),
+            workspace: ws.clone(),
+            project: String::new(),
+            pull,
+            user: "api".into(),
+        };
+        let failure = match fake.try_lock(lock) {
+            Ok(()) => String::new(),
+            Err(holder) => {
+                failed = true;
+                format!(
+                    "This project is currently locked by an unapplied plan from pull #{holder}. To continue, delete the lock from #{holder} or apply that plan and merge the pull request.\n\nOnce the lock is released, comment `atlantis plan` here to re-plan."
+                )
+            }
+        };
+        results.push(json!({"Command": 1, "RepoRelDir": dir, "Workspace": ws, "Error": null, "Failure": failure, "ProjectName": ""}));
+    }
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    fake.release_pull(&repo, pull);
+    let code = if failed {
+        StatusCode::INTERNAL_SERVER_ERROR
+    } else {
+        StatusCode::OK
+    };
+    (
+        code,
+        Json(
+            json!({"Error": null, "Failure": "", "ProjectResults": results, "PlansDeleted": false}),
+        ),
+    )
+        .into_response()
+}
+
+#[derive(serde::Deserialize)]
+struct IdQuery {
+    id: Option<String>,
+}
+
+/// `DELETE /locks?id=`: the query value is decoded once by the router and once more by the handler.
+async fn delete_lock(State(fake): State<FakeAtlantis>, Query(q): Query<IdQuery>) -> Response {
+    let Some(id) = q.id.filter(|i| !i.is_empty()) else {
+        return text(StatusCode::BAD_REQUEST, "No lock id in request");
+    };
+    let unencoded = percent_encoding::percent_decode_str(&id)
+        .decode_utf8_lossy()
+        .to_string();
+    let removed = {
+        let mut inner = fake.inner.lock().unwrap();
+        inner.locks.remove(&unencoded)
+    };
+    match removed {
+        None => text(
+            StatusCode::NOT_FOUND,
+            format!("No lock found at id '{unencoded}'"),
+        ),
+        Some(l) => {
+            fake.comment(&l.repo, l.pull, format!("**Warning**: The plan for dir: `{}` workspace: `{}` was **discarded** via the Atlantis UI.\n\nTo `apply` this plan you must run `plan` again.", l.path, l.workspace));
+            text(StatusCode::OK, format!("Deleted lock id '{id}'"))
+        }
+    }
+}
+
+async fn lock_page(State(fake): State<FakeAtlantis>, Query(q): Query<IdQuery>) -> Response {
+    let id = q.id.unwrap_or_default();
+    let unencoded = percent_encoding::percent_decode_str(&id)
+        .decode_utf8_lossy()
+        .to_string();
+    match fake.locks().get(&unencoded) {
+        Some(l) => (
+            StatusCode::OK,
+            format!(
+                "<html><body>Lock {unencoded} held by pull {}</body></html>",
+                l.pull
+            ),
+        )
+            .into_response(),
+        None => text(
+            StatusCode::NOT_FOUND,
+            format!("No lock found at id '{unencoded}'"),
+        ),
+    }
+}
+
+async fn apply_lock(State(fake): State<FakeAtlantis>) -> Response {
+    let mut inner = fake.inner.lock().unwrap();
+    if inner.global_apply_lock {
+        return text(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "creating apply lock failed with: lock already exists",
+        );
+    }
+    inner.global_apply_lock = true;
+    text(
+        StatusCode::OK,
+        "Apply Lock is acquired on 2025-02-13 16:47:42",
+    )
+}
+
+async fn apply_unlock(State(fake): State<FakeAtlantis>) -> Response {
+    let mut inner = fake.inner.lock().unwrap();
+    if !inner.global_apply_lock {
+        return text(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "deleting apply lock failed with: no lock exists",
+        );
+    }
+    inner.global_apply_lock = false;
+    text(StatusCode::OK, "Deleted apply lock")
+}
+
+/// `/jobs/{id}/ws`: sends a greeting naming the job, then echoes every message.
+async fn job_ws(Path(id): Path<String>, ws: WebSocketUpgrade) -> Response {
+    ws.on_upgrade(move |socket| echo(socket, id))
+}
+
+async fn echo(mut socket: WebSocket, id: String) {
+    let _ = socket
+        .send(Message::Text(format!("job {id} log start").into()))
+        .await;
+    while let Some(Ok(msg)) = socket.recv().await {
+        match msg {
+            Message::Close(_) => break,
+            m => {
+                if socket.send(m).await.is_err() {
+                    break;
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,74 @@
+//! The proxy under test: the real `App` on port 0, in-process.
+
+use std::net::SocketAddr;
+
+use atlantis_lock_proxy::app::App;
+use atlantis_lock_proxy::config::Config;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// A running proxy; dropping it does not stop it, call [`RunningProxy::stop`].
+pub struct RunningProxy {
+    pub addr: SocketAddr,
+    pub admin: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    task: JoinHandle<()>,
+}
+
+impl RunningProxy {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    pub fn admin_url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.admin)
+    }
+
+    /// Graceful stop, as on SIGTERM.
+    pub async fn stop(mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        let _ = (&mut self.task).await;
+    }
+}
+
+/// Starts the proxy with `yaml` added to test defaults (both listeners on port 0).
+///
+/// When `yaml` has its own `upstream:` section it must write the URL itself (`{upstream}` is
+/// replaced by the given one).
+pub async fn spawn_proxy(upstream: &str, yaml: &str) -> RunningProxy {
+    let yaml = yaml.replace("{upstream}", upstream);
+    let upstream_section = if yaml.contains("upstream:") {
+        String::new()
+    } else {
+        format!("upstream:\n  url: {upstream}\n")
+    };
+    let admin_section = if yaml.contains("admin:") {
+        String::new()
+    } else {
+        "admin:\n  listen: 127.0.0.1:0\n".to_string()
+    };
+    let text = format!("listen: 127.0.0.1:0\n{upstream_section}{admin_section}{yaml}");
+    let config =
+        Config::from_yaml(&text).unwrap_or_else(|e| panic!("bad test config: {e}\n{text}"));
+    spawn_config(config).await
+}
+
+pub async fn spawn_config(config: Config) -> RunningProxy {
+    let app = App::build(config).await.expect("proxy failed to start");
+    let (addr, admin) = (app.proxy_addr(), app.admin_addr());
+    let (tx, rx) = oneshot::channel();
+    let task = tokio::spawn(async move {
+        app.run(async {
+            let _ = rx.await;
+        })
+        .await;
+    });
+    RunningProxy {
+        addr,
+        admin,
+        stop: Some(tx),
+        task,
+    }
+}

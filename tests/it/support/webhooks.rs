@@ -1,0 +1,86 @@
+//! Webhook payloads shaped like GitHub's, signed like GitHub signs them.
+
+use hmac::{KeyInit, Mac};
+use serde_json::json;
+
+/// A webhook ready to send: headers and exact body bytes.
+pub struct Webhook {
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Webhook {
+    pub fn header_refs(&self) -> Vec<(&str, &str)> {
+        self.headers
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect()
+    }
+}
+
+/// `sha256=` HMAC of the body, as `X-Hub-Signature-256`.
+pub fn sign(secret: &str, body: &[u8]) -> String {
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+    mac.update(body);
+    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+fn github(event: &str, secret: &str, body: Vec<u8>) -> Webhook {
+    Webhook {
+        headers: vec![
+            ("content-type".into(), "application/json".into()),
+            ("x-github-event".into(), event.into()),
+            ("x-github-delivery".into(), format!("d-{}", body.len())),
+            ("user-agent".into(), "GitHub-Hookshot/abc123".into()),
+            ("x-hub-signature-256".into(), sign(secret, &body)),
+        ],
+        body,
+    }
+}
+
+/// `issue_comment` / `created` on a pull request.
+pub fn github_comment(secret: &str, repo: &str, pull: i64, user: &str, comment: &str) -> Webhook {
+    let (owner, name) = repo.split_once('/').unwrap();
+    let body = json!({
+        "action": "created",
+        "issue": {
+            "number": pull,
+            "title": "change",
+            "user": {"login": user},
+            "labels": [],
+            "state": "open",
+            "pull_request": {"url": format!("https://api.github.com/repos/{repo}/pulls/{pull}")}
+        },
+        "comment": {"id": 1000 + pull, "body": comment, "user": {"login": user}},
+        "repository": {
+            "full_name": repo, "name": name, "owner": {"login": owner},
+            "clone_url": format!("https://github.com/{repo}.git"), "html_url": format!("https://github.com/{repo}")
+        },
+        "sender": {"login": user}
+    });
+    github(
+        "issue_comment",
+        secret,
+        serde_json::to_vec_pretty(&body).unwrap(),
+    )
+}
+
+/// `pull_request` with the given action (`opened`, `closed`, …).
+pub fn github_pull(secret: &str, repo: &str, pull: i64, user: &str, action: &str) -> Webhook {
+    let (owner, name) = repo.split_once('/').unwrap();
+    let body = json!({
+        "action": action,
+        "number": pull,
+        "pull_request": {
+            "number": pull, "state": if action == "closed" { "closed" } else { "open" },
+            "merged": false, "draft": false,
+            "html_url": format!("https://github.com/{repo}/pull/{pull}"),
+            "user": {"login": user}, "labels": [],
+            "head": {"sha": format!("{:040x}", pull), "ref": "feature", "repo": {"full_name": repo}},
+            "base": {"ref": "main", "repo": {"full_name": repo}}
+        },
+        "repository": {"full_name": repo, "name": name, "owner": {"login": owner}},
+        "sender": {"login": user}
+    });
+    github("pull_request", secret, serde_json::to_vec(&body).unwrap())
+}
