@@ -14,6 +14,7 @@
 //! | [`config`] | YAML + `ALP_*` env + CLI flags → validated [`config::Config`] |
 //! | [`app`] | builds everything, owns the listeners, graceful shutdown |
 //! | [`proxy`] | the main listener's tower stack and request handling |
+//! | [`route`] | traffic split (sticky per-repo hash), runtime state |
 //! | [`classify`] | lock keys, pulls, priorities; later the `Operation` parser |
 //! | [`engine`] | the lock engine |
 //! | [`upstream`] | pooled client to Atlantis, header hygiene |
@@ -26,5 +27,6 @@ pub mod classify;
 pub mod config;
 pub mod engine;
 pub mod proxy;
+pub mod route;
 pub mod telemetry;
 pub mod upstream;

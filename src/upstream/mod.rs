@@ -1,6 +1,7 @@
 //! upstream: the pooled HTTP/1.1 client to Atlantis, header hygiene, and the body type they share.
 
 mod headers;
+pub mod replay;
 
 use std::time::Duration;
 

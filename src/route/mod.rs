@@ -1,0 +1,116 @@
+//! route: which path one repository's lock traffic takes (DESIGN.md §2 step 3).
+//!
+//! The runtime state (split, shadow, master switch) is read lock-free on every request from an
+//! `ArcSwap`; the admin API and the backend's change feed replace it whole.
+
+mod split;
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use arc_swap::ArcSwap;
+use serde::{Deserialize, Serialize};
+
+pub use split::{EnginePath, SplitRule, bucket};
+
+/// The operator-controlled routing state, as `/admin/split` shows it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SplitState {
+    /// Percentage of repositories on the enhanced path.
+    pub traffic_split: u8,
+    /// Shadow mode: legacy decides, the engine only evaluates.
+    pub monitor_only: bool,
+    /// Master switch (`enhanced-locking.enabled`).
+    pub enabled: bool,
+    /// When this state was set (RFC 3339).
+    pub updated_at: String,
+}
+
+impl SplitState {
+    /// A state stamped now.
+    pub fn new(traffic_split: u8, monitor_only: bool, enabled: bool) -> Self {
+        Self {
+            traffic_split,
+            monitor_only,
+            enabled,
+            updated_at: humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
+        }
+    }
+}
+
+/// Where one request goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Route {
+    /// The path that decides.
+    pub path: EnginePath,
+    /// Whether the engine also evaluates it in the shadow keyspace.
+    pub shadow: bool,
+}
+
+/// The split rule plus the live state.
+pub struct Router {
+    rule: SplitRule,
+    state: ArcSwap<SplitState>,
+}
+
+impl Router {
+    /// A router starting from `initial`.
+    pub fn new(rule: SplitRule, initial: SplitState) -> Self {
+        Self {
+            rule,
+            state: ArcSwap::from_pointee(initial),
+        }
+    }
+
+    /// The current state (cheap: an `Arc` clone).
+    pub fn state(&self) -> Arc<SplitState> {
+        self.state.load_full()
+    }
+
+    /// Replaces the state; the very next request sees it.
+    pub fn set(&self, state: SplitState) {
+        self.state.store(Arc::new(state));
+    }
+
+    /// Routes one repository's request.
+    pub fn route(&self, repo: &str) -> Route {
+        let st = self.state.load();
+        if !st.enabled {
+            return Route {
+                path: EnginePath::Legacy,
+                shadow: false,
+            };
+        }
+        if st.monitor_only {
+            return Route {
+                path: EnginePath::Legacy,
+                shadow: true,
+            };
+        }
+        Route {
+            path: self.rule.path_for(repo, st.traffic_split),
+            shadow: false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shadow_and_master_switch_keep_everything_legacy() {
+        let r = Router::new(SplitRule::default(), SplitState::new(100, false, true));
+        assert_eq!(r.route("acme/infra").path, EnginePath::Enhanced);
+        r.set(SplitState::new(100, true, true));
+        assert_eq!(
+            r.route("acme/infra"),
+            Route {
+                path: EnginePath::Legacy,
+                shadow: true
+            }
+        );
+        r.set(SplitState::new(100, false, false));
+        assert_eq!(r.route("acme/infra").path, EnginePath::Legacy);
+    }
+}

@@ -1,0 +1,192 @@
+//! A request kept for later: the durable form of a queued webhook, and its replay to Atlantis.
+
+use std::time::Duration;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as B64;
+use bytes::Bytes;
+use http::{HeaderName, HeaderValue, Method, Request, StatusCode};
+use http_body_util::BodyExt;
+use serde::{Deserialize, Serialize};
+
+use super::{ProxyBody, Upstream, UpstreamError, full};
+use crate::config::RetryConfig;
+
+/// The original request, exactly as it would have been forwarded: method, path and query,
+/// headers (hop-by-hop removed, `X-Forwarded-*` added) and body bytes.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredRequest {
+    /// HTTP method.
+    pub method: String,
+    /// Origin-form path and query, byte for byte.
+    pub uri: String,
+    /// Header pairs in their original order; values base64 (they may be non-UTF-8).
+    headers: Vec<(String, String)>,
+    /// Body, base64.
+    body: String,
+    /// W3C `traceparent` of the request that was queued, so a replay can link to it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traceparent: Option<String>,
+}
+
+/// A stored request that cannot be read back (corrupt or from an incompatible version).
+#[derive(Debug, thiserror::Error)]
+#[error("stored request is unreadable: {0}")]
+pub struct StoredRequestError(String);
+
+impl StoredRequest {
+    /// Captures a request's parts and body bytes.
+    pub fn capture(parts: &http::request::Parts, body: &Bytes) -> Self {
+        Self {
+            method: parts.method.as_str().to_string(),
+            uri: parts
+                .uri
+                .path_and_query()
+                .map(|pq| pq.as_str().to_string())
+                .unwrap_or_else(|| "/".into()),
+            headers: parts
+                .headers
+                .iter()
+                .map(|(k, v)| (k.as_str().to_string(), B64.encode(v.as_bytes())))
+                .collect(),
+            body: B64.encode(body),
+            traceparent: None,
+        }
+    }
+
+    /// Serialized form stored in the engine's waiter record.
+    pub fn encode(&self) -> Vec<u8> {
+        // Serializing plain strings to JSON cannot fail.
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+
+    /// Reads the serialized form back.
+    pub fn decode(bytes: &[u8]) -> Result<Self, StoredRequestError> {
+        serde_json::from_slice(bytes).map_err(|e| StoredRequestError(e.to_string()))
+    }
+
+    /// The body bytes.
+    pub fn body(&self) -> Result<Bytes, StoredRequestError> {
+        B64.decode(&self.body)
+            .map(Bytes::from)
+            .map_err(|e| StoredRequestError(e.to_string()))
+    }
+
+    /// One header's value, if present and valid UTF-8.
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .and_then(|(_, v)| B64.decode(v).ok())
+            .and_then(|v| String::from_utf8(v).ok())
+    }
+
+    /// Rebuilds the request to send to Atlantis.
+    pub fn to_request(&self) -> Result<Request<ProxyBody>, StoredRequestError> {
+        let bad = |e: &dyn std::fmt::Display| StoredRequestError(e.to_string());
+        let method = Method::from_bytes(self.method.as_bytes()).map_err(|e| bad(&e))?;
+        let mut req = Request::builder()
+            .method(method)
+            .uri(self.uri.as_str())
+            .body(full(self.body()?))
+            .map_err(|e| bad(&e))?;
+        let h = req.headers_mut();
+        for (k, v) in &self.headers {
+            let name = HeaderName::from_bytes(k.as_bytes()).map_err(|e| bad(&e))?;
+            let value = B64.decode(v).map_err(|e| bad(&e))?;
+            h.append(name, HeaderValue::from_bytes(&value).map_err(|e| bad(&e))?);
+        }
+        Ok(req)
+    }
+}
+
+/// What Atlantis made of a replay.
+#[derive(Debug)]
+pub enum ReplayOutcome {
+    /// Atlantis answered (any status below 500): the request is delivered.
+    Delivered {
+        /// Atlantis's status.
+        status: StatusCode,
+        /// Atlantis's body.
+        body: Bytes,
+    },
+    /// Atlantis kept failing; the waiter stays durable and will be offered again.
+    Failed(String),
+}
+
+/// Sends a stored request to Atlantis, retrying 5xx and transport errors with exponential backoff.
+pub async fn replay(
+    upstream: &Upstream,
+    stored: &StoredRequest,
+    retry: &RetryConfig,
+) -> ReplayOutcome {
+    let attempts = if retry.enabled { retry.max_attempts } else { 1 };
+    let mut delay = retry.base_delay;
+    let mut last = String::new();
+    for attempt in 1..=attempts {
+        let req = match stored.to_request() {
+            Ok(r) => r,
+            Err(e) => return ReplayOutcome::Failed(e.to_string()),
+        };
+        match upstream.send(req).await {
+            Ok(resp) if !resp.status().is_server_error() => {
+                let status = resp.status();
+                let body = resp
+                    .into_body()
+                    .collect()
+                    .await
+                    .map(|c| c.to_bytes())
+                    .unwrap_or_default();
+                return ReplayOutcome::Delivered { status, body };
+            }
+            Ok(resp) => last = format!("Atlantis answered {}", resp.status()),
+            Err(UpstreamError::Timeout(t)) => {
+                last = format!("Atlantis did not answer within {t:?}")
+            }
+            Err(e) => last = e.to_string(),
+        }
+        tracing::warn!(attempt, attempts, error = %last, uri = %stored.uri, "replay to Atlantis failed");
+        if attempt < attempts {
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(Duration::from_secs(30));
+        }
+    }
+    ReplayOutcome::Failed(last)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stored_request_round_trips_byte_for_byte() {
+        let req = Request::post("/events?x=%252F")
+            .header("x-hub-signature-256", "sha256=abc")
+            .header(
+                "x-binary",
+                HeaderValue::from_bytes(&[0xff, 0x20, 0x7e]).unwrap(),
+            )
+            .header("x-dup", "1")
+            .header("x-dup", "2")
+            .body(())
+            .unwrap();
+        let (parts, ()) = req.into_parts();
+        let body = Bytes::from_static(b"{\"a\":1}\n\x00\xff");
+        let stored = StoredRequest::capture(&parts, &body);
+        let back = StoredRequest::decode(&stored.encode()).unwrap();
+        assert_eq!(back, stored);
+        let rebuilt = back.to_request().unwrap();
+        assert_eq!(rebuilt.uri(), "/events?x=%252F");
+        assert_eq!(
+            rebuilt.headers()["x-binary"].as_bytes(),
+            &[0xff, 0x20, 0x7e]
+        );
+        let dups: Vec<_> = rebuilt.headers().get_all("x-dup").iter().collect();
+        assert_eq!(dups, ["1", "2"]);
+        assert_eq!(back.body().unwrap(), body);
+        assert_eq!(
+            back.header("X-Hub-Signature-256").as_deref(),
+            Some("sha256=abc")
+        );
+    }
+}
