@@ -1,5 +1,6 @@
 //! upstream: the pooled HTTP/1.1 client to Atlantis, header hygiene, and the body type they share.
 
+pub mod atlantis_api;
 mod headers;
 pub mod replay;
 
