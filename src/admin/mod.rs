@@ -1,6 +1,7 @@
 //! admin: the operator's HTTP API on its own listener (DESIGN.md §4).
 
 mod auth;
+pub mod client;
 mod error;
 
 use std::sync::Arc;
