@@ -14,6 +14,7 @@ use tokio_util::task::TaskTracker;
 use crate::admin::{self, AdminState};
 use crate::config::{Backend, Config};
 use crate::proxy::{self, ProxyState};
+use crate::route::{Router, SplitRule, SplitState};
 use crate::telemetry::Metrics;
 use crate::upstream::Upstream;
 
@@ -57,6 +58,11 @@ impl App {
                 "engine backend: in-memory (single replica only; set enhanced-locking.redis.addr for Redis)"
             );
         }
+        let e = &config.enhanced;
+        let router = Arc::new(Router::new(
+            SplitRule::new(&e.always_enhanced, &e.always_legacy),
+            SplitState::new(e.traffic_split, e.monitor_only, e.enabled),
+        ));
         let proxy_state = Arc::new(ProxyState {
             upstream: upstream.clone(),
             server: config.server.clone(),
@@ -68,6 +74,7 @@ impl App {
             token: config.admin.token.clone(),
             backend,
             started_at: std::time::SystemTime::now(),
+            router,
         });
         Ok(App {
             config,

@@ -3,6 +3,7 @@
 mod auth;
 pub mod client;
 mod error;
+mod split;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,13 +11,14 @@ use std::time::Duration;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router, middleware};
 use serde_json::json;
 
 pub use error::AdminError;
 
 use crate::config::Secret;
+use crate::route::{Router as SplitRouter, SplitState};
 use crate::telemetry::Metrics;
 use crate::upstream::Upstream;
 
@@ -32,12 +34,29 @@ pub struct AdminState {
     pub backend: &'static str,
     /// When the process started.
     pub started_at: std::time::SystemTime,
+    /// Live routing state.
+    pub router: Arc<SplitRouter>,
+}
+
+impl AdminState {
+    /// Circuit-breaker state as the API names it.
+    pub fn breaker_state(&self) -> &'static str {
+        "closed"
+    }
+
+    /// Makes a new split state take effect (and, with a shared backend, reach every replica).
+    pub async fn apply_split(&self, state: SplitState) -> Result<(), AdminError> {
+        self.router.set(state);
+        Ok(())
+    }
 }
 
 /// The admin router: probes and metrics open, `/admin/*` behind the bearer token.
 pub fn router(state: Arc<AdminState>) -> Router {
     let admin = Router::new()
         .route("/status", get(status))
+        .route("/split", get(split::get_split).put(split::put_split))
+        .route("/rollback", post(split::rollback))
         .fallback(|| async { AdminError::NotFound("no such admin route".into()) })
         // Everything under /admin, unknown routes included, needs the token.
         .layer(middleware::from_fn_with_state(
