@@ -14,6 +14,8 @@ mod json;
 mod key;
 mod operation;
 mod signature;
+#[cfg(test)]
+mod testutil;
 mod webhook;
 
 pub use config::{
