@@ -13,6 +13,8 @@ mod config;
 mod json;
 mod key;
 mod operation;
+#[cfg(test)]
+mod proptests;
 mod signature;
 #[cfg(test)]
 mod testutil;
