@@ -10,6 +10,8 @@
 mod api;
 pub mod comment;
 mod config;
+#[cfg(test)]
+mod fixtures_test;
 mod json;
 mod key;
 mod operation;
@@ -55,6 +57,11 @@ impl ClassifyError {
             } => StatusCode::UNAUTHORIZED,
             ClassifyError::BadSignature { .. } => StatusCode::BAD_REQUEST,
         }
+    }
+
+    /// The content type of [`ClassifyError::body`], as Atlantis sends it.
+    pub fn content_type(&self) -> &'static str {
+        "text/plain; charset=utf-8"
     }
 
     /// The response body as Atlantis writes it (`text/plain; charset=utf-8`, newline-terminated).
