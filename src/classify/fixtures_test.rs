@@ -27,6 +27,9 @@ enum Want {
     Pass(R),
 }
 
+/// A fixture file, the headers its VCS sends with it, and what it should classify as.
+type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], Want);
+
 fn outcome(op: &Operation) -> String {
     match op {
         Operation::Acquire(a) => format!("acquire {} {}", a.pull.repo, a.command),
@@ -80,7 +83,7 @@ fn atlantis_fixtures_classify_as_atlantis_handles_them() {
 
     let mr = [("x-gitlab-event", "Merge Request Hook")];
     let note = [("x-gitlab-event", "Note Hook")];
-    let gitlab: &[(&str, &[(&str, &str)], Want)] = &[
+    let gitlab: &[Case<'_>] = &[
         (
             "gitlab-merge-request-event.json",
             &mr,
@@ -168,55 +171,55 @@ fn atlantis_fixtures_classify_as_atlantis_handles_them() {
 
     let cloud = |k: &'static str| [("x-event-key", k), ("x-request-uuid", "f")];
     let server = |k: &'static str| [("x-event-key", k), ("x-request-id", "f")];
-    let bb: &[(&str, [(&str, &str); 2], Want)] = &[
+    let bb: &[Case<'_>] = &[
         (
             "bitbucket-cloud-comment-event.json",
-            cloud("pullrequest:comment_created"),
+            &cloud("pullrequest:comment_created"),
             Want::Pass(R::NotACommand),
         ),
         (
             "bitbucket-cloud-pull-event-created.json",
-            cloud("pullrequest:created"),
+            &cloud("pullrequest:created"),
             Want::Acquire("lkysow/atlantis-example"),
         ),
         (
             "bitbucket-cloud-pull-event-updated.json",
-            cloud("pullrequest:updated"),
+            &cloud("pullrequest:updated"),
             Want::Acquire("lkysow/atlantis-example"),
         ),
         (
             "bitbucket-cloud-pull-event-fulfilled.json",
-            cloud("pullrequest:fulfilled"),
+            &cloud("pullrequest:fulfilled"),
             Want::Release,
         ),
         (
             "bitbucket-cloud-pull-event-rejected.json",
-            cloud("pullrequest:rejected"),
+            &cloud("pullrequest:rejected"),
             Want::Release,
         ),
         (
             "bitbucket-server-comment-event.json",
-            server("pr:comment:added"),
+            &server("pr:comment:added"),
             Want::Acquire("atlantis/atlantis-example"),
         ),
         (
             "bitbucket-server-pull-event-created.json",
-            server("pr:opened"),
+            &server("pr:opened"),
             Want::Acquire("atlantis/atlantis-example"),
         ),
         (
             "bitbucket-server-pull-event-declined.json",
-            server("pr:declined"),
+            &server("pr:declined"),
             Want::Release,
         ),
         (
             "bitbucket-server-pull-event-merged.json",
-            server("pr:merged"),
+            &server("pr:merged"),
             Want::Release,
         ),
         (
             "bb-server-pull-deleted-event.json",
-            server("pr:deleted"),
+            &server("pr:deleted"),
             Want::Release,
         ),
     ];

@@ -1,15 +1,12 @@
 //! GitHub webhooks (`handleGithubPost`, `ParseGithubIssueCommentEvent`, `ParseGithubPullEvent`).
 
 use http::HeaderMap;
-use serde_json::Value;
+use serde::Deserialize;
 
-use super::super::json::{
-    bool_at, clone_url_matches, int_at, names_at, owned, str_at, str_or_empty,
-};
+use super::super::json::clone_url_matches;
 use super::super::signature::verify_prefixed_hmac;
 use super::{
-    CommentEvent, PullAction, PullEvent, comment_operation, form_value, header, parse_json,
-    pull_operation,
+    CommentEvent, PullAction, PullEvent, comment_operation, form_value, header, pull_operation,
 };
 use crate::classify::ClassifyError;
 use crate::classify::config::ClassifyConfig;
@@ -75,46 +72,109 @@ pub fn classify(
         Ok(j) => j,
         Err(op) => return Ok(op),
     };
-    let event = header(headers, "x-github-event").unwrap_or("");
-    let v = match parse_json(&json) {
-        Ok(v) => v,
-        Err(op) => return Ok(*op),
+    // Typed payloads (like go-github's): unknown fields are skipped without allocating, and a
+    // field of the wrong type fails the parse, as it does for Atlantis.
+    let parsed = match header(headers, "x-github-event").unwrap_or("") {
+        "issue_comment" => serde_json::from_slice(&json).map(|e| comment(e, cfg)),
+        "pull_request" => serde_json::from_slice(&json).map(|e| pull(e, cfg)),
+        _ => return Ok(Operation::passthrough(R::IgnoredEvent)),
     };
-    Ok(match event {
-        "issue_comment" => comment(&v, cfg),
-        "pull_request" => pull(&v, cfg),
-        _ => Operation::passthrough(R::IgnoredEvent),
-    })
+    Ok(parsed.unwrap_or_else(|_| Operation::passthrough(R::Unparseable)))
 }
 
-fn repo_ok(v: &Value, path: &[&str]) -> Option<String> {
-    let full = str_or_empty(v, &[path, &["full_name"]].concat());
-    let clone = str_or_empty(v, &[path, &["clone_url"]].concat());
-    clone_url_matches(full, clone, false).then(|| full.to_owned())
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct Repo {
+    full_name: Option<String>,
+    clone_url: Option<String>,
 }
 
-fn comment(v: &Value, cfg: &ClassifyConfig) -> Operation {
-    if str_or_empty(v, &["action"]) != "created" {
+impl Repo {
+    /// `ParseGithubRepo` → `models.NewRepo`: the clone URL must name the same repo.
+    fn checked(r: Option<Repo>) -> Option<String> {
+        let r = r?;
+        let full = r.full_name.unwrap_or_default();
+        clone_url_matches(&full, r.clone_url.as_deref().unwrap_or(""), false).then_some(full)
+    }
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct User {
+    login: Option<String>,
+}
+
+fn login(u: Option<User>) -> Option<String> {
+    u.and_then(|u| u.login).filter(|l| !l.is_empty())
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct Label {
+    name: Option<String>,
+}
+
+fn label_names(labels: Option<Vec<Option<Label>>>) -> Vec<String> {
+    labels
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|l| l?.name)
+        .collect()
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct IssuePull {
+    html_url: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct Issue {
+    number: Option<i64>,
+    state: Option<String>,
+    html_url: Option<String>,
+    user: Option<User>,
+    labels: Option<Vec<Option<Label>>>,
+    pull_request: Option<IssuePull>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct Comment {
+    body: Option<String>,
+    user: Option<User>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct IssueCommentEvent {
+    action: Option<String>,
+    issue: Option<Issue>,
+    comment: Option<Comment>,
+    repository: Option<Repo>,
+}
+
+fn comment(e: IssueCommentEvent, cfg: &ClassifyConfig) -> Operation {
+    if e.action.as_deref() != Some("created") {
         return Operation::passthrough(R::CommentNotCreated);
     }
-    let (Some(repo), Some(user)) = (
-        repo_ok(v, &["repository"]),
-        owned(v, &["comment", "user", "login"]),
-    ) else {
+    let comment = e.comment.unwrap_or_default();
+    let issue = e.issue.unwrap_or_default();
+    let (Some(repo), Some(user)) = (Repo::checked(e.repository), login(comment.user)) else {
         return Operation::passthrough(R::MissingField);
     };
-    let pull = int_at(v, &["issue", "number"]);
+    let pull = issue.number.unwrap_or(0);
     if pull == 0 {
         return Operation::passthrough(R::MissingField);
     }
     // Atlantis would fetch the pull and fail for a plain issue; nothing locks.
-    if v.pointer("/issue/pull_request").is_none_or(Value::is_null) {
+    let Some(link) = issue.pull_request else {
         return Operation::passthrough(R::NotOnPull);
-    }
+    };
     let meta = PullMeta {
-        url: owned(v, &["issue", "pull_request", "html_url"])
-            .or_else(|| owned(v, &["issue", "html_url"])),
-        author: owned(v, &["issue", "user", "login"]),
+        url: link.html_url.or(issue.html_url),
+        author: login(issue.user),
         ..PullMeta::default()
     };
     comment_operation(
@@ -123,41 +183,76 @@ fn comment(v: &Value, cfg: &ClassifyConfig) -> Operation {
             repo,
             pull,
             user,
-            comment: str_or_empty(v, &["comment", "body"]).to_owned(),
-            labels: names_at(v, &["issue", "labels"], "name"),
+            comment: comment.body.unwrap_or_default(),
+            labels: label_names(issue.labels),
             meta,
-            pull_closed: str_or_empty(v, &["issue", "state"]) == "closed",
+            pull_closed: issue.state.as_deref() == Some("closed"),
         },
         cfg,
     )
 }
 
-fn pull(v: &Value, cfg: &ClassifyConfig) -> Operation {
-    let pr = &["pull_request"];
-    let field = |p: &[&str]| str_at(v, &[pr as &[&str], p].concat()).map(str::to_owned);
-    let (Some(sha), Some(url), Some(head), Some(base), Some(author)) = (
-        field(&["head", "sha"]),
-        field(&["html_url"]),
-        field(&["head", "ref"]),
-        field(&["base", "ref"]),
-        field(&["user", "login"]),
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct Branch {
+    r#ref: Option<String>,
+    sha: Option<String>,
+    repo: Option<Repo>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct PullRequest {
+    number: Option<i64>,
+    draft: Option<bool>,
+    html_url: Option<String>,
+    user: Option<User>,
+    labels: Option<Vec<Option<Label>>>,
+    head: Option<Branch>,
+    base: Option<Branch>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct PullRequestEvent {
+    action: Option<String>,
+    pull_request: Option<PullRequest>,
+    sender: Option<User>,
+}
+
+fn non_empty(s: Option<String>) -> Option<String> {
+    s.filter(|s| !s.is_empty())
+}
+
+fn pull(e: PullRequestEvent, cfg: &ClassifyConfig) -> Operation {
+    let Some(pr) = e.pull_request else {
+        return Operation::passthrough(R::MissingField);
+    };
+    let head = pr.head.unwrap_or_default();
+    let base = pr.base.unwrap_or_default();
+    // ParseGithubPull's required fields, then the sender.
+    let (Some(sha), Some(url), Some(head_ref), Some(base_ref), Some(author)) = (
+        non_empty(head.sha),
+        non_empty(pr.html_url),
+        non_empty(head.r#ref),
+        non_empty(base.r#ref),
+        login(pr.user),
     ) else {
         return Operation::passthrough(R::MissingField);
     };
-    let number = int_at(v, &["pull_request", "number"]);
-    let base_repo = repo_ok(v, &["pull_request", "base", "repo"]);
-    let head_repo = repo_ok(v, &["pull_request", "head", "repo"]);
-    let sender = owned(v, &["sender", "login"]);
-    let (Some(repo), Some(_), Some(user), true) = (base_repo, head_repo, sender, number != 0)
-    else {
+    let number = pr.number.unwrap_or(0);
+    let (Some(repo), Some(_), Some(user), true) = (
+        Repo::checked(base.repo),
+        Repo::checked(head.repo),
+        login(e.sender),
+        number != 0,
+    ) else {
         return Operation::passthrough(R::MissingField);
     };
-    let action = str_or_empty(v, &["action"]);
-    let draft =
-        bool_at(v, &["pull_request", "draft"]) && action != "closed" && !cfg.allow_draft_prs;
-    let action = match action {
-        "opened" | "ready_for_review" if draft => PullAction::Draft,
-        "synchronize" if draft => PullAction::Draft,
+    let action = e.action.unwrap_or_default();
+    let draft = pr.draft == Some(true) && action != "closed" && !cfg.allow_draft_prs;
+    let action = match action.as_str() {
+        "opened" | "ready_for_review" | "synchronize" if draft => PullAction::Draft,
         "opened" | "ready_for_review" => PullAction::Opened,
         "synchronize" => PullAction::Updated,
         "closed" => PullAction::Closed,
@@ -170,12 +265,12 @@ fn pull(v: &Value, cfg: &ClassifyConfig) -> Operation {
             pull: number,
             user,
             action,
-            labels: names_at(v, &["pull_request", "labels"], "name"),
+            labels: label_names(pr.labels),
             meta: PullMeta {
                 head_sha: Some(sha),
                 url: Some(url),
-                base_branch: Some(base),
-                head_branch: Some(head),
+                base_branch: Some(base_ref),
+                head_branch: Some(head_ref),
                 author: Some(author),
                 api_ref: None,
             },
