@@ -4,7 +4,6 @@ use std::sync::atomic::{AtomicI64, Ordering};
 
 use http::HeaderMap;
 use serde_json::Value;
-use subtle::ConstantTimeEq;
 
 use super::comment::{lex, validate_workspace};
 use super::config::{ClassifyConfig, command_locks};
@@ -119,9 +118,9 @@ pub fn classify_api(
     cfg: &ClassifyConfig,
     command: CommandKind,
 ) -> Operation {
-    if let Some(secret) = cfg.api_secret.as_ref().filter(|s| !s.is_empty()) {
+    if let Some(secret) = super::config::configured(cfg.api_secret.as_ref()) {
         let token = header(headers, "x-atlantis-token").unwrap_or("");
-        if !bool::from(token.as_bytes().ct_eq(secret.expose().as_bytes())) {
+        if !secret.matches(token.as_bytes()) {
             return Operation::passthrough(R::ApiRejected);
         }
     }

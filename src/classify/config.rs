@@ -3,12 +3,17 @@
 use std::collections::HashMap;
 use std::fmt;
 
+use subtle::ConstantTimeEq;
+
 use super::key::LockMode;
 use super::operation::CommandKind;
 
+// `Secret` and `WebhookSecrets` mirror `crate::config::{Secret, WebhookSecrets}` (same fields,
+// same methods) so that, once both live in one tree, these two definitions can be replaced by
+// `pub use crate::config::{Secret, WebhookSecrets};` without touching the rest of classify.
+
 /// A secret value; `Debug` and `Display` never show it.
-#[derive(Clone, PartialEq, Eq, Default, serde::Deserialize)]
-#[serde(transparent)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct Secret(String);
 
 impl Secret {
@@ -22,9 +27,9 @@ impl Secret {
         &self.0
     }
 
-    /// True when no secret is set (Atlantis then skips validation).
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+    /// Compares with a presented value in constant time (for the value's length).
+    pub fn matches(&self, presented: &[u8]) -> bool {
+        self.0.as_bytes().ct_eq(presented).into()
     }
 }
 
@@ -40,28 +45,24 @@ impl fmt::Display for Secret {
     }
 }
 
-/// Azure DevOps webhook Basic-auth credentials.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct BasicAuth {
-    /// `--azuredevops-webhook-user`.
-    pub user: Secret,
-    /// `--azuredevops-webhook-password`.
-    pub password: Secret,
+/// Webhook secrets as configured on Atlantis; `None` (or empty) means Atlantis does not validate.
+#[derive(Debug, Clone, Default)]
+pub struct WebhookSecrets {
+    /// GitHub `--gh-webhook-secret`.
+    pub github: Option<Secret>,
+    /// GitLab `--gitlab-webhook-secret`.
+    pub gitlab: Option<Secret>,
+    /// Bitbucket `--bitbucket-webhook-secret` (Cloud and Server).
+    pub bitbucket: Option<Secret>,
+    /// Gitea `--gitea-webhook-secret`.
+    pub gitea: Option<Secret>,
+    /// Azure DevOps basic auth user and password (checked only when both are non-empty).
+    pub azuredevops: Option<(String, Secret)>,
 }
 
-/// Webhook secrets as configured on Atlantis; `None` means Atlantis does not validate.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct WebhookSecrets {
-    /// `--gh-webhook-secret`.
-    pub github: Option<Secret>,
-    /// `--gitlab-webhook-secret`.
-    pub gitlab: Option<Secret>,
-    /// `--bitbucket-webhook-secret` (Cloud and Server).
-    pub bitbucket: Option<Secret>,
-    /// `--gitea-webhook-secret`.
-    pub gitea: Option<Secret>,
-    /// `--azuredevops-webhook-user/password` (checked only when both are set).
-    pub azuredevops: Option<BasicAuth>,
+/// The secret when set and non-empty: Atlantis skips validation for an empty secret.
+pub(crate) fn configured(s: Option<&Secret>) -> Option<&Secret> {
+    s.filter(|s| !s.expose().is_empty())
 }
 
 /// Lock modes per repository, project and dir (`repo_locks.mode`), default `on_plan`.

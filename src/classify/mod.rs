@@ -23,8 +23,8 @@ mod testutil;
 mod webhook;
 
 pub use config::{
-    BasicAuth, ClassifyConfig, CommentCommandName, LockModeTable, RepoLockModes, Secret,
-    WebhookSecrets, command_locks,
+    ClassifyConfig, CommentCommandName, LockModeTable, RepoLockModes, Secret, WebhookSecrets,
+    command_locks,
 };
 pub use key::{LockKey, LockMode, ParseKeyError, Priority, PullRef};
 pub use operation::{

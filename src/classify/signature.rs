@@ -5,7 +5,7 @@ use base64::Engine as _;
 use hmac::{Hmac, KeyInit, Mac};
 use subtle::ConstantTimeEq;
 
-use super::config::{BasicAuth, Secret};
+use super::config::Secret;
 
 fn verify_mac<M: Mac + KeyInit>(key: &[u8], body: &[u8], tag: &[u8]) -> bool {
     match <M as KeyInit>::new_from_slice(key) {
@@ -66,11 +66,15 @@ pub fn verify_gitlab_token(token: &str, secret: &Secret) -> Result<(), String> {
 }
 
 /// Azure DevOps Basic auth (`azuredevops.ValidatePayload`).
-pub fn verify_basic_auth(authorization: Option<&str>, expected: &BasicAuth) -> Result<(), String> {
+pub fn verify_basic_auth(
+    authorization: Option<&str>,
+    expected_user: &str,
+    expected_password: &Secret,
+) -> Result<(), String> {
     let fail = || "ValidatePayload authentication failed".to_owned();
     let (user, pass) = authorization.and_then(parse_basic).ok_or_else(fail)?;
-    let u_ok = user.as_bytes().ct_eq(expected.user.expose().as_bytes());
-    let p_ok = pass.as_bytes().ct_eq(expected.password.expose().as_bytes());
+    let u_ok = user.as_bytes().ct_eq(expected_user.as_bytes());
+    let p_ok = pass.as_bytes().ct_eq(expected_password.expose().as_bytes());
     if bool::from(u_ok & p_ok) {
         Ok(())
     } else {
@@ -153,25 +157,22 @@ pub(crate) mod tests {
         );
         assert_eq!(verify_gitlab_token("k", &s), Ok(()));
         assert!(verify_gitlab_token("kk", &s).is_err());
-        let auth = BasicAuth {
-            user: Secret::new("u"),
-            password: Secret::new("p"),
-        };
+        let (u, p) = ("u", Secret::new("p"));
         let ok = format!(
             "Basic {}",
             base64::engine::general_purpose::STANDARD.encode("u:p")
         );
-        assert_eq!(verify_basic_auth(Some(&ok), &auth), Ok(()));
+        assert_eq!(verify_basic_auth(Some(&ok), u, &p), Ok(()));
         let lower = format!(
             "basic {}",
             base64::engine::general_purpose::STANDARD.encode("u:p")
         );
-        assert_eq!(verify_basic_auth(Some(&lower), &auth), Ok(()));
+        assert_eq!(verify_basic_auth(Some(&lower), u, &p), Ok(()));
         let bad = format!(
             "Basic {}",
             base64::engine::general_purpose::STANDARD.encode("u:x")
         );
-        assert!(verify_basic_auth(Some(&bad), &auth).is_err());
-        assert!(verify_basic_auth(None, &auth).is_err());
+        assert!(verify_basic_auth(Some(&bad), u, &p).is_err());
+        assert!(verify_basic_auth(None, u, &p).is_err());
     }
 }

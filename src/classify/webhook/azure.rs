@@ -36,13 +36,13 @@ pub fn classify(
     if ct != "application/json" && ct != "application/json; charset=utf-8" {
         return Ok(Operation::passthrough(R::Unparseable));
     }
-    if let Some(auth) = cfg
+    if let Some((user, pass)) = cfg
         .webhook_secrets
         .azuredevops
         .as_ref()
-        .filter(|a| !a.user.is_empty() && !a.password.is_empty())
+        .filter(|(u, p)| !u.is_empty() && !p.expose().is_empty())
     {
-        verify_basic_auth(header(headers, "authorization"), auth).map_err(|message| {
+        verify_basic_auth(header(headers, "authorization"), user, pass).map_err(|message| {
             ClassifyError::BadSignature {
                 vcs: Vcs::AzureDevops,
                 message,

@@ -18,11 +18,7 @@ fn check_signature(
     cfg: &ClassifyConfig,
     vcs: Vcs,
 ) -> Result<(), ClassifyError> {
-    let Some(secret) = cfg
-        .webhook_secrets
-        .bitbucket
-        .as_ref()
-        .filter(|s| !s.is_empty())
+    let Some(secret) = crate::classify::config::configured(cfg.webhook_secrets.bitbucket.as_ref())
     else {
         return Ok(());
     };

@@ -17,7 +17,7 @@ pub fn classify(
     body: &[u8],
     cfg: &ClassifyConfig,
 ) -> Result<Operation, ClassifyError> {
-    if let Some(secret) = cfg.webhook_secrets.gitea.as_ref().filter(|s| !s.is_empty()) {
+    if let Some(secret) = crate::classify::config::configured(cfg.webhook_secrets.gitea.as_ref()) {
         let sig = header(headers, "x-gitea-signature").unwrap_or("");
         verify_gitea(body, sig, secret).map_err(|e| ClassifyError::BadSignature {
             vcs: Vcs::Gitea,

@@ -20,11 +20,7 @@ fn payload(
 ) -> Result<Result<Vec<u8>, Operation>, ClassifyError> {
     let content_type = header(headers, "content-type").unwrap_or("");
     let unparseable = || Ok(Err(Operation::passthrough(R::Unparseable)));
-    let Some(secret) = cfg
-        .webhook_secrets
-        .github
-        .as_ref()
-        .filter(|s| !s.is_empty())
+    let Some(secret) = crate::classify::config::configured(cfg.webhook_secrets.github.as_ref())
     else {
         // Without a secret Atlantis matches the content type exactly.
         return match content_type {

@@ -19,12 +19,7 @@ pub fn classify(
     cfg: &ClassifyConfig,
 ) -> Result<Operation, ClassifyError> {
     // The token is checked before anything is parsed.
-    if let Some(secret) = cfg
-        .webhook_secrets
-        .gitlab
-        .as_ref()
-        .filter(|s| !s.is_empty())
-    {
+    if let Some(secret) = crate::classify::config::configured(cfg.webhook_secrets.gitlab.as_ref()) {
         let token = header(headers, "x-gitlab-token").unwrap_or("");
         verify_gitlab_token(token, secret).map_err(|message| ClassifyError::BadSignature {
             vcs: Vcs::Gitlab,

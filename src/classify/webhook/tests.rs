@@ -6,9 +6,8 @@ use serde_json::json;
 use crate::classify::signature::tests::sign_sha256;
 use crate::classify::testutil::*;
 use crate::classify::{
-    Acquire, BasicAuth, ClassifyConfig, ClassifyError, CommandKind, LockKey, LockMode, LockSet,
-    LockTarget, Operation, PassthroughReason as R, PullRef, ReleaseCause, RepoLockModes, Secret,
-    Vcs,
+    Acquire, ClassifyConfig, ClassifyError, CommandKind, LockKey, LockMode, LockSet, LockTarget,
+    Operation, PassthroughReason as R, PullRef, ReleaseCause, RepoLockModes, Secret, Vcs,
 };
 
 const GH: &[(&str, &str)] = &[
@@ -658,10 +657,7 @@ fn azure_devops_events() {
     );
     let c = ClassifyConfig {
         webhook_secrets: crate::classify::WebhookSecrets {
-            azuredevops: Some(BasicAuth {
-                user: Secret::new("u"),
-                password: Secret::new("p"),
-            }),
+            azuredevops: Some(("u".into(), Secret::new("p"))),
             ..Default::default()
         },
         ..cfg()
