@@ -197,7 +197,8 @@ impl LockKey {
             return Err(ParseKeyError::new("too few '/'-separated parts"));
         }
         let mut first_err = None;
-        for (idx, _) in key.match_indices('/').skip(1) {
+        // GitLab nests at most 20 subgroups; bounding the search keeps a hostile id cheap.
+        for (idx, _) in key.match_indices('/').skip(1).take(MAX_REPO_SEGMENTS) {
             let (repo, rest) = (&key[..idx], &key[idx + 1..]);
             if !valid_repo(repo) {
                 return Err(ParseKeyError::new("repository name must be owner/name"));
@@ -237,6 +238,9 @@ impl std::str::FromStr for LockKey {
         Self::parse(s)
     }
 }
+
+/// The deepest repository name tried by [`LockKey::parse`] (GitLab: group + 20 subgroups + repo).
+const MAX_REPO_SEGMENTS: usize = 22;
 
 fn valid_repo(repo: &str) -> bool {
     let mut parts = repo.split('/');
