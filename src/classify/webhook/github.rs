@@ -1,5 +1,7 @@
 //! GitHub webhooks (`handleGithubPost`, `ParseGithubIssueCommentEvent`, `ParseGithubPullEvent`).
 
+use std::borrow::Cow;
+
 use http::HeaderMap;
 use serde::Deserialize;
 
@@ -13,20 +15,20 @@ use crate::classify::config::ClassifyConfig;
 use crate::classify::operation::{Operation, PassthroughReason as R, PullMeta, Vcs};
 
 /// Extracts the JSON payload and checks the signature like `GithubRequestValidator.Validate`.
-fn payload(
+fn payload<'a>(
     headers: &HeaderMap,
-    body: &[u8],
+    body: &'a [u8],
     cfg: &ClassifyConfig,
-) -> Result<Result<Vec<u8>, Operation>, ClassifyError> {
+) -> Result<Result<Cow<'a, [u8]>, Operation>, ClassifyError> {
     let content_type = header(headers, "content-type").unwrap_or("");
     let unparseable = || Ok(Err(Operation::passthrough(R::Unparseable)));
     let Some(secret) = crate::classify::config::configured(cfg.webhook_secrets.github.as_ref())
     else {
         // Without a secret Atlantis matches the content type exactly.
         return match content_type {
-            "application/json" => Ok(Ok(body.to_vec())),
+            "application/json" => Ok(Ok(Cow::Borrowed(body))),
             "application/x-www-form-urlencoded" => match form_value(body, "payload") {
-                Ok(Some(p)) if !p.is_empty() => Ok(Ok(p.into_bytes())),
+                Ok(Some(p)) if !p.is_empty() => Ok(Ok(Cow::Owned(p.into_bytes()))),
                 _ => unparseable(),
             },
             _ => unparseable(),
@@ -40,9 +42,9 @@ fn payload(
         .trim()
         .to_ascii_lowercase();
     let json = match media.as_str() {
-        "application/json" => body.to_vec(),
+        "application/json" => Cow::Borrowed(body),
         "application/x-www-form-urlencoded" => match form_value(body, "payload") {
-            Ok(p) => p.unwrap_or_default().into_bytes(),
+            Ok(p) => Cow::Owned(p.unwrap_or_default().into_bytes()),
             Err(()) => return unparseable(),
         },
         _ => return unparseable(),
