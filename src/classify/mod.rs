@@ -6,6 +6,26 @@
 //! parse is [`Operation::Passthrough`]: the proxy forwards it and Atlantis answers as usual.
 //! Only a webhook whose signature fails against a configured secret is an error, answered by the
 //! proxy like Atlantis would and never forwarded.
+//!
+//! ```
+//! use atlantis_lock_proxy::classify::{classify, ClassifyConfig, CommandKind, Operation};
+//!
+//! let body = br#"{"action":"created","issue":{"number":7,"pull_request":{}},
+//!     "comment":{"body":"atlantis plan","user":{"login":"alice"}},
+//!     "repository":{"full_name":"acme/infra","clone_url":"https://github.com/acme/infra.git"}}"#;
+//! let (parts, ()) = http::Request::post("/events")
+//!     .header("x-github-event", "issue_comment")
+//!     .header("content-type", "application/json")
+//!     .body(())
+//!     .expect("valid request")
+//!     .into_parts();
+//! match classify(&parts, body, &ClassifyConfig::default()) {
+//!     Ok(Operation::Acquire(a)) => assert_eq!(a.command, CommandKind::Plan),
+//!     Ok(other) => panic!("{other:?}"),
+//!     // A bad signature: answer `e.status()` / `e.body()` and do not forward.
+//!     Err(e) => panic!("{e}"),
+//! }
+//! ```
 
 mod api;
 pub mod comment;
