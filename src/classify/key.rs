@@ -148,3 +148,240 @@ pub enum LockMode {
     /// Nothing locks (import and state rm neither).
     Disabled,
 }
+
+/// Why a string is not an Atlantis lock key.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("not an Atlantis lock key: {reason}")]
+pub struct ParseKeyError {
+    reason: &'static str,
+}
+
+impl ParseKeyError {
+    fn new(reason: &'static str) -> Self {
+        Self { reason }
+    }
+}
+
+impl LockKey {
+    /// Parses an Atlantis key whose repository is known (e.g. `ProjectRepo` from `GET /api/locks`).
+    ///
+    /// This is the unambiguous form: repo names (GitLab subgroups, Azure DevOps `org/project/repo`)
+    /// and paths both contain slashes, so only a known repo tells them apart. The rest is
+    /// `{path}/{workspace}/{project}`; a rest with only two parts is the legacy (pre-v0.40)
+    /// `{path}/{workspace}` form and yields an unnamed project, as Atlantis's migration does.
+    pub fn parse_with_repo(key: &str, repo: &str) -> Result<Self, ParseKeyError> {
+        if !valid_repo(repo) {
+            return Err(ParseKeyError::new("repository name must be owner/name"));
+        }
+        let rest = key
+            .strip_prefix(repo)
+            .and_then(|r| r.strip_prefix('/'))
+            .ok_or(ParseKeyError::new("key does not start with the repository"))?;
+        split_rest(repo, rest)
+    }
+
+    /// Best-effort parse when the repository is not known.
+    ///
+    /// Heuristic: the repository is the shortest prefix of at least two segments after which the
+    /// remainder is a valid `{path}/{workspace}/{project}` with a *cleaned* path (`.` or segments
+    /// that are neither `.`, `..` nor empty). That recovers `group/sub/repo/./default/` (a path
+    /// never ends in `/.`), but `group/sub/repo/modules/vpc/default/` is read as repo
+    /// `group/sub` with path `repo/modules/vpc` — use [`LockKey::parse_with_repo`] or
+    /// [`LockKey::parse_with_known_repos`] when slashes in repo names are possible. Whatever the
+    /// split, `Display` gives back the input for current-format keys, which is the identity
+    /// Atlantis itself uses. A project name is taken to be the last segment (no `/`).
+    pub fn parse(key: &str) -> Result<Self, ParseKeyError> {
+        let segments = key.split('/').count();
+        // repo needs 2 segments; the rest at least 2 (legacy) or 3 (current).
+        if segments < 4 {
+            return Err(ParseKeyError::new("too few '/'-separated parts"));
+        }
+        let mut first_err = None;
+        // GitLab nests at most 20 subgroups; bounding the search keeps a hostile id cheap.
+        for (idx, _) in key.match_indices('/').skip(1).take(MAX_REPO_SEGMENTS) {
+            let (repo, rest) = (&key[..idx], &key[idx + 1..]);
+            if !valid_repo(repo) {
+                return Err(ParseKeyError::new("repository name must be owner/name"));
+            }
+            match split_rest(repo, rest) {
+                Ok(k) if valid_clean_path(&k.path) => return Ok(k),
+                Ok(_) => {}
+                Err(e) => {
+                    first_err.get_or_insert(e);
+                }
+            }
+        }
+        Err(first_err.unwrap_or(ParseKeyError::new("no split gives a cleaned path")))
+    }
+
+    /// Like [`LockKey::parse`], but first tries the longest matching repository from `repos`.
+    pub fn parse_with_known_repos<'a>(
+        key: &str,
+        repos: impl IntoIterator<Item = &'a str>,
+    ) -> Result<Self, ParseKeyError> {
+        let best = repos
+            .into_iter()
+            .filter(|r| {
+                key.len() > r.len() && key.starts_with(r) && key[r.len()..].starts_with('/')
+            })
+            .max_by_key(|r| r.len());
+        match best.map(|r| Self::parse_with_repo(key, r)) {
+            Some(Ok(k)) => Ok(k),
+            _ => Self::parse(key),
+        }
+    }
+}
+
+impl std::str::FromStr for LockKey {
+    type Err = ParseKeyError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::parse(s)
+    }
+}
+
+/// The deepest repository name tried by [`LockKey::parse`] (GitLab: group + 20 subgroups + repo).
+const MAX_REPO_SEGMENTS: usize = 22;
+
+fn valid_repo(repo: &str) -> bool {
+    let mut parts = repo.split('/');
+    repo.contains('/') && parts.all(|p| !p.is_empty())
+}
+
+/// A path as Atlantis stores it: `.` or clean relative segments.
+fn valid_clean_path(path: &str) -> bool {
+    path == "."
+        || path
+            .split('/')
+            .all(|s| !s.is_empty() && s != "." && s != "..")
+}
+
+/// Splits `{path}/{workspace}/{project}` (or legacy `{path}/{workspace}`) after the repo.
+fn split_rest(repo: &str, rest: &str) -> Result<LockKey, ParseKeyError> {
+    let parts: Vec<&str> = rest.split('/').collect();
+    let (path_parts, workspace, project) = match parts.len() {
+        0 | 1 => return Err(ParseKeyError::new("missing path or workspace")),
+        2 => (&parts[..1], parts[1], ""),
+        n => (&parts[..n - 2], parts[n - 2], parts[n - 1]),
+    };
+    let path = path_parts.join("/");
+    if path.is_empty() {
+        return Err(ParseKeyError::new("empty path"));
+    }
+    if workspace.is_empty() {
+        return Err(ParseKeyError::new("empty workspace"));
+    }
+    Ok(LockKey::new(repo, path, workspace, project))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn roundtrip(key: &str, repo: &str, path: &str, ws: &str, project: &str) {
+        let expected = LockKey::new(repo, path, ws, project);
+        assert_eq!(expected.to_string(), key, "Display");
+        assert_eq!(LockKey::parse_with_repo(key, repo), Ok(expected.clone()));
+        assert_eq!(
+            LockKey::parse_with_known_repos(key, [repo, "other/x"]),
+            Ok(expected)
+        );
+    }
+
+    #[test]
+    fn keys_round_trip_with_known_repo() {
+        roundtrip("owner/repo/./default/", "owner/repo", ".", "default", "");
+        roundtrip(
+            "owner/repo/./default/infra",
+            "owner/repo",
+            ".",
+            "default",
+            "infra",
+        );
+        roundtrip(
+            "owner/repo/a/b/c/staging/",
+            "owner/repo",
+            "a/b/c",
+            "staging",
+            "",
+        );
+        roundtrip(
+            "group/sub/repo/./default/",
+            "group/sub/repo",
+            ".",
+            "default",
+            "",
+        );
+        roundtrip(
+            "group/sub/repo/mod/vpc/prod/vpc-prod",
+            "group/sub/repo",
+            "mod/vpc",
+            "prod",
+            "vpc-prod",
+        );
+        roundtrip(
+            "org/project/repo/dir with space/ws+1/p+q r",
+            "org/project/repo",
+            "dir with space",
+            "ws+1",
+            "p+q r",
+        );
+        roundtrip("o/r/a+b/default/", "o/r", "a+b", "default", "");
+    }
+
+    #[test]
+    fn best_effort_parse_handles_common_shapes() {
+        let k: LockKey = "owner/repo/./default/".parse().unwrap();
+        assert_eq!(k, LockKey::new("owner/repo", ".", "default", ""));
+        let k = LockKey::parse("owner/repo/modules/vpc/default/vpc").unwrap();
+        assert_eq!(
+            k,
+            LockKey::new("owner/repo", "modules/vpc", "default", "vpc")
+        );
+        // a subgroup repo at the root: "repo/." is not a cleaned path, so the repo grows.
+        let k = LockKey::parse("group/sub/repo/./default/").unwrap();
+        assert_eq!(k, LockKey::new("group/sub/repo", ".", "default", ""));
+        let k = LockKey::parse("g/s/t/repo/./ws/name").unwrap();
+        assert_eq!(k.repo, "g/s/t/repo");
+        // documented ambiguity: a nested dir in a subgroup repo is read with a 2-part repo...
+        let k = LockKey::parse("group/sub/repo/modules/vpc/default/").unwrap();
+        assert_eq!(k.repo, "group/sub");
+        // ...but Display is still the exact Atlantis key.
+        assert_eq!(k.to_string(), "group/sub/repo/modules/vpc/default/");
+        // ...and known repos fix it.
+        let k = LockKey::parse_with_known_repos(
+            "group/sub/repo/modules/vpc/default/",
+            ["group/sub/repo"],
+        )
+        .unwrap();
+        assert_eq!(
+            k,
+            LockKey::new("group/sub/repo", "modules/vpc", "default", "")
+        );
+    }
+
+    #[test]
+    fn legacy_three_part_keys_become_unnamed_projects() {
+        let k = LockKey::parse("owner/repo/./default").unwrap();
+        assert_eq!(k, LockKey::new("owner/repo", ".", "default", ""));
+        assert_eq!(k.to_string(), "owner/repo/./default/");
+        let k = LockKey::parse_with_repo("group/sub/repo/dir/staging", "group/sub/repo").unwrap();
+        assert_eq!(k, LockKey::new("group/sub/repo", "dir", "staging", ""));
+    }
+
+    #[test]
+    fn rejects_what_is_not_a_key() {
+        for bad in [
+            "",
+            "owner",
+            "owner/repo",
+            "owner/repo/.",
+            "/repo/./default/",
+            "owner//./default/",
+            "owner/repo//default/",
+        ] {
+            assert!(LockKey::parse(bad).is_err(), "{bad:?} should not parse");
+        }
+        assert!(LockKey::parse_with_repo("owner/repo/./default/", "other/repo").is_err());
+        assert!(LockKey::parse_with_repo("owner/repo/./default/", "owner").is_err());
+    }
+}

@@ -1,0 +1,285 @@
+//! What classification must know about the Atlantis behind the proxy (its flags and repo config).
+
+use std::collections::HashMap;
+use std::fmt;
+
+use subtle::ConstantTimeEq;
+
+use super::key::LockMode;
+use super::operation::CommandKind;
+
+// `Secret` and `WebhookSecrets` mirror `crate::config::{Secret, WebhookSecrets}` (same fields,
+// same methods) so that, once both live in one tree, these two definitions can be replaced by
+// `pub use crate::config::{Secret, WebhookSecrets};` without touching the rest of classify.
+
+/// A secret value; `Debug` and `Display` never show it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret value.
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    /// The secret itself, for comparing or signing only.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// Compares with a presented value in constant time (for the value's length).
+    pub fn matches(&self, presented: &[u8]) -> bool {
+        self.0.as_bytes().ct_eq(presented).into()
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+/// Webhook secrets as configured on Atlantis; `None` (or empty) means Atlantis does not validate.
+#[derive(Debug, Clone, Default)]
+pub struct WebhookSecrets {
+    /// GitHub `--gh-webhook-secret`.
+    pub github: Option<Secret>,
+    /// GitLab `--gitlab-webhook-secret`.
+    pub gitlab: Option<Secret>,
+    /// Bitbucket `--bitbucket-webhook-secret` (Cloud and Server).
+    pub bitbucket: Option<Secret>,
+    /// Gitea `--gitea-webhook-secret`.
+    pub gitea: Option<Secret>,
+    /// Azure DevOps basic auth user and password (checked only when both are non-empty).
+    pub azuredevops: Option<(String, Secret)>,
+}
+
+/// The secret when set and non-empty: Atlantis skips validation for an empty secret.
+pub(crate) fn configured(s: Option<&Secret>) -> Option<&Secret> {
+    s.filter(|s| !s.expose().is_empty())
+}
+
+/// Lock modes per repository, project and dir (`repo_locks.mode`), default `on_plan`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LockModeTable {
+    /// Mode for repos not in the table (Atlantis's server-side default).
+    pub default: LockMode,
+    /// Per-repo overrides keyed by full repo name.
+    pub repos: HashMap<String, RepoLockModes>,
+}
+
+/// One repository's lock modes.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RepoLockModes {
+    /// Mode for the repo's projects without their own.
+    pub default: Option<LockMode>,
+    /// Per project name.
+    pub projects: HashMap<String, LockMode>,
+    /// Per repo-relative dir (cleaned, `.` for the root), for unnamed projects.
+    pub dirs: HashMap<String, LockMode>,
+}
+
+impl LockModeTable {
+    /// The mode of one project, found by name first, then by dir.
+    pub fn mode_for(&self, repo: &str, project: Option<&str>, dir: Option<&str>) -> LockMode {
+        let Some(r) = self.repos.get(repo) else {
+            return self.default;
+        };
+        project
+            .and_then(|p| r.projects.get(p))
+            .or_else(|| dir.and_then(|d| r.dirs.get(d)))
+            .copied()
+            .or(r.default)
+            .unwrap_or(self.default)
+    }
+
+    /// Whether `command` could lock any project of `repo`; used when targets are unresolved
+    /// (the resolver then applies [`LockModeTable::mode_for`] per project).
+    pub fn any_locks(&self, repo: &str, command: CommandKind) -> bool {
+        let Some(r) = self.repos.get(repo) else {
+            return command_locks(self.default, command);
+        };
+        std::iter::once(r.default.unwrap_or(self.default))
+            .chain(r.projects.values().copied())
+            .chain(r.dirs.values().copied())
+            .any(|m| command_locks(m, command))
+    }
+
+    /// Repositories the table knows, to split ambiguous lock keys.
+    pub fn known_repos(&self) -> impl Iterator<Item = &str> {
+        self.repos.keys().map(String::as_str)
+    }
+}
+
+/// ATLANTIS.md §4: which command takes the project lock under which mode.
+pub fn command_locks(mode: LockMode, command: CommandKind) -> bool {
+    use CommandKind::*;
+    match (mode, command) {
+        (LockMode::Disabled, _) => false,
+        (_, Import | StateRm | ApiApply) => true,
+        (LockMode::OnPlan, Plan | Autoplan | ApprovePolicies | ApiPlan) => true,
+        (LockMode::OnApply, Apply) => true,
+        _ => false,
+    }
+}
+
+/// Comment commands as named in `--allow-commands`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum CommentCommandName {
+    /// `version`
+    Version,
+    /// `plan`
+    Plan,
+    /// `apply`
+    Apply,
+    /// `cancel`
+    Cancel,
+    /// `unlock`
+    Unlock,
+    /// `approve_policies`
+    ApprovePolicies,
+    /// `import`
+    Import,
+    /// `state`
+    State,
+}
+
+impl CommentCommandName {
+    /// Every comment command, in Atlantis's `AllCommentCommands` order.
+    pub const ALL: [CommentCommandName; 8] = [
+        Self::Version,
+        Self::Plan,
+        Self::Apply,
+        Self::Cancel,
+        Self::Unlock,
+        Self::ApprovePolicies,
+        Self::Import,
+        Self::State,
+    ];
+
+    /// Atlantis's `--allow-commands` default: `version,plan,apply,unlock,approve_policies,cancel`.
+    pub const DEFAULT_ALLOWED: [CommentCommandName; 6] = [
+        Self::Version,
+        Self::Plan,
+        Self::Apply,
+        Self::Unlock,
+        Self::ApprovePolicies,
+        Self::Cancel,
+    ];
+
+    /// The name as typed in a comment.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Version => "version",
+            Self::Plan => "plan",
+            Self::Apply => "apply",
+            Self::Cancel => "cancel",
+            Self::Unlock => "unlock",
+            Self::ApprovePolicies => "approve_policies",
+            Self::Import => "import",
+            Self::State => "state",
+        }
+    }
+
+    /// Parses a lowercase command word.
+    pub fn parse(word: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|c| c.as_str() == word)
+    }
+}
+
+/// Everything classification needs; built once from the proxy's validated config.
+#[derive(Clone, Debug)]
+pub struct ClassifyConfig {
+    /// `--executable-name` (default `atlantis`).
+    pub executable_name: String,
+    /// VCS bot users (`--gh-user`, `--gitlab-user`, ...): `@user` invokes Atlantis.
+    pub vcs_bot_users: Vec<String>,
+    /// Webhook secrets as Atlantis has them.
+    pub webhook_secrets: WebhookSecrets,
+    /// `--api-secret`: when set, `/api/*` calls with another token are not lock traffic.
+    pub api_secret: Option<Secret>,
+    /// `--allow-draft-prs`.
+    pub allow_draft_prs: bool,
+    /// `--disable-autoplan`.
+    pub disable_autoplan: bool,
+    /// `--disable-autoplan-label`.
+    pub disable_autoplan_label: Option<String>,
+    /// `--allow-commands`.
+    pub allow_commands: Vec<CommentCommandName>,
+    /// `--blocked-extra-args` (default `-chdir`, `--chdir`, `-plugin-dir`, `--plugin-dir`).
+    pub blocked_extra_args: Vec<String>,
+    /// `repo_locks.mode` per repo/project/dir.
+    pub lock_modes: LockModeTable,
+}
+
+impl Default for ClassifyConfig {
+    fn default() -> Self {
+        Self {
+            executable_name: "atlantis".to_owned(),
+            vcs_bot_users: Vec::new(),
+            webhook_secrets: WebhookSecrets::default(),
+            api_secret: None,
+            allow_draft_prs: false,
+            disable_autoplan: false,
+            disable_autoplan_label: None,
+            allow_commands: CommentCommandName::DEFAULT_ALLOWED.to_vec(),
+            blocked_extra_args: ["-chdir", "--chdir", "-plugin-dir", "--plugin-dir"]
+                .map(String::from)
+                .to_vec(),
+            lock_modes: LockModeTable::default(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_never_print() {
+        let s = Secret::new("hunter2");
+        assert_eq!(format!("{s:?} {s}"), "*** ***");
+        let cfg = ClassifyConfig {
+            api_secret: Some(s),
+            ..ClassifyConfig::default()
+        };
+        assert!(!format!("{cfg:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn lock_rules_follow_the_mode() {
+        use CommandKind::*;
+        assert!(command_locks(LockMode::OnPlan, Plan));
+        assert!(!command_locks(LockMode::OnPlan, Apply));
+        assert!(command_locks(LockMode::OnApply, Apply));
+        assert!(!command_locks(LockMode::OnApply, Autoplan));
+        assert!(command_locks(LockMode::OnApply, Import));
+        assert!(!command_locks(LockMode::Disabled, StateRm));
+        assert!(command_locks(LockMode::OnApply, ApiApply));
+        assert!(!command_locks(LockMode::OnApply, ApiPlan));
+    }
+
+    #[test]
+    fn mode_lookup_prefers_project_then_dir_then_repo() {
+        let mut t = LockModeTable::default();
+        let mut r = RepoLockModes {
+            default: Some(LockMode::OnApply),
+            ..Default::default()
+        };
+        r.projects.insert("p".into(), LockMode::Disabled);
+        r.dirs.insert("d".into(), LockMode::OnPlan);
+        t.repos.insert("o/r".into(), r);
+        assert_eq!(t.mode_for("o/r", Some("p"), Some("d")), LockMode::Disabled);
+        assert_eq!(t.mode_for("o/r", None, Some("d")), LockMode::OnPlan);
+        assert_eq!(t.mode_for("o/r", None, Some("x")), LockMode::OnApply);
+        assert_eq!(t.mode_for("other/r", None, None), LockMode::OnPlan);
+        assert!(t.any_locks("o/r", CommandKind::Plan));
+        assert!(t.any_locks("o/r", CommandKind::Apply));
+    }
+}

@@ -1,0 +1,278 @@
+//! GitHub webhooks (`handleGithubPost`, `ParseGithubIssueCommentEvent`, `ParseGithubPullEvent`).
+
+use std::borrow::Cow;
+
+use http::HeaderMap;
+use serde::Deserialize;
+
+use super::super::json::clone_url_matches;
+use super::super::signature::verify_prefixed_hmac;
+use super::{
+    CommentEvent, PullAction, PullEvent, comment_operation, form_value, header, pull_operation,
+};
+use crate::classify::ClassifyError;
+use crate::classify::config::ClassifyConfig;
+use crate::classify::operation::{Operation, PassthroughReason as R, PullMeta, Vcs};
+
+/// Extracts the JSON payload and checks the signature like `GithubRequestValidator.Validate`.
+fn payload<'a>(
+    headers: &HeaderMap,
+    body: &'a [u8],
+    cfg: &ClassifyConfig,
+) -> Result<Result<Cow<'a, [u8]>, Operation>, ClassifyError> {
+    let content_type = header(headers, "content-type").unwrap_or("");
+    let unparseable = || Ok(Err(Operation::passthrough(R::Unparseable)));
+    let Some(secret) = crate::classify::config::configured(cfg.webhook_secrets.github.as_ref())
+    else {
+        // Without a secret Atlantis matches the content type exactly.
+        return match content_type {
+            "application/json" => Ok(Ok(Cow::Borrowed(body))),
+            "application/x-www-form-urlencoded" => match form_value(body, "payload") {
+                Ok(Some(p)) if !p.is_empty() => Ok(Ok(Cow::Owned(p.into_bytes()))),
+                _ => unparseable(),
+            },
+            _ => unparseable(),
+        };
+    };
+    // go-github's ValidatePayload: media type parsed, then the signature over the raw body.
+    let media = content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    let json = match media.as_str() {
+        "application/json" => Cow::Borrowed(body),
+        "application/x-www-form-urlencoded" => match form_value(body, "payload") {
+            Ok(p) => Cow::Owned(p.unwrap_or_default().into_bytes()),
+            Err(()) => return unparseable(),
+        },
+        _ => return unparseable(),
+    };
+    let signature = header(headers, "x-hub-signature-256")
+        .or_else(|| header(headers, "x-hub-signature"))
+        .unwrap_or("");
+    verify_prefixed_hmac(body, signature, secret).map_err(|message| {
+        ClassifyError::BadSignature {
+            vcs: Vcs::Github,
+            message,
+        }
+    })?;
+    Ok(Ok(json))
+}
+
+pub fn classify(
+    headers: &HeaderMap,
+    body: &[u8],
+    cfg: &ClassifyConfig,
+) -> Result<Operation, ClassifyError> {
+    let json = match payload(headers, body, cfg)? {
+        Ok(j) => j,
+        Err(op) => return Ok(op),
+    };
+    // Typed payloads (like go-github's): unknown fields are skipped without allocating, and a
+    // field of the wrong type fails the parse, as it does for Atlantis.
+    let parsed = match header(headers, "x-github-event").unwrap_or("") {
+        "issue_comment" => serde_json::from_slice(&json).map(|e| comment(e, cfg)),
+        "pull_request" => serde_json::from_slice(&json).map(|e| pull(e, cfg)),
+        _ => return Ok(Operation::passthrough(R::IgnoredEvent)),
+    };
+    Ok(parsed.unwrap_or_else(|_| Operation::passthrough(R::Unparseable)))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct Repo {
+    full_name: Option<String>,
+    clone_url: Option<String>,
+}
+
+impl Repo {
+    /// `ParseGithubRepo` → `models.NewRepo`: the clone URL must name the same repo.
+    fn checked(r: Option<Repo>) -> Option<String> {
+        let r = r?;
+        let full = r.full_name.unwrap_or_default();
+        clone_url_matches(&full, r.clone_url.as_deref().unwrap_or(""), false).then_some(full)
+    }
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct User {
+    login: Option<String>,
+}
+
+fn login(u: Option<User>) -> Option<String> {
+    u.and_then(|u| u.login).filter(|l| !l.is_empty())
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct Label {
+    name: Option<String>,
+}
+
+fn label_names(labels: Option<Vec<Option<Label>>>) -> Vec<String> {
+    labels
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|l| l?.name)
+        .collect()
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct IssuePull {
+    html_url: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct Issue {
+    number: Option<i64>,
+    state: Option<String>,
+    html_url: Option<String>,
+    user: Option<User>,
+    labels: Option<Vec<Option<Label>>>,
+    pull_request: Option<IssuePull>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct Comment {
+    body: Option<String>,
+    user: Option<User>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct IssueCommentEvent {
+    action: Option<String>,
+    issue: Option<Issue>,
+    comment: Option<Comment>,
+    repository: Option<Repo>,
+}
+
+fn comment(e: IssueCommentEvent, cfg: &ClassifyConfig) -> Operation {
+    if e.action.as_deref() != Some("created") {
+        return Operation::passthrough(R::CommentNotCreated);
+    }
+    let comment = e.comment.unwrap_or_default();
+    let issue = e.issue.unwrap_or_default();
+    let (Some(repo), Some(user)) = (Repo::checked(e.repository), login(comment.user)) else {
+        return Operation::passthrough(R::MissingField);
+    };
+    let pull = issue.number.unwrap_or(0);
+    if pull == 0 {
+        return Operation::passthrough(R::MissingField);
+    }
+    // Atlantis would fetch the pull and fail for a plain issue; nothing locks.
+    let Some(link) = issue.pull_request else {
+        return Operation::passthrough(R::NotOnPull);
+    };
+    let meta = PullMeta {
+        url: link.html_url.or(issue.html_url),
+        author: login(issue.user),
+        ..PullMeta::default()
+    };
+    comment_operation(
+        CommentEvent {
+            vcs: Vcs::Github,
+            repo,
+            pull,
+            user,
+            comment: comment.body.unwrap_or_default(),
+            labels: label_names(issue.labels),
+            meta,
+            pull_closed: issue.state.as_deref() == Some("closed"),
+        },
+        cfg,
+    )
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct Branch {
+    r#ref: Option<String>,
+    sha: Option<String>,
+    repo: Option<Repo>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct PullRequest {
+    number: Option<i64>,
+    draft: Option<bool>,
+    html_url: Option<String>,
+    user: Option<User>,
+    labels: Option<Vec<Option<Label>>>,
+    head: Option<Branch>,
+    base: Option<Branch>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct PullRequestEvent {
+    action: Option<String>,
+    pull_request: Option<PullRequest>,
+    sender: Option<User>,
+}
+
+fn non_empty(s: Option<String>) -> Option<String> {
+    s.filter(|s| !s.is_empty())
+}
+
+fn pull(e: PullRequestEvent, cfg: &ClassifyConfig) -> Operation {
+    let Some(pr) = e.pull_request else {
+        return Operation::passthrough(R::MissingField);
+    };
+    let head = pr.head.unwrap_or_default();
+    let base = pr.base.unwrap_or_default();
+    // ParseGithubPull's required fields, then the sender.
+    let (Some(sha), Some(url), Some(head_ref), Some(base_ref), Some(author)) = (
+        non_empty(head.sha),
+        non_empty(pr.html_url),
+        non_empty(head.r#ref),
+        non_empty(base.r#ref),
+        login(pr.user),
+    ) else {
+        return Operation::passthrough(R::MissingField);
+    };
+    let number = pr.number.unwrap_or(0);
+    let (Some(repo), Some(_), Some(user), true) = (
+        Repo::checked(base.repo),
+        Repo::checked(head.repo),
+        login(e.sender),
+        number != 0,
+    ) else {
+        return Operation::passthrough(R::MissingField);
+    };
+    let action = e.action.unwrap_or_default();
+    let draft = pr.draft == Some(true) && action != "closed" && !cfg.allow_draft_prs;
+    let action = match action.as_str() {
+        "opened" | "ready_for_review" | "synchronize" if draft => PullAction::Draft,
+        "opened" | "ready_for_review" => PullAction::Opened,
+        "synchronize" => PullAction::Updated,
+        "closed" => PullAction::Closed,
+        _ => PullAction::Other,
+    };
+    pull_operation(
+        PullEvent {
+            vcs: Vcs::Github,
+            repo,
+            pull: number,
+            user,
+            action,
+            labels: label_names(pr.labels),
+            meta: PullMeta {
+                head_sha: Some(sha),
+                url: Some(url),
+                base_branch: Some(base_ref),
+                head_branch: Some(head_ref),
+                author: Some(author),
+                api_ref: None,
+            },
+        },
+        cfg,
+    )
+}
