@@ -12,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::admin::{self, AdminState};
+use crate::classify::{ClassifyConfig, LockModeTable};
 use crate::config::{Backend, Config};
 use crate::proxy::{self, ProxyState};
 use crate::route::{Router, SplitRule, SplitState};
@@ -66,6 +67,7 @@ impl App {
         let proxy_state = Arc::new(ProxyState {
             upstream: upstream.clone(),
             server: config.server.clone(),
+            classify: ClassifyConfig::from_config(&config.atlantis, LockModeTable::default()),
             metrics: metrics.clone(),
         });
         let admin_state = Arc::new(AdminState {

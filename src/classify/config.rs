@@ -1,64 +1,11 @@
 //! What classification must know about the Atlantis behind the proxy (its flags and repo config).
 
 use std::collections::HashMap;
-use std::fmt;
-
-use subtle::ConstantTimeEq;
 
 use super::key::LockMode;
 use super::operation::CommandKind;
 
-// `Secret` and `WebhookSecrets` mirror `crate::config::{Secret, WebhookSecrets}` (same fields,
-// same methods) so that, once both live in one tree, these two definitions can be replaced by
-// `pub use crate::config::{Secret, WebhookSecrets};` without touching the rest of classify.
-
-/// A secret value; `Debug` and `Display` never show it.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    /// Wraps a secret value.
-    pub fn new(value: impl Into<String>) -> Self {
-        Self(value.into())
-    }
-
-    /// The secret itself, for comparing or signing only.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-
-    /// Compares with a presented value in constant time (for the value's length).
-    pub fn matches(&self, presented: &[u8]) -> bool {
-        self.0.as_bytes().ct_eq(presented).into()
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("***")
-    }
-}
-
-impl fmt::Display for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("***")
-    }
-}
-
-/// Webhook secrets as configured on Atlantis; `None` (or empty) means Atlantis does not validate.
-#[derive(Debug, Clone, Default)]
-pub struct WebhookSecrets {
-    /// GitHub `--gh-webhook-secret`.
-    pub github: Option<Secret>,
-    /// GitLab `--gitlab-webhook-secret`.
-    pub gitlab: Option<Secret>,
-    /// Bitbucket `--bitbucket-webhook-secret` (Cloud and Server).
-    pub bitbucket: Option<Secret>,
-    /// Gitea `--gitea-webhook-secret`.
-    pub gitea: Option<Secret>,
-    /// Azure DevOps basic auth user and password (checked only when both are non-empty).
-    pub azuredevops: Option<(String, Secret)>,
-}
+pub use crate::config::{Secret, WebhookSecrets};
 
 /// The secret when set and non-empty: Atlantis skips validation for an empty secret.
 pub(crate) fn configured(s: Option<&Secret>) -> Option<&Secret> {
@@ -216,6 +163,25 @@ pub struct ClassifyConfig {
     pub blocked_extra_args: Vec<String>,
     /// `repo_locks.mode` per repo/project/dir.
     pub lock_modes: LockModeTable,
+}
+
+impl ClassifyConfig {
+    /// Builds the classifier's view of Atlantis from the proxy's `atlantis:` section.
+    pub fn from_config(a: &crate::config::AtlantisConfig, lock_modes: LockModeTable) -> Self {
+        let d = Self::default();
+        Self {
+            executable_name: a.executable_name.clone(),
+            vcs_bot_users: a.vcs_bot_users.clone(),
+            webhook_secrets: a.webhook_secrets.clone(),
+            api_secret: a.api_secret.clone(),
+            allow_draft_prs: a.allow_draft_prs,
+            disable_autoplan: a.disable_autoplan,
+            disable_autoplan_label: a.disable_autoplan_label.clone(),
+            allow_commands: a.allow_commands.clone().unwrap_or(d.allow_commands),
+            blocked_extra_args: d.blocked_extra_args,
+            lock_modes,
+        }
+    }
 }
 
 impl Default for ClassifyConfig {

@@ -16,7 +16,7 @@ use std::time::Duration;
 pub use load::Override;
 pub use secret::Secret;
 
-use crate::classify::Priority;
+use crate::classify::{CommentCommandName, Priority};
 
 /// A configuration problem: which key, and what is wrong with it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -110,6 +110,12 @@ pub struct AtlantisConfig {
     pub lock_sync_interval: Duration,
     /// Atlantis's `--allow-draft-prs`.
     pub allow_draft_prs: bool,
+    /// Atlantis's `--disable-autoplan`.
+    pub disable_autoplan: bool,
+    /// Atlantis's `--disable-autoplan-label`.
+    pub disable_autoplan_label: Option<String>,
+    /// Atlantis's `--allow-commands` (None: Atlantis's default list).
+    pub allow_commands: Option<Vec<CommentCommandName>>,
     /// VCS API tokens and base URLs.
     pub vcs_tokens: VcsTokens,
 }

@@ -68,6 +68,9 @@ pub struct RawAtlantis {
     pub api_secret: Option<String>,
     pub lock_sync_interval: Option<String>,
     pub allow_draft_prs: Option<bool>,
+    pub disable_autoplan: Option<bool>,
+    pub disable_autoplan_label: Option<String>,
+    pub allow_commands: Option<Vec<String>>,
     #[serde(default)]
     pub vcs_tokens: RawVcsTokens,
 }

@@ -109,6 +109,24 @@ pub(super) fn validate(raw: RawConfig) -> Result<Config> {
         api_secret: secret("atlantis.api-secret", a.api_secret)?,
         lock_sync_interval: dur("atlantis.lock-sync-interval", a.lock_sync_interval, "10s")?,
         allow_draft_prs: a.allow_draft_prs.unwrap_or(false),
+        disable_autoplan: a.disable_autoplan.unwrap_or(false),
+        disable_autoplan_label: a.disable_autoplan_label.filter(|l| !l.is_empty()),
+        allow_commands: a
+            .allow_commands
+            .map(|names| {
+                names
+                    .iter()
+                    .map(|n| {
+                        CommentCommandName::parse(&n.to_ascii_lowercase()).ok_or_else(|| {
+                            ConfigError::new(
+                                "atlantis.allow-commands",
+                                format!("'{n}' is not an Atlantis command (version, plan, apply, cancel, unlock, approve_policies, import, state)"),
+                            )
+                        })
+                    })
+                    .collect::<Result<Vec<_>>>()
+            })
+            .transpose()?,
         vcs_tokens: VcsTokens {
             github: secret("atlantis.vcs-tokens.github", a.vcs_tokens.github)?,
             github_api_url: opt_url(

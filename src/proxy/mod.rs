@@ -15,6 +15,7 @@ use tower_http::timeout::{RequestBodyTimeoutLayer, TimeoutBody};
 
 pub use error::{ERROR_HEADER, ProxyError};
 
+use crate::classify::{ClassifyConfig, Operation, classify};
 use crate::config::ServerConfig;
 use crate::telemetry::Metrics;
 use crate::telemetry::metrics::status_class;
@@ -26,6 +27,8 @@ pub struct ProxyState {
     pub upstream: Upstream,
     /// Client limits.
     pub server: ServerConfig,
+    /// How to read Atlantis traffic.
+    pub classify: ClassifyConfig,
     /// Metrics registry.
     pub metrics: Arc<Metrics>,
 }
@@ -85,13 +88,32 @@ async fn carry(
         return Err(ProxyError::BodyTooLarge(limit));
     }
     let (parts, body) = req.into_parts();
-    let body = if may_carry_lock_traffic(&parts.method, parts.uri.path()) {
-        // Lock traffic is buffered once: classification reads it and a replay resends it byte for byte.
-        crate::upstream::full(forward::buffer(body, limit).await?)
-    } else {
-        forward::stream(body, limit)
-    };
-    forward::forward(state, client, Request::from_parts(parts, body)).await
+    if !may_carry_lock_traffic(&parts.method, parts.uri.path()) {
+        let body = forward::stream(body, limit);
+        return forward::forward(state, client, Request::from_parts(parts, body)).await;
+    }
+    // Lock traffic is buffered once: classification reads it and a replay resends it byte for byte.
+    let bytes = forward::buffer(body, limit).await?;
+    let op = classify(&parts, &bytes, &state.classify).map_err(|e| ProxyError::BadSignature {
+        status: e.status(),
+        message: e.to_string(),
+    })?;
+    tracing::debug!(
+        kind = op.kind(),
+        repo = op.repo().unwrap_or(""),
+        "classified"
+    );
+    match op {
+        Operation::Passthrough { .. }
+        | Operation::ListLocks
+        | Operation::GlobalApply(_)
+        | Operation::Acquire(_)
+        | Operation::ReleasePull { .. }
+        | Operation::ReleaseKey { .. } => {
+            let body = crate::upstream::full(bytes);
+            forward::forward(state, client, Request::from_parts(parts, body)).await
+        }
+    }
 }
 
 /// Routes whose requests can take or release Atlantis locks (ATLANTIS.md §1).

@@ -4,5 +4,6 @@
 mod support;
 
 mod admin;
+mod classify;
 mod config_cli;
 mod forwarding;

@@ -4,12 +4,24 @@ use hmac::{KeyInit, Mac};
 use serde_json::json;
 
 /// A webhook ready to send: headers and exact body bytes.
+#[derive(Clone)]
 pub struct Webhook {
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
 }
 
 impl Webhook {
+    /// POSTs the webhook to `url` with its exact headers and bytes.
+    pub async fn send_to(&self, url: &str) -> super::http::Reply {
+        super::http::send(
+            http::Method::POST,
+            url,
+            &self.header_refs(),
+            self.body.clone(),
+        )
+        .await
+    }
+
     pub fn header_refs(&self) -> Vec<(&str, &str)> {
         self.headers
             .iter()
