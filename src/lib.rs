@@ -3,3 +3,5 @@
 
 pub mod classify;
 pub mod engine;
+pub mod resolve;
+pub mod vcs;
