@@ -100,7 +100,10 @@ impl GithubClient {
         repo: &str,
         number: i64,
     ) -> Result<Vec<ChangedFile>, VcsError> {
-        let first = format!("/repos/{}/pulls/{number}/files?per_page=100", encode_path(repo));
+        let first = format!(
+            "/repos/{}/pulls/{number}/files?per_page=100",
+            encode_path(repo)
+        );
         let mut resp = ok(self.api.get(&first).await?, &first)?;
         let mut files = Vec::new();
         for page in 1.. {
@@ -206,11 +209,12 @@ impl GithubClient {
     /// `POST /repos/{repo}/issues/{n}/comments`: comments on a pull.
     pub async fn post_comment(&self, repo: &str, number: i64, body: &str) -> Result<(), VcsError> {
         let p = format!("/repos/{}/issues/{number}/comments", encode_path(repo));
-        let payload = serde_json::to_vec(&serde_json::json!({ "body": body }))
-            .map_err(|e| VcsError::BadResponse {
+        let payload = serde_json::to_vec(&serde_json::json!({ "body": body })).map_err(|e| {
+            VcsError::BadResponse {
                 endpoint: p.clone(),
                 detail: e.to_string(),
-            })?;
+            }
+        })?;
         let resp = self
             .api
             .send(Method::POST, &p, Some(Bytes::from(payload)))

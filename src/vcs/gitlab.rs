@@ -87,7 +87,10 @@ impl GitlabClient {
     ///
     /// A renamed file yields its new path and its old path (removed), as Atlantis does.
     pub async fn changed_files(&self, repo: &str, iid: i64) -> Result<Vec<ChangedFile>, VcsError> {
-        let base = format!("/projects/{}/merge_requests/{iid}/diffs", encode_segment(repo));
+        let base = format!(
+            "/projects/{}/merge_requests/{iid}/diffs",
+            encode_segment(repo)
+        );
         let mut files = Vec::new();
         self.each_page(&base, "", |resp| {
             let batch: Vec<DiffJson> = json(resp, &base)?;
@@ -155,12 +158,16 @@ impl GitlabClient {
 
     /// `POST /projects/:id/merge_requests/:iid/notes`: comments on a merge request.
     pub async fn post_note(&self, repo: &str, iid: i64, body: &str) -> Result<(), VcsError> {
-        let p = format!("/projects/{}/merge_requests/{iid}/notes", encode_segment(repo));
-        let payload = serde_json::to_vec(&serde_json::json!({ "body": body }))
-            .map_err(|e| VcsError::BadResponse {
+        let p = format!(
+            "/projects/{}/merge_requests/{iid}/notes",
+            encode_segment(repo)
+        );
+        let payload = serde_json::to_vec(&serde_json::json!({ "body": body })).map_err(|e| {
+            VcsError::BadResponse {
                 endpoint: p.clone(),
                 detail: e.to_string(),
-            })?;
+            }
+        })?;
         let resp = self
             .api
             .send(Method::POST, &p, Some(Bytes::from(payload)))

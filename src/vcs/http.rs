@@ -100,7 +100,10 @@ impl std::fmt::Debug for ApiClient {
 /// What one attempt produced, before retry policy is applied.
 enum Attempt {
     Done(ApiResponse),
-    Retry { error: VcsError, wait: Option<Duration> },
+    Retry {
+        error: VcsError,
+        wait: Option<Duration>,
+    },
     Fail(VcsError),
 }
 
@@ -432,13 +435,19 @@ mod tests {
 
     #[test]
     fn spent_quota_waits_until_reset() {
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs();
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
         let rl = RateLimit::from_headers(&headers(&[
             ("ratelimit-remaining", "0"),
             ("ratelimit-reset", &(now + 30).to_string()),
         ]));
         let w = rl.wait().unwrap();
-        assert!(w <= Duration::from_secs(30) && w >= Duration::from_secs(28), "{w:?}");
+        assert!(
+            w <= Duration::from_secs(30) && w >= Duration::from_secs(28),
+            "{w:?}"
+        );
         let fine = RateLimit::from_headers(&headers(&[("x-ratelimit-remaining", "10")]));
         assert_eq!(fine.wait(), None);
     }

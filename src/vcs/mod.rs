@@ -6,6 +6,7 @@
 //! logged, a timeout per attempt, bounded retries with backoff, and rate-limit handling
 //! (`Retry-After`, `X-RateLimit-*` / `RateLimit-*`).
 
+mod client;
 mod github;
 mod gitlab;
 mod http;
@@ -13,6 +14,7 @@ mod secret;
 
 use std::time::Duration;
 
+pub use client::VcsClient;
 pub use github::GithubClient;
 pub use gitlab::GitlabClient;
 pub use http::{ApiClient, ApiConfig, ApiResponse};
