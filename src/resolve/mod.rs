@@ -276,7 +276,7 @@ impl Resolver {
         if let Some(cfg) = table {
             // Targeted flags name the projects: the table alone answers.
             if req.filters.is_targeted() && (req.base_branch.is_some() || !has_branch_filter(cfg)) {
-                self.stats.from_table();
+                self.stats.answered_by_table();
                 return self.map(
                     req,
                     Some(cfg),

@@ -98,7 +98,7 @@ impl ResolveStats {
     pub(crate) fn no_locks(&self) {
         self.no_locks.fetch_add(1, Ordering::Relaxed);
     }
-    pub(crate) fn from_table(&self) {
+    pub(crate) fn answered_by_table(&self) {
         self.from_table.fetch_add(1, Ordering::Relaxed);
     }
     pub(crate) fn cache(&self, hit: bool) {
