@@ -1,6 +1,7 @@
 use super::*;
 use crate::classify::Priority;
-use crate::resolve::config::{AutoDiscoverMode, parse_atlantis_yaml};
+use crate::resolve::config::AutoDiscoverMode;
+use crate::resolve::parse_atlantis_yaml;
 
 fn server() -> ServerDefaults {
     ServerDefaults {

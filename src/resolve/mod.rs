@@ -14,6 +14,7 @@
 //! failure, rate limit, or running past `timeout` yields [`Resolution::Unresolved`]: the caller
 //! forwards the request on the legacy path, exactly as Atlantis would behave without the proxy.
 
+mod atlantis_yaml;
 pub mod cache;
 pub mod config;
 pub mod mapping;
@@ -25,9 +26,10 @@ use std::time::Duration;
 
 use tokio::sync::OnceCell;
 
+pub use atlantis_yaml::parse_atlantis_yaml;
 pub use config::{
     AutoDiscoverMode, InvalidProjectConfig, LockSettings, ProjectTable, RawAutoDiscover,
-    RawAutoplan, RawProject, RawRepo, RawRepoLocks, RepoConfig, parse_atlantis_yaml,
+    RawAutoplan, RawProject, RawRepo, RawRepoLocks, RepoConfig,
 };
 pub use mapping::{CommandKind, Filters};
 pub use pattern::{PatternError, PatternList};
