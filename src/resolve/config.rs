@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::pattern::{PatternList, clean_path, compile_glob};
+use super::pattern::{PatternCache, PatternList, clean_path, compile_glob};
 use crate::classify::{LockMode, Priority};
 
 /// Atlantis's default `when_modified` (`raw.DefaultAutoPlanWhenModified`).
@@ -258,10 +258,11 @@ pub(super) fn validate_repo(
     locks: Option<&RawRepoLocks>,
     autodiscover: Option<&RawAutoDiscover>,
 ) -> Result<RepoConfig, InvalidProjectConfig> {
+    let mut cache = PatternCache::default();
     let projects = projects
         .iter()
         .enumerate()
-        .map(|(i, p)| validate_project(&format!("{at}.projects[{i}]"), p))
+        .map(|(i, p)| validate_project(&format!("{at}.projects[{i}]"), p, &mut cache))
         .collect::<Result<Vec<_>, _>>()?;
     let locks = match locks {
         Some(l) => validate_locks(&format!("{at}.repo_locks"), l)?,
@@ -291,7 +292,11 @@ pub(super) fn validate_repo(
     })
 }
 
-fn validate_project(at: &str, p: &RawProject) -> Result<ProjectSpec, InvalidProjectConfig> {
+fn validate_project(
+    at: &str,
+    p: &RawProject,
+    cache: &mut PatternCache,
+) -> Result<ProjectSpec, InvalidProjectConfig> {
     let dir = p
         .dir
         .as_deref()
@@ -341,7 +346,7 @@ fn validate_project(at: &str, p: &RawProject) -> Result<ProjectSpec, InvalidProj
         (Some(w), None) | (None, Some(w)) => w.clone(),
         (None, None) => default_when_modified(),
     };
-    let patterns = PatternList::for_project(&dir, &when_modified)
+    let patterns = PatternList::for_project_cached(&dir, &when_modified, cache)
         .map_err(|e| invalid(format!("{at}.autoplan.when_modified"), e.to_string()))?;
     let branch = match &p.branch {
         None => None,

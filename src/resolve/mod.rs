@@ -82,6 +82,14 @@ impl Default for ResolverSettings {
     }
 }
 
+impl ResolverSettings {
+    /// Sets Atlantis's `--autoplan-file-list` (comma-separated patterns, as Atlantis takes it).
+    pub fn set_autoplan_file_list(&mut self, list: &str) -> Result<(), PatternError> {
+        self.autoplan_file_list = PatternList::new(list.split(','))?;
+        Ok(())
+    }
+}
+
 /// One request to resolve: which pull, which command, which flags.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct ResolveRequest {

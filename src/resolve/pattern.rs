@@ -18,7 +18,10 @@
 //! - a leading `**foo` (no slash) is a suffix test in patternmatcher (`barfoo` matches); globset
 //!   treats it like `*foo` within one segment.
 
-use globset::{Glob, GlobBuilder, GlobMatcher};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use globset::{Glob, GlobBuilder, GlobMatcher, GlobSet, GlobSetBuilder};
 
 /// A pattern that does not compile.
 #[derive(Debug, thiserror::Error)]
@@ -30,60 +33,99 @@ pub struct PatternError {
     pub reason: String,
 }
 
-/// Compiles one glob with path semantics (`*` and `?` stop at `/`).
-pub(crate) fn compile_glob(pattern: &str) -> Result<GlobMatcher, PatternError> {
-    let glob: Glob = GlobBuilder::new(pattern)
+/// Builds one glob with path semantics (`*` and `?` stop at `/`).
+fn build_glob(pattern: &str) -> Result<Glob, PatternError> {
+    GlobBuilder::new(pattern)
         .literal_separator(true)
         .backslash_escape(true)
         .build()
         .map_err(|e| PatternError {
             pattern: pattern.to_string(),
             reason: e.kind().to_string(),
-        })?;
-    Ok(glob.compile_matcher())
+        })
 }
 
-/// An ordered list of inclusion/exclusion patterns, relative to the repository root.
+/// Compiles one glob with path semantics (`*` and `?` stop at `/`).
+pub(crate) fn compile_glob(pattern: &str) -> Result<GlobMatcher, PatternError> {
+    Ok(build_glob(pattern)?.compile_matcher())
+}
+
+/// The patterns of a list compiled into one `GlobSet` (one pass per path, whatever the count).
+#[derive(Debug)]
+struct Compiled {
+    set: GlobSet,
+    /// `exclusion[i]`: pattern `i` had a leading `!`.
+    exclusion: Vec<bool>,
+}
+
+/// Compiled `when_modified` lists shared by the projects of one config: most projects use the
+/// default list, and compiling it once instead of once per project is most of the parse cost.
+#[derive(Debug, Default)]
+pub(crate) struct PatternCache(HashMap<Vec<String>, Arc<Compiled>>);
+
+/// An ordered list of inclusion/exclusion patterns.
+///
+/// Patterns that stay inside the project dir are compiled once without it and matched against
+/// the part of the file path below the dir (`base`); `dir/P` and "`dir/` + a path matching `P`"
+/// are the same test because the dir is a literal prefix. Lists reaching out of the dir (`../x`)
+/// are joined to the dir and matched against the whole path, as Atlantis does.
 #[derive(Clone, Debug)]
 pub struct PatternList {
-    patterns: Vec<(GlobMatcher, bool)>,
+    compiled: Arc<Compiled>,
+    /// Project dir the patterns are relative to; `None` = relative to the repo root.
+    base: Option<String>,
 }
 
 impl PatternList {
     /// Compiles patterns already relative to the repo root (`!` prefix = exclusion).
     pub fn new<'a>(patterns: impl IntoIterator<Item = &'a str>) -> Result<Self, PatternError> {
-        let mut out = Vec::new();
-        for raw in patterns {
-            let p = raw.trim();
-            if p.is_empty() {
-                continue;
-            }
-            let (exclusion, body) = match p.strip_prefix('!') {
-                Some("") => {
-                    return Err(PatternError {
-                        pattern: raw.to_string(),
-                        reason: "a lone '!' excludes nothing".into(),
-                    });
-                }
-                Some(rest) => (true, rest),
-                None => (false, p),
-            };
-            out.push((compile_glob(&clean_path(body))?, exclusion));
-        }
-        Ok(Self { patterns: out })
+        Ok(Self {
+            compiled: Arc::new(compile_list(patterns)?),
+            base: None,
+        })
     }
 
-    /// Compiles a project's `when_modified`, each pattern joined to the project dir first.
+    /// Compiles a project's `when_modified`, relative to the project dir.
     pub fn for_project(dir: &str, when_modified: &[String]) -> Result<Self, PatternError> {
-        let joined: Vec<String> = when_modified
+        Self::for_project_cached(dir, when_modified, &mut PatternCache::default())
+    }
+
+    pub(crate) fn for_project_cached(
+        dir: &str,
+        when_modified: &[String],
+        cache: &mut PatternCache,
+    ) -> Result<Self, PatternError> {
+        let cleaned: Vec<String> = when_modified
             .iter()
-            .map(|wm| {
-                let wm = wm.trim();
-                match wm.strip_prefix('!') {
-                    Some(rest) => format!("!{}", join(dir, rest)),
-                    None if wm.is_empty() => String::new(),
-                    None => join(dir, wm),
+            .map(|wm| wm.trim())
+            .filter(|wm| !wm.is_empty())
+            .map(|wm| match wm.strip_prefix('!') {
+                Some(rest) if !rest.is_empty() => format!("!{}", clean_path(rest)),
+                _ => clean_path(wm),
+            })
+            .collect();
+        let stays_inside = cleaned.iter().all(|p| {
+            let body = p.strip_prefix('!').unwrap_or(p);
+            body != "." && body != ".." && !body.starts_with("../")
+        });
+        let literal_dir = !dir.contains(['*', '?', '[', ']', '{', '}', '\\']);
+        if stays_inside && literal_dir {
+            let compiled = match cache.0.get(&cleaned) {
+                Some(c) => c.clone(),
+                None => {
+                    let c = Arc::new(compile_list(cleaned.iter().map(String::as_str))?);
+                    cache.0.insert(cleaned, c.clone());
+                    c
                 }
+            };
+            let base = (dir != ".").then(|| dir.to_string());
+            return Ok(Self { compiled, base });
+        }
+        let joined: Vec<String> = cleaned
+            .iter()
+            .map(|wm| match wm.strip_prefix('!') {
+                Some(rest) => format!("!{}", join(dir, rest)),
+                None => join(dir, wm),
             })
             .collect();
         Self::new(joined.iter().map(String::as_str))
@@ -91,16 +133,40 @@ impl PatternList {
 
     /// patternmatcher's `MatchesOrParentMatches`: the file, or one of its parent dirs, matches.
     pub fn matches_or_parent_matches(&self, file: &str) -> bool {
-        let file = clean_path(file);
-        let parents = parent_prefixes(&file);
+        let cleaned;
+        let file = if is_clean(file) {
+            file
+        } else {
+            cleaned = clean_path(file);
+            &cleaned
+        };
+        let rel = match &self.base {
+            None => file,
+            Some(base) => match file
+                .strip_prefix(base.as_str())
+                .and_then(|r| r.strip_prefix('/'))
+            {
+                Some(rel) => rel,
+                // Outside the project dir nothing can match (see the type's doc).
+                None => return false,
+            },
+        };
+        let c = &self.compiled;
+        let mut hit = vec![false; c.exclusion.len()];
+        let mut found = Vec::new();
+        for candidate in std::iter::once(rel).chain(parent_prefixes(rel)) {
+            c.set.matches_into(candidate, &mut found);
+            for &i in &found {
+                hit[i] = true;
+            }
+        }
         let mut matched = false;
-        for (glob, exclusion) in &self.patterns {
+        for (i, &exclusion) in c.exclusion.iter().enumerate() {
             // An inclusion cannot add to a match, an exclusion cannot remove a miss.
-            if *exclusion != matched {
+            if exclusion != matched {
                 continue;
             }
-            let hit = glob.is_match(&file) || parents.iter().any(|p| glob.is_match(p));
-            if hit {
+            if hit[i] {
                 matched = !exclusion;
             }
         }
@@ -108,9 +174,45 @@ impl PatternList {
     }
 }
 
-/// `a/b/c.tf` → `["a", "a/b"]`.
-fn parent_prefixes(file: &str) -> Vec<&str> {
-    file.match_indices('/').map(|(i, _)| &file[..i]).collect()
+fn compile_list<'a>(patterns: impl IntoIterator<Item = &'a str>) -> Result<Compiled, PatternError> {
+    let mut set = GlobSetBuilder::new();
+    let mut exclusion = Vec::new();
+    for raw in patterns {
+        let p = raw.trim();
+        if p.is_empty() {
+            continue;
+        }
+        let (excl, body) = match p.strip_prefix('!') {
+            Some("") => {
+                return Err(PatternError {
+                    pattern: raw.to_string(),
+                    reason: "a lone '!' excludes nothing".into(),
+                });
+            }
+            Some(rest) => (true, rest),
+            None => (false, p),
+        };
+        set.add(build_glob(&clean_path(body))?);
+        exclusion.push(excl);
+    }
+    let set = set.build().map_err(|e| PatternError {
+        pattern: String::new(),
+        reason: e.to_string(),
+    })?;
+    Ok(Compiled { set, exclusion })
+}
+
+/// True when `clean_path` would return the path unchanged (the API's paths always are).
+fn is_clean(p: &str) -> bool {
+    !p.is_empty()
+        && !p.starts_with('/')
+        && !p.ends_with('/')
+        && p.split('/').all(|s| !s.is_empty() && s != "." && s != "..")
+}
+
+/// `a/b/c.tf` → `a`, `a/b`.
+fn parent_prefixes(file: &str) -> impl Iterator<Item = &str> {
+    file.match_indices('/').map(|(i, _)| &file[..i])
 }
 
 /// Go's `path.Join(dir, rel)`: joins then cleans (so `proj` + `../modules/*` = `modules/*`).
@@ -220,5 +322,81 @@ mod tests {
         assert!(PatternList::new(["!"]).is_err());
         let e = PatternList::new(["[a-"]).unwrap_err();
         assert!(e.to_string().contains("[a-"), "{e}");
+    }
+
+    #[test]
+    fn dot_and_dir_itself() {
+        // "." joined to the dir is the dir: every file below it matches through its parents.
+        let pl = PatternList::for_project("a", &[".".to_string()]).unwrap();
+        assert!(pl.matches_or_parent_matches("a/x.md"));
+        assert!(!pl.matches_or_parent_matches("ab/x.md"));
+        let pl = PatternList::for_project("a", &["**".to_string()]).unwrap();
+        assert!(pl.matches_or_parent_matches("a/x"));
+        assert!(!pl.matches_or_parent_matches("a"));
+    }
+
+    mod equivalence {
+        use super::super::*;
+        use proptest::prelude::*;
+
+        fn segment() -> impl Strategy<Value = String> {
+            prop_oneof![
+                Just("a".to_string()),
+                Just("b".to_string()),
+                Just("modules".to_string()),
+                Just("main.tf".to_string()),
+                Just("x.tfvars".to_string()),
+            ]
+        }
+
+        fn pattern_segment() -> impl Strategy<Value = String> {
+            prop_oneof![
+                segment(),
+                Just("*".to_string()),
+                Just("**".to_string()),
+                Just("*.tf*".to_string()),
+                Just("?".to_string()),
+                Just("..".to_string()),
+                Just(".".to_string()),
+            ]
+        }
+
+        fn path(s: impl Strategy<Value = String>, max: usize) -> impl Strategy<Value = String> {
+            prop::collection::vec(s, 1..=max).prop_map(|v| v.join("/"))
+        }
+
+        proptest! {
+            /// Matching below the dir with shared patterns answers exactly like joining each
+            /// pattern to the dir (what Atlantis does).
+            #[test]
+            fn relative_matching_equals_joined_matching(
+                dir in prop_oneof![Just(".".to_string()), path(segment(), 2)],
+                patterns in prop::collection::vec((any::<bool>(), path(pattern_segment(), 3)), 1..4),
+                file in path(segment(), 4),
+            ) {
+                let wm: Vec<String> = patterns
+                    .iter()
+                    .map(|(excl, p)| if *excl { format!("!{p}") } else { p.clone() })
+                    .collect();
+                let joined: Vec<String> = wm
+                    .iter()
+                    .map(|p| match p.strip_prefix('!') {
+                        Some(rest) => format!("!{}", join(&dir, rest)),
+                        None => join(&dir, p),
+                    })
+                    .collect();
+                let (Ok(relative), Ok(rooted)) = (
+                    PatternList::for_project(&dir, &wm),
+                    PatternList::new(joined.iter().map(String::as_str)),
+                ) else {
+                    return Ok(());
+                };
+                prop_assert_eq!(
+                    relative.matches_or_parent_matches(&file),
+                    rooted.matches_or_parent_matches(&file),
+                    "dir {} patterns {:?} file {}", dir, wm, file
+                );
+            }
+        }
     }
 }

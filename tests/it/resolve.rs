@@ -527,3 +527,32 @@ async fn renamed_and_deleted_project_dirs() {
         .await;
     assert_eq!(r, Resolution::NoLocks);
 }
+
+#[tokio::test]
+async fn concurrent_requests_for_one_commit_share_the_fetches() {
+    let fake = FakeVcs::github().await;
+    fake.add_file(REPO, "atlantis.yaml", THREE_PROJECTS);
+    fake.add_pull(REPO, 7, pull(&["network/main.tf"]));
+    fake.set_delay(Duration::from_millis(100));
+    let resolver = resolver(&fake);
+    let req = request(&fake, CommandKind::Autoplan, Some(SHA));
+    let (a, b) = tokio::join!(resolver.resolve(&req), resolver.resolve(&req));
+    assert_eq!(a, b);
+    assert_eq!(keys(&a), vec!["acme/infra/network/default/network"]);
+    assert_eq!(fake.count("/pulls/7/files"), 1);
+    assert_eq!(fake.count("atlantis.yaml"), 1);
+}
+
+#[tokio::test]
+async fn a_custom_autoplan_file_list_limits_autodiscovery() {
+    let fake = FakeVcs::github().await;
+    fake.add_pull(REPO, 7, pull(&["a/main.tf", "b/terraform.tfvars"]));
+    let mut settings = ResolverSettings::default();
+    settings.set_autoplan_file_list("**/*.tf").unwrap();
+    settings.github = Some(Arc::new(GithubClient::new(api(&fake)).unwrap()));
+    let resolver = Resolver::new(settings, ProjectTable::default());
+    let r = resolver
+        .resolve(&request(&fake, CommandKind::Autoplan, Some(SHA)))
+        .await;
+    assert_eq!(keys(&r), vec!["acme/infra/a/default/"]);
+}
