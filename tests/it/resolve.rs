@@ -298,7 +298,7 @@ async fn a_slow_api_is_unresolved_at_the_budget() {
             "{r:?}"
         );
         assert!(
-            took >= budget && took < budget + Duration::from_millis(200),
+            took >= budget && took < budget + Duration::from_millis(400),
             "took {took:?}"
         );
     }
