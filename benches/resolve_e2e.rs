@@ -11,7 +11,7 @@ use atlantis_lock_proxy::resolve::{
 use atlantis_lock_proxy::vcs::{ApiConfig, GithubClient, Secret, Vcs};
 use criterion::{Criterion, criterion_group, criterion_main};
 
-#[allow(dead_code, clippy::unwrap_used)]
+#[allow(clippy::unwrap_used)]
 #[path = "../tests/it/support/fake_vcs.rs"]
 mod fake_vcs;
 
