@@ -35,6 +35,9 @@ pub struct ApiConfig {
     pub max_body_bytes: usize,
     /// `User-Agent` sent (GitHub rejects requests without one).
     pub user_agent: String,
+    /// PEM bundle of extra CA certificates trusted besides the public (webpki) roots, for
+    /// GitHub Enterprise / self-hosted GitLab behind a private CA.
+    pub extra_ca_pem: Option<Vec<u8>>,
 }
 
 impl ApiConfig {
@@ -49,6 +52,7 @@ impl ApiConfig {
             max_retry_wait: Duration::from_secs(1),
             max_body_bytes: 8 * 1024 * 1024,
             user_agent: concat!("atlantis-lock-proxy/", env!("CARGO_PKG_VERSION")).to_string(),
+            extra_ca_pem: None,
         }
     }
 }
@@ -153,8 +157,9 @@ impl ApiClient {
         let ua = HeaderValue::from_str(&cfg.user_agent).map_err(|_| bad("bad user agent"))?;
         fixed.push((header::USER_AGENT, ua));
 
+        let tls = tls_config(cfg.extra_ca_pem.as_deref()).map_err(|r| bad(&r))?;
         let https = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_webpki_roots()
+            .with_tls_config(tls)
             .https_or_http()
             .enable_http1()
             .build();
@@ -362,6 +367,37 @@ impl ApiClient {
     }
 }
 
+/// rustls with the ring provider, the public webpki roots and any extra CAs.
+///
+/// The provider is named explicitly rather than taken from a process default, so another
+/// crate's choice can never change how this client verifies servers.
+fn tls_config(extra_ca_pem: Option<&[u8]>) -> Result<rustls::ClientConfig, String> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+
+    let mut roots = rustls::RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    if let Some(pem) = extra_ca_pem {
+        let mut added = 0;
+        for cert in CertificateDer::pem_slice_iter(pem) {
+            let cert = cert.map_err(|e| format!("CA bundle is not valid PEM: {e}"))?;
+            roots
+                .add(cert)
+                .map_err(|e| format!("CA bundle holds an unusable certificate: {e}"))?;
+            added += 1;
+        }
+        if added == 0 {
+            return Err("CA bundle holds no certificate".into());
+        }
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    Ok(rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("TLS setup: {e}"))?
+        .with_root_certificates(roots)
+        .with_no_client_auth())
+}
+
 /// The rate-limit headers of GitHub (`X-RateLimit-*`), GitLab (`RateLimit-*`) and HTTP (`Retry-After`).
 #[derive(Debug, Default, PartialEq)]
 struct RateLimit {
@@ -463,6 +499,14 @@ mod tests {
         let c = ApiClient::new(cfg, AuthStyle::Bearer, vec![]).unwrap();
         assert_eq!(c.base_path, "/api/v3");
         assert!(!format!("{c:?}").contains("tok123"));
+    }
+
+    #[test]
+    fn a_bad_ca_bundle_is_a_config_error() {
+        let mut cfg = ApiConfig::new("https://gitlab.internal/api/v4", None);
+        cfg.extra_ca_pem = Some(b"not a certificate".to_vec());
+        let err = ApiClient::new(cfg, AuthStyle::PrivateToken, vec![]).unwrap_err();
+        assert!(err.to_string().contains("no certificate"), "{err}");
     }
 
     #[tokio::test]

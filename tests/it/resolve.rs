@@ -556,3 +556,30 @@ async fn a_custom_autoplan_file_list_limits_autodiscovery() {
         .await;
     assert_eq!(keys(&r), vec!["acme/infra/a/default/"]);
 }
+
+#[tokio::test]
+async fn https_with_a_private_ca_is_verified() {
+    let fake = FakeVcs::github_tls().await;
+    fake.add_pull(REPO, 7, pull(&["a/main.tf"]));
+    assert!(fake.base_url().starts_with("https://"));
+    // Trusting the private CA: the call goes through.
+    let mut cfg = api(&fake);
+    cfg.extra_ca_pem = Some(FakeVcs::test_ca_pem());
+    let trusted = resolver_with(&fake, cfg, ProjectTable::default(), Duration::from_secs(2));
+    let r = trusted
+        .resolve(&request(&fake, CommandKind::Plan, Some(SHA)))
+        .await;
+    assert_eq!(keys(&r), vec!["acme/infra/a/default/"]);
+    let served = fake.total();
+    assert!(served >= 2);
+    // Public roots only: the certificate is refused and nothing reaches the API.
+    let untrusted = resolver(&fake);
+    let r = untrusted
+        .resolve(&request(&fake, CommandKind::Plan, Some("other")))
+        .await;
+    assert!(
+        matches!(&r, Resolution::Unresolved { kind: UnresolvedKind::ApiError, reason } if reason.contains("unreachable")),
+        "{r:?}"
+    );
+    assert_eq!(fake.total(), served);
+}

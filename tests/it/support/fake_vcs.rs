@@ -102,6 +102,7 @@ pub enum Flavor {
 pub struct FakeVcs {
     pub addr: SocketAddr,
     pub flavor: Flavor,
+    tls: bool,
     shared: Shared,
     task: tokio::task::JoinHandle<()>,
 }
@@ -121,7 +122,21 @@ impl FakeVcs {
         Self::start(Flavor::Gitlab).await
     }
 
+    /// The GitHub fake behind HTTPS, with the test certificate in `support/tls/`.
+    pub async fn github_tls() -> Self {
+        Self::start_with(Flavor::Github, true).await
+    }
+
+    /// The CA that signed the TLS fake's certificate, as PEM.
+    pub fn test_ca_pem() -> Vec<u8> {
+        include_bytes!("tls/ca.pem").to_vec()
+    }
+
     async fn start(flavor: Flavor) -> Self {
+        Self::start_with(flavor, false).await
+    }
+
+    async fn start_with(flavor: Flavor, tls: bool) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let shared = Shared {
@@ -138,12 +153,17 @@ impl FakeVcs {
         let app = routes
             .layer(middleware::from_fn_with_state(shared.clone(), record))
             .with_state(shared.clone());
-        let task = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
+        let task = if tls {
+            tokio::spawn(serve_tls(listener, app))
+        } else {
+            tokio::spawn(async move {
+                let _ = axum::serve(listener, app).await;
+            })
+        };
         Self {
             addr,
             flavor,
+            tls,
             shared,
             task,
         }
@@ -151,9 +171,10 @@ impl FakeVcs {
 
     /// The API base URL a client should be configured with.
     pub fn base_url(&self) -> String {
+        let scheme = if self.tls { "https" } else { "http" };
         match self.flavor {
-            Flavor::Github => format!("http://{}/api/v3", self.addr),
-            Flavor::Gitlab => format!("http://{}/api/v4", self.addr),
+            Flavor::Github => format!("{scheme}://{}/api/v3", self.addr),
+            Flavor::Gitlab => format!("{scheme}://{}/api/v4", self.addr),
         }
     }
 
@@ -201,6 +222,44 @@ impl FakeVcs {
 
     pub fn comments(&self) -> Vec<(String, i64, String)> {
         self.with(|i| i.comments.clone())
+    }
+}
+
+/// Serves `app` over TLS 1.2/1.3 with the test certificate, one task per connection.
+async fn serve_tls(listener: tokio::net::TcpListener, app: Router) {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    use tower::ServiceExt as _;
+
+    let certs = vec![CertificateDer::from_pem_slice(include_bytes!("tls/leaf.pem")).unwrap()];
+    let key = PrivateKeyDer::from_pem_slice(include_bytes!("tls/leaf.key")).unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    loop {
+        let Ok((tcp, _)) = listener.accept().await else {
+            return;
+        };
+        let acceptor = acceptor.clone();
+        let app = app.clone();
+        tokio::spawn(async move {
+            // A client that rejects our certificate ends the handshake: nothing to serve.
+            let Ok(tls) = acceptor.accept(tcp).await else {
+                return;
+            };
+            let service =
+                hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                    app.clone().oneshot(req.map(Body::new))
+                });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
+                .await;
+        });
     }
 }
 
