@@ -27,6 +27,8 @@ pub mod classify;
 pub mod config;
 pub mod engine;
 pub mod proxy;
+pub mod resolve;
 pub mod route;
 pub mod telemetry;
 pub mod upstream;
+pub mod vcs;

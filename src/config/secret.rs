@@ -5,7 +5,8 @@ use std::fmt;
 use subtle::ConstantTimeEq;
 
 /// A token, password or webhook secret. `Debug` and `Display` print `***`.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(transparent)]
 pub struct Secret(String);
 
 impl Secret {
@@ -17,6 +18,11 @@ impl Secret {
     /// The secret itself, for the one place that must use it.
     pub fn expose(&self) -> &str {
         &self.0
+    }
+
+    /// True when the secret is the empty string (treated as "not configured").
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
     }
 
     /// Compares with a presented value in constant time (for the value's length).

@@ -7,3 +7,4 @@ mod admin;
 mod classify;
 mod config_cli;
 mod forwarding;
+mod resolve;

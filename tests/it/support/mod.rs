@@ -2,6 +2,7 @@
 #![allow(dead_code)] // Each helper is used by some test modules, not all.
 
 pub mod fake_atlantis;
+pub mod fake_vcs;
 pub mod http;
 pub mod proxy;
 pub mod webhooks;

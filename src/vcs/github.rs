@@ -1,0 +1,290 @@
+//! GitHub REST v3 client (github.com and GitHub Enterprise Server).
+
+use base64::Engine as _;
+use bytes::Bytes;
+use http::header::{HeaderName, HeaderValue};
+use http::{Method, StatusCode};
+use serde::Deserialize;
+
+use super::http::{ApiClient, ApiConfig, ApiResponse, AuthStyle};
+use super::{ChangedFile, DirEntry, PullInfo, VcsError, encode_path, encode_segment};
+
+/// Most pages of pull files followed; GitHub itself stops listing at 3000 files (30 pages).
+const MAX_PAGES: usize = 40;
+
+/// A GitHub REST client; `base_url` is `https://api.github.com` or `https://HOST/api/v3`.
+#[derive(Debug)]
+pub struct GithubClient {
+    api: ApiClient,
+}
+
+#[derive(Deserialize)]
+struct PullJson {
+    head: RefJson,
+    base: BaseJson,
+}
+
+#[derive(Deserialize)]
+struct RefJson {
+    sha: String,
+}
+
+#[derive(Deserialize)]
+struct BaseJson {
+    #[serde(rename = "ref")]
+    name: String,
+}
+
+#[derive(Deserialize)]
+struct FileJson {
+    filename: String,
+    status: String,
+    #[serde(default)]
+    previous_filename: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct ContentJson {
+    #[serde(default)]
+    content: String,
+    #[serde(default)]
+    encoding: String,
+}
+
+#[derive(Deserialize)]
+struct DirEntryJson {
+    name: String,
+    #[serde(rename = "type")]
+    kind: String,
+}
+
+impl GithubClient {
+    /// Builds a client; fails only on an unusable base URL or token.
+    pub fn new(cfg: ApiConfig) -> Result<Self, VcsError> {
+        let fixed = vec![
+            (
+                http::header::ACCEPT,
+                HeaderValue::from_static("application/vnd.github+json"),
+            ),
+            (
+                HeaderName::from_static("x-github-api-version"),
+                HeaderValue::from_static("2022-11-28"),
+            ),
+        ];
+        Ok(Self {
+            api: ApiClient::new(cfg, AuthStyle::Bearer, fixed)?,
+        })
+    }
+
+    /// The underlying HTTP client, for calls this type does not wrap.
+    pub fn api(&self) -> &ApiClient {
+        &self.api
+    }
+
+    /// `GET /repos/{repo}/pulls/{n}`: head SHA and base branch.
+    pub async fn pull(&self, repo: &str, number: i64) -> Result<PullInfo, VcsError> {
+        let path = format!("/repos/{}/pulls/{number}", encode_path(repo));
+        let resp = ok(self.api.get(&path).await?, &path)?;
+        let pull: PullJson = json(&resp, &path)?;
+        Ok(PullInfo {
+            head_sha: pull.head.sha,
+            base_branch: pull.base.name,
+        })
+    }
+
+    /// `GET /repos/{repo}/pulls/{n}/files`, every page (via `Link: rel="next"`).
+    ///
+    /// A renamed file yields both its new path and its old path (removed), as Atlantis does.
+    pub async fn changed_files(
+        &self,
+        repo: &str,
+        number: i64,
+    ) -> Result<Vec<ChangedFile>, VcsError> {
+        let first = format!(
+            "/repos/{}/pulls/{number}/files?per_page=100",
+            encode_path(repo)
+        );
+        let mut resp = ok(self.api.get(&first).await?, &first)?;
+        let mut files = Vec::new();
+        for page in 1.. {
+            let batch: Vec<FileJson> = json(&resp, &first)?;
+            for f in batch {
+                if let Some(prev) = f.previous_filename.filter(|_| f.status == "renamed") {
+                    files.push(ChangedFile::removed(prev));
+                }
+                files.push(ChangedFile {
+                    path: f.filename,
+                    removed: f.status == "removed",
+                });
+            }
+            let Some(next) = next_link(&resp) else { break };
+            if page >= MAX_PAGES {
+                return Err(VcsError::BadResponse {
+                    endpoint: first,
+                    detail: format!("more than {MAX_PAGES} pages of files"),
+                });
+            }
+            resp = ok(self.api.get_link(&next).await?, &first)?;
+        }
+        Ok(files)
+    }
+
+    /// `GET /repos/{repo}/contents/{path}?ref=`: the file's bytes, `None` when it does not exist.
+    pub async fn file_content(
+        &self,
+        repo: &str,
+        path: &str,
+        git_ref: &str,
+    ) -> Result<Option<Vec<u8>>, VcsError> {
+        let p = format!(
+            "/repos/{}/contents/{}?ref={}",
+            encode_path(repo),
+            encode_path(path),
+            encode_segment(git_ref)
+        );
+        let resp = self.api.get(&p).await?;
+        if resp.status == StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        let resp = ok(resp, &p)?;
+        // A directory answers with an array: there is no file of that name.
+        if resp.body.first() == Some(&b'[') {
+            return Ok(None);
+        }
+        let c: ContentJson = json(&resp, &p)?;
+        if c.encoding != "base64" {
+            // Files over 1 MB come back with encoding "none"; an atlantis.yaml never is.
+            return Err(VcsError::BadResponse {
+                endpoint: p,
+                detail: format!("content encoding {:?}", c.encoding),
+            });
+        }
+        let compact: String = c.content.split_whitespace().collect();
+        base64::engine::general_purpose::STANDARD
+            .decode(compact)
+            .map(Some)
+            .map_err(|e| VcsError::BadResponse {
+                endpoint: p,
+                detail: format!("bad base64: {e}"),
+            })
+    }
+
+    /// `GET /repos/{repo}/contents/{dir}?ref=`: the entries of a directory, `None` if absent.
+    pub async fn list_dir(
+        &self,
+        repo: &str,
+        dir: &str,
+        git_ref: &str,
+    ) -> Result<Option<Vec<DirEntry>>, VcsError> {
+        let sub = if dir == "." || dir.is_empty() {
+            String::new()
+        } else {
+            format!("/{}", encode_path(dir))
+        };
+        let p = format!(
+            "/repos/{}/contents{sub}?ref={}",
+            encode_path(repo),
+            encode_segment(git_ref)
+        );
+        let resp = self.api.get(&p).await?;
+        if resp.status == StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        let resp = ok(resp, &p)?;
+        if resp.body.first() != Some(&b'[') {
+            return Ok(None); // a file, not a directory
+        }
+        let entries: Vec<DirEntryJson> = json(&resp, &p)?;
+        Ok(Some(
+            entries
+                .into_iter()
+                .map(|e| DirEntry {
+                    is_dir: e.kind == "dir",
+                    name: e.name,
+                })
+                .collect(),
+        ))
+    }
+
+    /// `POST /repos/{repo}/issues/{n}/comments`: comments on a pull.
+    pub async fn post_comment(&self, repo: &str, number: i64, body: &str) -> Result<(), VcsError> {
+        let p = format!("/repos/{}/issues/{number}/comments", encode_path(repo));
+        let payload = serde_json::to_vec(&serde_json::json!({ "body": body })).map_err(|e| {
+            VcsError::BadResponse {
+                endpoint: p.clone(),
+                detail: e.to_string(),
+            }
+        })?;
+        let resp = self
+            .api
+            .send(Method::POST, &p, Some(Bytes::from(payload)))
+            .await?;
+        ok(resp, &p).map(|_| ())
+    }
+}
+
+/// The `rel="next"` URL of an RFC 8288 `Link` header.
+pub(crate) fn next_link(resp: &ApiResponse) -> Option<String> {
+    let link = resp.headers.get(http::header::LINK)?.to_str().ok()?;
+    link.split(',').find_map(|part| {
+        let (url, params) = part.split_once(';')?;
+        let is_next = params
+            .split(';')
+            .any(|p| matches!(p.trim(), "rel=\"next\"" | "rel=next"));
+        is_next.then(|| {
+            url.trim()
+                .trim_start_matches('<')
+                .trim_end_matches('>')
+                .to_string()
+        })
+    })
+}
+
+pub(crate) fn ok(resp: ApiResponse, path: &str) -> Result<ApiResponse, VcsError> {
+    if resp.status.is_success() {
+        Ok(resp)
+    } else {
+        Err(VcsError::Status {
+            status: resp.status.as_u16(),
+            endpoint: path.split('?').next().unwrap_or(path).to_string(),
+        })
+    }
+}
+
+pub(crate) fn json<T: serde::de::DeserializeOwned>(
+    resp: &ApiResponse,
+    path: &str,
+) -> Result<T, VcsError> {
+    serde_json::from_slice(&resp.body).map_err(|e| VcsError::BadResponse {
+        endpoint: path.split('?').next().unwrap_or(path).to_string(),
+        detail: e.to_string(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderMap;
+
+    #[test]
+    fn next_link_is_found_among_others() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            http::header::LINK,
+            HeaderValue::from_static(
+                "<https://api.github.com/repositories/1/pulls/2/files?per_page=100&page=1>; rel=\"prev\", \
+                 <https://api.github.com/repositories/1/pulls/2/files?per_page=100&page=3>; rel=\"next\", \
+                 <https://api.github.com/repositories/1/pulls/2/files?per_page=100&page=5>; rel=\"last\"",
+            ),
+        );
+        let resp = ApiResponse {
+            status: StatusCode::OK,
+            headers,
+            body: Bytes::new(),
+        };
+        assert_eq!(
+            next_link(&resp).as_deref(),
+            Some("https://api.github.com/repositories/1/pulls/2/files?per_page=100&page=3")
+        );
+    }
+}
