@@ -67,7 +67,10 @@ impl App {
         let proxy_state = Arc::new(ProxyState {
             upstream: upstream.clone(),
             server: config.server.clone(),
-            classify: ClassifyConfig::from_config(&config.atlantis, LockModeTable::default()),
+            classify: ClassifyConfig::from_config(
+                &config.atlantis,
+                LockModeTable::from_projects(&config.repos),
+            ),
             metrics: metrics.clone(),
         });
         let admin_state = Arc::new(AdminState {

@@ -33,6 +33,37 @@ pub struct RepoLockModes {
 }
 
 impl LockModeTable {
+    /// The `repo_locks.mode` settings of the proxy's project table.
+    pub fn from_projects(table: &crate::resolve::ProjectTable) -> Self {
+        let repos = table
+            .iter()
+            .map(|(name, repo)| {
+                let mut modes = RepoLockModes {
+                    default: repo.locks.mode,
+                    ..RepoLockModes::default()
+                };
+                for p in &repo.projects {
+                    let Some(mode) = p.locks.mode.or(repo.locks.mode) else {
+                        continue;
+                    };
+                    match &p.name {
+                        Some(n) => {
+                            modes.projects.insert(n.clone(), mode);
+                        }
+                        None => {
+                            modes.dirs.insert(p.dir.clone(), mode);
+                        }
+                    }
+                }
+                (name.to_string(), modes)
+            })
+            .collect();
+        Self {
+            default: LockMode::default(),
+            repos,
+        }
+    }
+
     /// The mode of one project, found by name first, then by dir.
     pub fn mode_for(&self, repo: &str, project: Option<&str>, dir: Option<&str>) -> LockMode {
         let Some(r) = self.repos.get(repo) else {

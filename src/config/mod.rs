@@ -52,8 +52,8 @@ pub struct Config {
     pub atlantis: AtlantisConfig,
     /// The `enhanced-locking:` block.
     pub enhanced: EnhancedConfig,
-    /// Per-repository project table (validated by the resolver).
-    pub repos: Vec<serde_norway::Value>,
+    /// Per-repository project table.
+    pub repos: crate::resolve::ProjectTable,
     /// Logs and traces.
     pub telemetry: TelemetryConfig,
 }

@@ -23,7 +23,7 @@ pub struct RawConfig {
     #[serde(default)]
     pub enhanced_locking: RawEnhancedLocking,
     #[serde(default)]
-    pub repos: Vec<serde_norway::Value>,
+    pub repos: Vec<crate::resolve::RawRepo>,
     #[serde(default)]
     pub telemetry: RawTelemetry,
 }

@@ -153,7 +153,8 @@ pub(super) fn validate(raw: RawConfig) -> Result<Config> {
         },
         atlantis,
         enhanced,
-        repos: raw.repos,
+        repos: crate::resolve::ProjectTable::from_raw(&raw.repos)
+            .map_err(|e| ConfigError::new(e.at.clone(), e.problem.clone()))?,
         telemetry,
     })
 }
@@ -514,6 +515,21 @@ mod tests {
             err("server: {max-body-size: lots}").key,
             "server.max-body-size"
         );
+    }
+
+    #[test]
+    fn the_project_table_is_validated_with_named_keys() {
+        let ok = Config::from_yaml(
+            "repos:\n  - name: acme/infra\n    projects:\n      - {name: net, dir: net, repo_locks: {mode: on_apply, priority: high}}\n",
+        )
+        .unwrap();
+        assert_eq!(ok.repos.len(), 1);
+        let e = err(
+            "repos:\n  - name: acme/infra\n    projects:\n      - {dir: net, repo_locks: {timeout: 45x}}\n",
+        );
+        assert_eq!(e.key, "repos[0].projects[0].repo_locks.timeout");
+        let e = err("repos:\n  - name: acme/infra\n    projekts: []\n");
+        assert!(e.message.contains("projekts"), "{e}");
     }
 
     #[test]

@@ -229,6 +229,11 @@ impl ProjectTable {
         Ok(Self { repos })
     }
 
+    /// Every configured repo and its projects.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &RepoConfig)> {
+        self.repos.iter().map(|(k, v)| (k.as_str(), v))
+    }
+
     /// The table's entry for a repo, if it has one.
     pub fn get(&self, repo: &str) -> Option<&RepoConfig> {
         self.repos.get(repo)
