@@ -19,7 +19,7 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer, Registry};
 
-pub use metrics::Metrics;
+pub use metrics::{BreakerState, FailReason, Metrics, ReleaseReason};
 pub use otlp::{Protocol, RootSampler, SamplerChoice, TraceInitError, TraceSettings};
 pub use propagation::{
     inject_headers, link_to_traceparent, parse_traceparent, replay_span, set_parent_from_headers,

@@ -6,3 +6,4 @@ mod support;
 mod admin;
 mod config_cli;
 mod forwarding;
+mod telemetry;

@@ -59,6 +59,15 @@ pub enum FailReason {
 }
 
 impl FailReason {
+    /// Every reason, exported at zero from the start.
+    pub const ALL: [FailReason; 5] = [
+        FailReason::QueueFull,
+        FailReason::QueueTimeout,
+        FailReason::Deadlock,
+        FailReason::Error,
+        FailReason::Cancelled,
+    ];
+
     fn as_str(self) -> &'static str {
         match self {
             FailReason::QueueFull => "queue_full",
@@ -86,6 +95,15 @@ pub enum ReleaseReason {
 }
 
 impl ReleaseReason {
+    /// Every reason, exported at zero from the start.
+    pub const ALL: [ReleaseReason; 5] = [
+        ReleaseReason::PullClosed,
+        ReleaseReason::Unlock,
+        ReleaseReason::Expired,
+        ReleaseReason::Admin,
+        ReleaseReason::Reconciled,
+    ];
+
     fn as_str(self) -> &'static str {
         match self {
             ReleaseReason::PullClosed => "pull_closed",
@@ -181,6 +199,18 @@ impl Locking {
             // Every priority is exported from the start, so `by (priority)` panels show zeros.
             let _ = m.queue_depth.get_or_create(&PriorityLabel {
                 priority: p.as_str(),
+            });
+        }
+        // Closed label sets start at zero: `rate()` then sees the first failure, and panels
+        // show 0 instead of "no data".
+        for reason in FailReason::ALL {
+            let _ = m.acquisitions_failed.get_or_create(&ReasonLabel {
+                reason: reason.as_str(),
+            });
+        }
+        for reason in ReleaseReason::ALL {
+            let _ = m.releases.get_or_create(&ReasonLabel {
+                reason: reason.as_str(),
             });
         }
         let p = "atlantis_enhanced_locking_";
