@@ -46,15 +46,7 @@ pub async fn forward(
     mut req: Request<ProxyBody>,
 ) -> Result<Response<ProxyBody>, ProxyError> {
     prepare(&mut req, client, false);
-    let span = tracing::info_span!(
-        "upstream",
-        otel.name = %format_args!("{} atlantis", req.method()),
-        otel.kind = "client",
-        otel.status_code = tracing::field::Empty,
-        http.request.method = %req.method(),
-        url.path = req.uri().path(),
-        http.response.status_code = tracing::field::Empty,
-    );
+    let span = telemetry::spans::upstream(req.method(), req.uri().path());
     // Atlantis (and whatever it calls) continues this trace under the upstream span.
     telemetry::inject_headers(&span, req.headers_mut());
     let start = Instant::now();

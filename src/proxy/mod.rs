@@ -60,17 +60,7 @@ async fn handle(
 ) -> Result<Response<ProxyBody>, ProxyError> {
     let route = route_name(req.method(), req.uri().path());
     // The server span: every later step (classify, engine, upstream) is its child.
-    let span = tracing::info_span!(
-        "request",
-        otel.name = %format_args!("{} {route}", req.method()),
-        otel.kind = "server",
-        otel.status_code = tracing::field::Empty,
-        http.request.method = %req.method(),
-        http.route = route,
-        url.path = req.uri().path(),
-        http.response.status_code = tracing::field::Empty,
-        error.type = tracing::field::Empty,
-    );
+    let span = telemetry::spans::server(req.method(), route, req.uri().path());
     telemetry::set_parent_from_headers(&span, req.headers());
     let result = carry(&state, client, req).instrument(span.clone()).await;
     let (outcome, status) = match &result {

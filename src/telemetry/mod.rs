@@ -9,6 +9,7 @@
 pub mod metrics;
 mod otlp;
 pub mod propagation;
+pub mod spans;
 
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::trace::SdkTracerProvider;

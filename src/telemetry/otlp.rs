@@ -292,4 +292,65 @@ mod tests {
             "http://c:4318/custom/traces"
         );
     }
+
+    #[test]
+    fn exporting_needs_a_runtime() {
+        let s = resolve(&[]);
+        assert!(matches!(
+            provider(&s, "http://127.0.0.1:4317"),
+            Err(TraceInitError::NoRuntime)
+        ));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn http_protobuf_export_runs_from_the_batch_thread() {
+        use opentelemetry::trace::{Tracer as _, TracerProvider as _};
+        use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+        use prost::Message as _;
+        use std::sync::Mutex;
+
+        let got: Arc<Mutex<Vec<ExportTraceServiceRequest>>> = Arc::default();
+        let sink = got.clone();
+        let app = axum::Router::new().route(
+            "/v1/traces",
+            axum::routing::post(move |body: Bytes| async move {
+                let req = ExportTraceServiceRequest::decode(body).expect("protobuf body");
+                sink.lock().unwrap().push(req);
+                ""
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+
+        let settings = TraceSettings {
+            endpoint: Some(url.clone()),
+            protocol: Protocol::HttpProtobuf,
+            sampler: SamplerChoice::AlwaysOn,
+            service_name: "http-export-test".into(),
+        };
+        let provider = provider(&settings, &url).unwrap();
+        provider.tracer("test").in_span("over-http", |_| {});
+        // The batch processor exports from its own thread; the flush blocks until it is done.
+        let p = provider.clone();
+        tokio::task::spawn_blocking(move || p.force_flush())
+            .await
+            .unwrap()
+            .unwrap();
+        let got = got.lock().unwrap().clone();
+        let rs = &got.first().expect("one export").resource_spans[0];
+        let service = rs
+            .resource
+            .as_ref()
+            .unwrap()
+            .attributes
+            .iter()
+            .find(|kv| kv.key == "service.name");
+        assert!(format!("{service:?}").contains("http-export-test"));
+        assert_eq!(rs.scope_spans[0].spans[0].name, "over-http");
+        tokio::task::spawn_blocking(move || provider.shutdown())
+            .await
+            .unwrap()
+            .unwrap();
+    }
 }

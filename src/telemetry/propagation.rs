@@ -72,14 +72,21 @@ pub fn link_to_traceparent(span: &Span, traceparent: &str) -> bool {
     }
 }
 
-/// A new root span named `name` for replaying a queued request, linked to the original request's
+/// A new root span for replaying a queued request, linked to the original request's
 /// span when its `traceparent` was stored.
 pub fn replay_span(original_traceparent: Option<&str>) -> Span {
     let span = tracing::info_span!(
         parent: None,
         "replay",
         otel.name = "replay queued request",
-        otel.kind = "internal"
+        otel.kind = "internal",
+        otel.status_code = tracing::field::Empty,
+        alp.repo = tracing::field::Empty,
+        alp.pull = tracing::field::Empty,
+        alp.lock_keys = tracing::field::Empty,
+        alp.waiter_id = tracing::field::Empty,
+        alp.priority = tracing::field::Empty,
+        http.response.status_code = tracing::field::Empty,
     );
     if let Some(tp) = original_traceparent {
         link_to_traceparent(&span, tp);

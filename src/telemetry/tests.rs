@@ -120,3 +120,38 @@ fn transport_spans_are_not_exported() {
     let names: Vec<_> = spans.iter().map(|s| s.name.to_string()).collect();
     assert_eq!(names, ["ours"]);
 }
+
+#[test]
+fn step_spans_carry_the_recorded_lock_attributes_under_the_server_span() {
+    let spans = traced(|| {
+        let server = spans::server(&http::Method::POST, "events", "/events");
+        let _s = server.enter();
+        server.record(spans::attr::REPO, "acme/infra");
+        server.record(spans::attr::PULL, 42);
+        let engine = spans::engine("acquire");
+        engine.record(spans::attr::DECISION, "queued");
+        engine.record(spans::attr::QUEUE_POSITION, 2);
+        engine.record(spans::attr::LOCK_KEYS, "acme/infra/modules/vpc/default/vpc");
+        drop(engine);
+    });
+    let server = named(&spans, "POST events");
+    let engine = named(&spans, "engine acquire");
+    assert_eq!(engine.parent_span_id, server.span_context.span_id());
+    let attr = |s: &SpanData, k: &str| {
+        s.attributes
+            .iter()
+            .find(|kv| kv.key.as_str() == k)
+            .map(|kv| kv.value.to_string())
+            .unwrap_or_else(|| panic!("{} has no {k}: {:?}", s.name, s.attributes))
+    };
+    assert_eq!(attr(server, "alp.repo"), "acme/infra");
+    assert_eq!(attr(server, "alp.pull"), "42");
+    assert_eq!(attr(server, "http.route"), "events");
+    assert_eq!(attr(engine, "alp.operation"), "acquire");
+    assert_eq!(attr(engine, "alp.decision"), "queued");
+    assert_eq!(attr(engine, "alp.queue_position"), "2");
+    assert_eq!(
+        attr(engine, "alp.lock_keys"),
+        "acme/infra/modules/vpc/default/vpc"
+    );
+}
