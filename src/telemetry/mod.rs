@@ -110,6 +110,8 @@ pub fn init(cfg: &TelemetryConfig) -> TelemetryGuard {
         .with(otel_layer)
         .try_init()
         .is_ok();
+    // A second call (tests) could not install its layer: its provider would export nothing.
+    let provider = provider.filter(|_| installed);
     if let Some(p) = &provider {
         opentelemetry::global::set_text_map_propagator(
             opentelemetry_sdk::propagation::TraceContextPropagator::new(),
@@ -125,7 +127,10 @@ pub fn init(cfg: &TelemetryConfig) -> TelemetryGuard {
             "exporting traces over OTLP"
         ),
         (Some(_), Some(e)) => tracing::error!(error = %e, "traces are off"),
-        _ => {}
+        (Some(_), None) => {
+            tracing::warn!("telemetry was already initialised; keeping the first exporter")
+        }
+        (None, _) => {}
     }
     TelemetryGuard { provider }
 }
