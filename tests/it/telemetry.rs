@@ -270,6 +270,16 @@ async fn a_replay_starts_a_new_trace_linked_to_the_original_request() {
     proxy.stop().await;
 }
 
+/// The value of one series in a Prometheus text scrape, written as exposed
+/// (`name{label="v",...}` in registration order of the labels), or `None` when absent.
+/// For scenario tests: `sample(&scrape, "atlantis_enhanced_locking_queue_depth{priority=\"high\"}")`.
+pub fn sample(scrape: &str, series: &str) -> Option<f64> {
+    scrape
+        .lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .and_then(|v| v.trim().parse().ok())
+}
+
 /// A registry where every family has samples (families with labels appear on first use).
 fn populated() -> Metrics {
     let m = Metrics::new();
@@ -419,9 +429,27 @@ async fn metrics_scrape_is_prometheus_text_and_saved_for_promtool() {
         "text/plain; version=0.0.4; charset=utf-8"
     );
     let text = scrape.text();
-    assert!(
-        text.contains("atlantis_lock_proxy_requests_total{route=\"api_locks\",engine=\"legacy\",outcome=\"2xx\"} 1"),
+    assert_eq!(
+        sample(
+            &text,
+            "atlantis_lock_proxy_requests_total{route=\"api_locks\",engine=\"legacy\",outcome=\"2xx\"}"
+        ),
+        Some(1.0),
         "{text}"
+    );
+    assert_eq!(
+        sample(
+            &text,
+            "atlantis_lock_proxy_upstream_duration_seconds_count{status_class=\"2xx\"}"
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        sample(
+            &text,
+            "atlantis_enhanced_locking_queue_depth{priority=\"critical\"}"
+        ),
+        Some(0.0)
     );
     assert!(text.contains("# TYPE atlantis_enhanced_locking_queue_depth gauge"));
 
