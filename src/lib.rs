@@ -19,7 +19,7 @@
 //! | [`engine`] | the lock engine |
 //! | [`upstream`] | pooled client to Atlantis, header hygiene |
 //! | [`admin`] | operator API: health, readiness, metrics, `/admin/*` |
-//! | [`telemetry`] | logging and the Prometheus registry |
+//! | [`telemetry`] | logging, OpenTelemetry traces (OTLP), the Prometheus registry |
 
 pub mod admin;
 pub mod app;

@@ -224,7 +224,6 @@ fn run_operator(cli: &Cli, cmd: CliCommand, admin: &AdminArgs) -> ExitCode {
 }
 
 fn serve(config: Config) -> ExitCode {
-    telemetry::init_logging(&config.telemetry);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -235,7 +234,10 @@ fn serve(config: Config) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    runtime.block_on(async {
+    // Telemetry starts inside the runtime (its exporters run there) and is flushed after the
+    // server stopped but while the runtime still runs, so the last spans reach the collector.
+    let telemetry = runtime.block_on(async { telemetry::init(&config.telemetry) });
+    let code = runtime.block_on(async {
         let app = match App::build(config).await {
             Ok(app) => app,
             Err(e) => {
@@ -246,7 +248,9 @@ fn serve(config: Config) -> ExitCode {
         };
         app.run(shutdown_signal()).await;
         ExitCode::SUCCESS
-    })
+    });
+    telemetry.shutdown();
+    code
 }
 
 /// Completes on SIGTERM (Kubernetes, docker stop) or SIGINT (Ctrl-C).

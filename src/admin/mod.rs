@@ -90,15 +90,11 @@ async fn readyz(State(st): State<Arc<AdminState>>) -> Response {
     (code, Json(body)).into_response()
 }
 
-async fn metrics(State(st): State<Arc<AdminState>>) -> Response {
-    (
-        [(
-            header::CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
-        st.metrics.encode(),
-    )
-        .into_response()
+async fn metrics(State(st): State<Arc<AdminState>>, headers: axum::http::HeaderMap) -> Response {
+    // Prometheus text unless the scraper asks for OpenMetrics.
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
+    let (content_type, body) = st.metrics.encode_for(accept);
+    ([(header::CONTENT_TYPE, content_type)], body).into_response()
 }
 
 async fn status(State(st): State<Arc<AdminState>>) -> Json<serde_json::Value> {

@@ -8,9 +8,10 @@ use http_body_util::{BodyExt, Limited};
 use hyper::body::Body;
 use hyper_util::rt::TokioIo;
 use tokio::time::Instant;
+use tracing::Instrument;
 
 use super::{ProxyError, ProxyState};
-use crate::telemetry::metrics::status_class;
+use crate::telemetry::{self, metrics::status_class};
 use crate::upstream::{BoxError, ProxyBody, add_forwarded, full, strip_hop_by_hop};
 
 /// Reads a whole request body, bounded by `server.max-body-size`, so classification and a later
@@ -45,9 +46,16 @@ pub async fn forward(
     mut req: Request<ProxyBody>,
 ) -> Result<Response<ProxyBody>, ProxyError> {
     prepare(&mut req, client, false);
+    let span = telemetry::spans::upstream(req.method(), req.uri().path());
+    // Atlantis (and whatever it calls) continues this trace under the upstream span.
+    telemetry::inject_headers(&span, req.headers_mut());
     let start = Instant::now();
-    let result = state.upstream.send(req).await;
+    let result = state.upstream.send(req).instrument(span.clone()).await;
     let took = start.elapsed();
+    match &result {
+        Ok(resp) => span.record("http.response.status_code", resp.status().as_u16()),
+        Err(_) => span.record("otel.status_code", "ERROR"),
+    };
     let resp = match result {
         Ok(resp) => resp,
         Err(e) => {

@@ -12,13 +12,14 @@ use hyper::body::Incoming;
 use tower::ServiceBuilder;
 use tower::util::BoxCloneService;
 use tower_http::timeout::{RequestBodyTimeoutLayer, TimeoutBody};
+use tracing::Instrument;
 
 pub use error::{ERROR_HEADER, ProxyError};
 
 use crate::classify::{ClassifyConfig, Operation, classify};
 use crate::config::ServerConfig;
-use crate::telemetry::Metrics;
 use crate::telemetry::metrics::status_class;
+use crate::telemetry::{self, Metrics};
 use crate::upstream::{ProxyBody, Upstream, is_upgrade};
 
 /// Everything the request path needs, shared by all connections.
@@ -61,11 +62,21 @@ async fn handle(
     req: Request<TimeoutBody<Incoming>>,
 ) -> Result<Response<ProxyBody>, ProxyError> {
     let route = route_name(req.method(), req.uri().path());
-    let result = carry(&state, client, req).await;
-    let outcome = match &result {
-        Ok(resp) => status_class(resp.status()),
-        Err(e) => e.kind(),
+    // The server span: every later step (classify, engine, upstream) is its child.
+    let span = telemetry::spans::server(req.method(), route, req.uri().path());
+    telemetry::set_parent_from_headers(&span, req.headers());
+    let result = carry(&state, client, req).instrument(span.clone()).await;
+    let (outcome, status) = match &result {
+        Ok(resp) => (status_class(resp.status()), resp.status()),
+        Err(e) => {
+            span.record("error.type", e.kind());
+            (e.kind(), e.status())
+        }
     };
+    span.record("http.response.status_code", status.as_u16());
+    if status.is_server_error() {
+        span.record("otel.status_code", "ERROR");
+    }
     state.metrics.request(route, "legacy", outcome);
     result
 }

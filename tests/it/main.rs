@@ -8,3 +8,4 @@ mod classify;
 mod config_cli;
 mod forwarding;
 mod resolve;
+mod telemetry;
