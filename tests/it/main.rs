@@ -1,1 +1,4 @@
-fn main() {}
+//! The one integration test binary: real sockets, real `redis-server`.
+
+mod engine;
+mod support;

@@ -1,0 +1,3 @@
+//! Shared integration-test helpers.
+
+pub mod redis;
