@@ -388,3 +388,22 @@ pub async fn restart(mut ctx: Ctx) {
     assert_eq!((d.reason, d.id), (DispatchReason::Granted, q.waiter_id));
     assert_eq!(d.payload, b"POST /events pull=2");
 }
+
+pub async fn newcomer_outranks_reservation(mut ctx: Ctx) {
+    let e = ctx.engine().await;
+    let mut rx = e.take_dispatches().expect("dispatches");
+    granted_token(&*e, 1, &["b"]).await;
+    // Pull 2 (low) reserves the free lock a while it waits for b.
+    queue(&*e, 2, Low, &["a", "b"]).await;
+    // A critical newcomer for a alone outranks it and is granted at once, through the dispatcher.
+    let q = queue(&*e, 3, Critical, &["a"]).await;
+    assert_eq!(q.positions[0].position, 1);
+    let d = next(&mut rx).await;
+    assert_eq!((d.reason, d.id), (DispatchReason::Granted, q.waiter_id));
+    // An equal-priority newcomer does not: it queues behind pull 2, which still waits for b.
+    e.release_pull(pull(3)).await.expect("release");
+    nothing(&mut rx).await;
+    let q4 = queue(&*e, 4, Low, &["a"]).await;
+    assert_eq!(q4.positions[0].position, 2);
+    nothing(&mut rx).await;
+}

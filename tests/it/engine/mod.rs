@@ -69,6 +69,10 @@ macro_rules! conformance {
                 cases::reoffer(ctx().await).await;
             }
             #[tokio::test]
+            async fn newcomer_outranks_a_reserving_waiter() {
+                cases::newcomer_outranks_reservation(ctx().await).await;
+            }
+            #[tokio::test]
             async fn waiters_survive_restart() {
                 cases::restart(ctx().await).await;
             }

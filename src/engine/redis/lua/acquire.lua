@@ -59,5 +59,6 @@ for _, f in ipairs(fields) do
   positions[#positions + 1] = { f, redis.call('ZRANK', B .. 'q:' .. f, id) + 1, h and h.pull or '' }
 end
 local out = {}
-if mode == '2' then grant_pass(fields, out) end
+-- A newcomer may outrank the waiters that kept a free lock reserved: grant whoever heads now.
+grant_pass(fields, out)
 return { 3, id, positions, emit(out) }
