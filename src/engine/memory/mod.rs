@@ -510,7 +510,7 @@ impl LockEngine for MemoryEngine {
                     .values()
                     .flat_map(|r| r.deadlocks.iter().cloned())
                     .collect();
-                all.sort_by(|a, b| b.detected_at_ms.cmp(&a.detected_at_ms));
+                all.sort_by_key(|r| std::cmp::Reverse(r.detected_at_ms));
                 Ok(all)
             })
         })

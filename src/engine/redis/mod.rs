@@ -663,7 +663,7 @@ impl LockEngine for RedisEngine {
                     all.push(record);
                 }
             }
-            all.sort_by(|a, b| b.detected_at_ms.cmp(&a.detected_at_ms));
+            all.sort_by_key(|r| std::cmp::Reverse(r.detected_at_ms));
             Ok(all)
         })
     }
