@@ -150,7 +150,14 @@ fn redis_benchmark(server: &RedisServer, ops: usize, conc: usize) -> f64 {
         .args(["-r", "1000"])
         .output()
         .expect("run redis-benchmark");
-    let text = String::from_utf8_lossy(&out.stdout);
+    let all = String::from_utf8_lossy(&out.stdout);
+    // Progress lines are separated by carriage returns; the summary is the last one.
+    let text = all
+        .rsplit('\r')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_owned();
     // `-q` prints "EVALSHA ...: 123456.79 requests per second, p50=0.231 msec".
     let rate = text
         .split_whitespace()
@@ -159,10 +166,12 @@ fn redis_benchmark(server: &RedisServer, ops: usize, conc: usize) -> f64 {
         .find(|w| w[1] == "requests" && w[2] == "per")
         .and_then(|w| w[0].parse::<f64>().ok())
         .unwrap_or_else(|| panic!("could not parse redis-benchmark output: {text}"));
-    println!(
-        "redis-benchmark EVALSHA acquire, -c {conc}   {rate:>10.0} ops/s   ({})",
-        text.trim().replace('\r', " | ")
-    );
+    let p50 = text
+        .split("p50=")
+        .nth(1)
+        .and_then(|t| t.split_whitespace().next())
+        .unwrap_or("?");
+    println!("redis-benchmark EVALSHA, -c {conc:<13} {rate:>10.0} ops/s      p50 {p50:>7} ms");
     rate
 }
 

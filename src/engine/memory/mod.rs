@@ -550,3 +550,6 @@ impl LockEngine for MemoryEngine {
         })
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -96,10 +96,7 @@ impl Backend {
     /// Runs a prepared script (EVALSHA, reloading on NOSCRIPT).
     pub async fn invoke(&self, inv: &ScriptInvocation<'_>) -> Result<Value, RedisError> {
         match self {
-            Backend::Pool(pool) => {
-                let mut conn = pool.get().await.map_err(pool_error)?;
-                inv.invoke_async(&mut *conn).await
-            }
+            Backend::Pool(pool) => inv.invoke_async(&mut checkout(pool).await?).await,
             Backend::Cluster(conn) => inv.invoke_async(&mut conn.clone()).await,
         }
     }
@@ -107,13 +104,18 @@ impl Backend {
     /// Runs a plain command (any node in cluster mode when it has no key).
     pub async fn query(&self, cmd: &redis::Cmd) -> Result<Value, RedisError> {
         match self {
-            Backend::Pool(pool) => {
-                let mut conn = pool.get().await.map_err(pool_error)?;
-                cmd.query_async(&mut *conn).await
-            }
+            Backend::Pool(pool) => cmd.query_async(&mut checkout(pool).await?).await,
             Backend::Cluster(conn) => cmd.query_async(&mut conn.clone()).await,
         }
     }
+}
+
+/// A multiplexed connection from the pool, returned to the pool at once: it pipelines requests,
+/// so holding the checkout across a round trip would only serialise callers behind it.
+async fn checkout(
+    pool: &bb8::Pool<RedisConnectionManager>,
+) -> Result<redis::aio::MultiplexedConnection, RedisError> {
+    Ok(pool.get().await.map_err(pool_error)?.clone())
 }
 
 fn pool_error(e: bb8::RunError<RedisError>) -> RedisError {
