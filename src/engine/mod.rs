@@ -44,7 +44,13 @@ pub use types::{
 use crate::classify::{LockKey, PullRef};
 
 /// Receives the dispatches this replica owns (take it once with [`LockEngine::take_dispatches`]).
-pub type DispatchReceiver = mpsc::UnboundedReceiver<Dispatch>;
+///
+/// Delivery is at least once: a dispatch not confirmed within `dispatch_lease` is offered again
+/// (possibly to another replica), so handlers should tolerate a repeat of the same id.
+pub type DispatchReceiver = mpsc::Receiver<Dispatch>;
+
+/// Dispatches buffered per replica; when full, further ones wait for their lease to run out.
+pub const DISPATCH_BUFFER: usize = 1024;
 
 /// Result type of engine operations.
 pub type EngineResult<T> = Result<T, EngineError>;

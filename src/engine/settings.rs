@@ -127,7 +127,7 @@ fn default_instance_id() -> String {
 }
 
 /// Connection settings of the Redis backend (`enhanced-locking.redis.*`).
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct RedisSettings {
     /// `addr`: `host:port` of a standalone server, or of one seed node in cluster mode.
     pub addr: String,
@@ -153,6 +153,25 @@ pub struct RedisSettings {
     pub write_timeout: Duration,
     /// `max-retries`: retries of a command that failed before reaching the server.
     pub max_retries: u32,
+}
+
+impl std::fmt::Debug for RedisSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisSettings")
+            .field("addr", &self.addr)
+            .field("cluster_nodes", &self.cluster_nodes)
+            .field("password", &self.password.as_ref().map(|_| "***"))
+            .field("db", &self.db)
+            .field("cluster_mode", &self.cluster_mode)
+            .field("key_prefix", &self.key_prefix)
+            .field("pool_size", &self.pool_size)
+            .field("pool_timeout", &self.pool_timeout)
+            .field("dial_timeout", &self.dial_timeout)
+            .field("read_timeout", &self.read_timeout)
+            .field("write_timeout", &self.write_timeout)
+            .field("max_retries", &self.max_retries)
+            .finish()
+    }
 }
 
 /// The key prefix of the shadow engine's separate keyspace.
@@ -223,6 +242,19 @@ mod tests {
         let normal_late = s.queue_score(Priority::Normal, 400_000);
         assert!(normal_soon < low_old, "a minute of waiting is not enough");
         assert!(low_old < normal_late, "two thirds of queue-timeout is");
+    }
+
+    #[test]
+    fn debug_never_shows_the_redis_password() {
+        let s = RedisSettings {
+            password: Some("hunter2".into()),
+            ..RedisSettings::default()
+        };
+        let shown = format!("{s:?}");
+        assert!(
+            !shown.contains("hunter2") && shown.contains("***"),
+            "{shown}"
+        );
     }
 
     #[test]

@@ -41,14 +41,14 @@ pub struct MemoryEngine {
     stats: EngineStats,
     clock: Clock,
     repos: Mutex<HashMap<String, RepoState>>,
-    tx: mpsc::UnboundedSender<Dispatch>,
+    tx: mpsc::Sender<Dispatch>,
     rx: Mutex<Option<DispatchReceiver>>,
 }
 
 impl MemoryEngine {
     /// A new, empty engine.
     pub fn new(settings: EngineSettings) -> Self {
-        let (tx, rx) = mpsc::unbounded_channel();
+        let (tx, rx) = mpsc::channel(super::DISPATCH_BUFFER);
         Self {
             settings,
             stats: EngineStats::default(),
@@ -82,8 +82,8 @@ impl MemoryEngine {
                     lease_until_ms: lease,
                 },
             );
-            // The receiver may be gone during shutdown; the lease makes it re-offered later.
-            let _ = self.tx.send(d);
+            // A full or dropped receiver leaves the dispatch leased; it is re-offered later.
+            let _ = self.tx.try_send(d);
         }
     }
 
@@ -239,7 +239,7 @@ impl MemoryEngine {
                 for p in repo.pending.values_mut() {
                     if p.lease_until_ms <= now {
                         p.lease_until_ms = lease;
-                        let _ = self.tx.send(p.dispatch.clone());
+                        let _ = self.tx.try_send(p.dispatch.clone());
                     }
                 }
                 for w in repo.waiters.values() {

@@ -39,7 +39,7 @@ pub struct RedisEngine {
     backend: Backend,
     scripts: Scripts,
     known_repos: Mutex<HashSet<String>>,
-    tx: mpsc::UnboundedSender<Dispatch>,
+    tx: mpsc::Sender<Dispatch>,
     rx: Mutex<Option<DispatchReceiver>>,
 }
 
@@ -55,7 +55,7 @@ impl RedisEngine {
     /// Connects to Redis and loads nothing yet (scripts load on first use).
     pub async fn connect(settings: EngineSettings, redis: RedisSettings) -> EngineResult<Self> {
         let backend = Backend::connect(&redis).await?;
-        let (tx, rx) = mpsc::unbounded_channel();
+        let (tx, rx) = mpsc::channel(super::DISPATCH_BUFFER);
         Ok(Self {
             settings,
             redis,
@@ -252,8 +252,8 @@ impl RedisEngine {
             let d = decode_dispatch(repo, array(r)?)?;
             events::count_dispatch(&self.stats, &d);
             events::dispatched(self.settings.enable_events, &d);
-            // A dropped receiver only happens at shutdown; the lease re-offers the dispatch.
-            let _ = self.tx.send(d);
+            // A full or dropped receiver leaves the dispatch leased; it is re-offered later.
+            let _ = self.tx.try_send(d);
         }
         Ok(())
     }

@@ -151,7 +151,7 @@ pub fn req(n: i64, priority: Priority, dirs: &[&str]) -> AcquireRequest {
 }
 
 /// The next dispatch, failing the test after a few seconds.
-pub async fn next(rx: &mut tokio::sync::mpsc::UnboundedReceiver<Dispatch>) -> Dispatch {
+pub async fn next(rx: &mut tokio::sync::mpsc::Receiver<Dispatch>) -> Dispatch {
     tokio::time::timeout(Duration::from_secs(5), rx.recv())
         .await
         .expect("a dispatch within 5 s")
@@ -159,7 +159,7 @@ pub async fn next(rx: &mut tokio::sync::mpsc::UnboundedReceiver<Dispatch>) -> Di
 }
 
 /// Asserts nothing is dispatched for a short while.
-pub async fn nothing(rx: &mut tokio::sync::mpsc::UnboundedReceiver<Dispatch>) {
+pub async fn nothing(rx: &mut tokio::sync::mpsc::Receiver<Dispatch>) {
     if let Ok(Some(d)) = tokio::time::timeout(Duration::from_millis(150), rx.recv()).await {
         panic!("unexpected dispatch {d:?}");
     }
