@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use atlantis_lock_proxy::classify::Priority::{self, Critical, High, Low, Normal};
 use atlantis_lock_proxy::engine::{
-    AcquireOutcome, Blocker, DispatchReason, EngineError, QueueOutcome, ReleaseOutcome,
+    AcquireOutcome, Blocker, DispatchReason, EngineError, EngineStats, QueueOutcome, ReleaseOutcome,
 };
 
 use super::ctx::{Ctx, key, next, nothing, pull, req};
@@ -74,6 +74,39 @@ pub async fn mutual_exclusion(mut ctx: Ctx) {
     assert_eq!(locks[0].user, "user2");
     assert!(locks[0].expires_at > locks[0].acquired_at);
     assert!(e.ping().await.is_ok());
+    let stats = e.stats();
+    assert_eq!(EngineStats::get(&stats.acquisitions), 3);
+    assert_eq!(EngineStats::get(&stats.acquisitions_granted), 2);
+    assert_eq!(EngineStats::get(&stats.acquisitions_blocked), 1);
+    assert_eq!(EngineStats::get(&stats.releases), 1);
+    // Another repository lives in another keyspace (another slot on a cluster).
+    let mut other = req(7, Normal, &["net"]);
+    other.pull.repo = "acme/other".into();
+    other.locks[0].repo = "acme/other".into();
+    assert!(matches!(
+        e.acquire(other).await.expect("acquire"),
+        AcquireOutcome::Granted(_)
+    ));
+    let repos: Vec<String> = e
+        .list_locks()
+        .await
+        .expect("list")
+        .into_iter()
+        .map(|l| l.key.repo)
+        .collect();
+    assert_eq!(repos, vec!["acme/infra", "acme/other"]);
+}
+
+pub async fn shadow_keyspace_is_separate(mut ctx: Ctx) {
+    if ctx.is_memory() {
+        return; // a memory engine is always its own keyspace
+    }
+    let primary = ctx.engine().await;
+    let shadow = ctx.engine_with_prefix("shadow").await;
+    granted_token(&*primary, 1, &["k"]).await;
+    granted_token(&*shadow, 2, &["k"]).await;
+    assert_eq!(shadow.list_locks().await.expect("list")[0].pull, pull(2));
+    assert_eq!(primary.list_locks().await.expect("list")[0].pull, pull(1));
 }
 
 pub async fn all_or_nothing(mut ctx: Ctx) {

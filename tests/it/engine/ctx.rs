@@ -80,6 +80,15 @@ impl Ctx {
         self.engine_as("replica-a").await
     }
 
+    /// An engine on the same server under `<case prefix><suffix>:` (e.g. the shadow keyspace).
+    pub async fn engine_with_prefix(&mut self, suffix: &str) -> Arc<dyn LockEngine> {
+        let saved = self.prefix.clone();
+        self.prefix = format!("{saved}{suffix}:");
+        let engine = self.engine_as("other-keyspace").await;
+        self.prefix = saved;
+        engine
+    }
+
     /// An engine with its own instance id sharing the case's state (a second replica).
     pub async fn engine_as(&mut self, instance: &str) -> Arc<dyn LockEngine> {
         let mut settings = self.settings.clone();

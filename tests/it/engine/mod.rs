@@ -73,6 +73,10 @@ macro_rules! conformance {
                 cases::newcomer_outranks_reservation(ctx().await).await;
             }
             #[tokio::test]
+            async fn shadow_keyspace_is_separate() {
+                cases::shadow_keyspace_is_separate(ctx().await).await;
+            }
+            #[tokio::test]
             async fn waiters_survive_restart() {
                 cases::restart(ctx().await).await;
             }
