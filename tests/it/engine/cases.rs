@@ -440,3 +440,16 @@ pub async fn newcomer_outranks_reservation(mut ctx: Ctx) {
     assert_eq!(q4.positions[0].position, 2);
     nothing(&mut rx).await;
 }
+
+pub async fn scripts_reload_after_flush(mut ctx: Ctx) {
+    let e = ctx.engine().await;
+    granted_token(&*e, 1, &["k"]).await;
+    ctx.flush_scripts();
+    assert_eq!(
+        e.release(key("k"), Some(pull(1)))
+            .await
+            .expect("release after NOSCRIPT"),
+        ReleaseOutcome::Released
+    );
+    granted_token(&*e, 2, &["k"]).await;
+}

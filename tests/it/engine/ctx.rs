@@ -127,6 +127,20 @@ impl Ctx {
     }
 }
 
+impl Ctx {
+    /// Empties the server's script cache (every node of a cluster), as a restart or failover would.
+    pub fn flush_scripts(&self) {
+        let nodes: Vec<&RedisServer> = match self.backend {
+            Backend::Memory => Vec::new(),
+            Backend::Redis => vec![server()],
+            Backend::Cluster => cluster().nodes.iter().collect(),
+        };
+        for n in nodes {
+            n.command(&["SCRIPT", "FLUSH"]).expect("SCRIPT FLUSH");
+        }
+    }
+}
+
 fn base_settings() -> EngineSettings {
     EngineSettings {
         enable_events: false,

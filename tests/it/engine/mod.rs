@@ -77,6 +77,10 @@ macro_rules! conformance {
                 cases::shadow_keyspace_is_separate(ctx().await).await;
             }
             #[tokio::test]
+            async fn scripts_reload_after_flush() {
+                cases::scripts_reload_after_flush(ctx().await).await;
+            }
+            #[tokio::test]
             async fn waiters_survive_restart() {
                 cases::restart(ctx().await).await;
             }
