@@ -1,7 +1,8 @@
 //! Deadlock detection on the wait-for graph between pulls of one repository.
 //!
 //! A waiter waits for the holder of each of its locks and, because the queue is strict (a waiter
-//! is granted only at the head of every queue it is in), for every waiter ahead of it. A cycle of
+//! is granted only at the head of every queue it is in), for every waiter ahead of it — except on
+//! locks its own pull already holds, which never block it. A cycle of
 //! pulls in that graph never resolves on its own; it is broken by failing the waiter of the lowest
 //! priority, youngest first.
 
@@ -45,6 +46,9 @@ pub fn find_victim(input: &WaitGraphInput) -> Option<Victim> {
     for (field, queue) in &input.queues {
         for (i, w) in queue.iter().enumerate() {
             let holder = input.holders.get(field).copied();
+            if holder == Some(w.pull) {
+                continue; // its own lock: neither the holder nor those ahead block it here
+            }
             let ahead = queue[..i].iter().map(|u| u.pull);
             for target in holder.into_iter().chain(ahead) {
                 if target != w.pull {
@@ -198,5 +202,20 @@ mod tests {
             .insert("x".into(), vec![node(1, 2, Priority::Normal)]);
         let v = find_victim(&g).expect("cycle");
         assert_eq!(v.waiter.seq, 2);
+    }
+
+    #[test]
+    fn queueing_on_a_lock_the_pull_holds_is_no_edge() {
+        // Pull 1 holds a and queues for a and b; pull 2 waits for a ahead of it.
+        let mut g = WaitGraphInput::default();
+        g.holders.insert("a".into(), 1);
+        g.holders.insert("b".into(), 3);
+        g.queues.insert(
+            "a".into(),
+            vec![node(1, 2, Priority::High), node(2, 1, Priority::Normal)],
+        );
+        g.queues
+            .insert("b".into(), vec![node(2, 1, Priority::Normal)]);
+        assert_eq!(find_victim(&g), None);
     }
 }

@@ -249,8 +249,8 @@ impl RepoState {
         }
     }
 
-    /// Grants every waiter at the head of all its queues whose locks are free, starting from the
-    /// queues of `touched`.
+    /// Grants every waiter whose locks are all free (or its pull's) and that heads the queue of
+    /// every lock its pull does not hold, starting from the queues of `touched`.
     pub fn grant_pass(&mut self, touched: &[String], now: i64) -> Vec<Dispatch> {
         let mut out = Vec::new();
         for f in touched {
@@ -260,10 +260,11 @@ impl RepoState {
             let Some(w) = self.waiters.get(&head) else {
                 continue;
             };
-            let at_head_everywhere = w
-                .fields
-                .iter()
-                .all(|g| self.queues.get(g).and_then(|q| q.first()) == Some(&head));
+            // A lock the pull already holds is not contended, whoever queues for it.
+            let at_head_everywhere = w.fields.iter().all(|g| {
+                self.holders.get(g).is_some_and(|h| h.pull == w.pull)
+                    || self.queues.get(g).and_then(|q| q.first()) == Some(&head)
+            });
             if !at_head_everywhere {
                 continue;
             }

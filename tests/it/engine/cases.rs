@@ -453,3 +453,21 @@ pub async fn scripts_reload_after_flush(mut ctx: Ctx) {
     );
     granted_token(&*e, 2, &["k"]).await;
 }
+
+pub async fn own_lock_never_blocks_a_waiter(mut ctx: Ctx) {
+    let e = ctx.engine().await;
+    let mut rx = e.take_dispatches().expect("dispatches");
+    granted_token(&*e, 1, &["a"]).await;
+    granted_token(&*e, 3, &["b"]).await;
+    let w2 = queue(&*e, 2, High, &["a"]).await;
+    // Pull 1 re-plans a wider change: it waits for b only; pull 2 waiting on a is no deadlock.
+    let w1 = queue(&*e, 1, Normal, &["a", "b"]).await;
+    nothing(&mut rx).await;
+    assert!(e.deadlocks().await.expect("deadlocks").is_empty());
+    e.release_pull(pull(3)).await.expect("release");
+    let d = next(&mut rx).await;
+    assert_eq!((d.reason, d.id), (DispatchReason::Granted, w1.waiter_id));
+    e.release_pull(pull(1)).await.expect("release");
+    let d = next(&mut rx).await;
+    assert_eq!((d.reason, d.id), (DispatchReason::Granted, w2.waiter_id));
+}

@@ -81,6 +81,10 @@ macro_rules! conformance {
                 cases::scripts_reload_after_flush(ctx().await).await;
             }
             #[tokio::test]
+            async fn own_lock_never_blocks_a_waiter() {
+                cases::own_lock_never_blocks_a_waiter(ctx().await).await;
+            }
+            #[tokio::test]
             async fn waiters_survive_restart() {
                 cases::restart(ctx().await).await;
             }

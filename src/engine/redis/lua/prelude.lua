@@ -65,7 +65,8 @@ local function to_dispatch(id, locks, reason, token, preempted)
   redis.call('ZADD', B .. 'd', NOW + LEASE, id)
 end
 
--- Grants the waiter `id` if it heads every queue it is in and all its locks are free.
+-- Grants the waiter `id` if all its locks are free (or its pull's) and it heads every queue of a
+-- lock its pull does not hold.
 local function try_grant(id, out)
   local w = redis.call('HMGET', B .. 'w:' .. id, 'p', 'u', 'r', 'l', 'h')
   if not w[1] then return end
@@ -73,11 +74,14 @@ local function try_grant(id, out)
   local locks = split(w[4], '\n')
   local pre = {}
   for _, f in ipairs(locks) do
-    if head(f) ~= id then return end
     local h = holder(f)
-    if h and h.pull ~= pull then
-      if h.exp > NOW then return end
-      pre[#pre + 1] = f .. '\t' .. h.pull
+    -- A lock the pull already holds is not contended, whoever queues for it.
+    if not (h and h.pull == pull) then
+      if head(f) ~= id then return end
+      if h then
+        if h.exp > NOW then return end
+        pre[#pre + 1] = f .. '\t' .. h.pull
+      end
     end
   end
   local token = redis.call('INCR', B .. 'f')
