@@ -215,6 +215,16 @@ fn main() {
         .build()
         .expect("tokio runtime");
     let server = RedisServer::start();
+    // The figures depend on what else the machine runs; say so beside them.
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    println!(
+        "machine: {} CPUs, load average {}",
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        load.split_whitespace()
+            .take(3)
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
     rt.block_on(async {
         let settings = EngineSettings {
             enable_events: false,
