@@ -3,7 +3,16 @@
 //! Every key of a repository shares the hash tag `{owner/repo}` (see `lua/prelude.lua` for the
 //! layout), so each script touches one slot. Scripts read the server clock (`TIME`), so replicas
 //! never disagree about expiry. A global set `<prefix>repos` lists repositories with state so the
-//! maintenance pass can visit them.
+//! maintenance pass can visit them (it is never pruned: a replica may have cached a repository as
+//! registered, and an unlisted repository would never see its queue timeouts).
+//!
+//! - Fencing tokens come from one counter per repository (`INCR` in the grant), the only scope a
+//!   single-slot script can reach on a Cluster; locks never leave their repository.
+//! - Grants, timeouts, removals and expiries are written as dispatch records leased to the replica
+//!   whose script produced them; `maintain` re-leases expired ones to whoever runs it.
+//! - Deadlock detection reads a snapshot and fails the victim with a script that only acts if the
+//!   victim is still queued, so a cycle broken concurrently by a release costs at most one
+//!   needless victim, never a lost waiter (the victim is dispatched, not dropped).
 
 mod conn;
 mod reply;
