@@ -253,7 +253,11 @@ impl RepoState {
     /// every lock its pull does not hold, starting from the queues of `touched`.
     pub fn grant_pass(&mut self, touched: &[String], now: i64) -> Vec<Dispatch> {
         let mut out = Vec::new();
-        for f in touched {
+        // Byte order, as the Redis scripts use, so both backends hand out tokens alike.
+        let mut touched = touched.to_vec();
+        touched.sort();
+        touched.dedup();
+        for f in &touched {
             let Some(&head) = self.queues.get(f).and_then(|q| q.first()) else {
                 continue;
             };

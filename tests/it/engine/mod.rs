@@ -3,6 +3,7 @@
 
 mod cases;
 mod ctx;
+mod differential;
 mod hammer;
 
 /// Instantiates every conformance case for one backend.

@@ -97,9 +97,18 @@ local function try_grant(id, out)
   out[#out + 1] = id
 end
 
+-- Visits the queues of `fields` in byte order (as the memory engine does), so both backends hand
+-- out fencing tokens in the same order.
 local function grant_pass(fields, out)
-  local seen = {}
+  local seen, sorted, dup = {}, {}, {}
   for _, f in ipairs(fields) do
+    if not dup[f] then
+      dup[f] = true
+      sorted[#sorted + 1] = f
+    end
+  end
+  table.sort(sorted)
+  for _, f in ipairs(sorted) do
     local id = head(f)
     if id and not seen[id] then
       seen[id] = true
