@@ -41,7 +41,20 @@ pub use types::{
     ReleaseSummary, WaiterId, WaiterInfo, from_unix_ms, unix_ms,
 };
 
+use std::sync::Arc;
+
 use crate::classify::{LockKey, PullRef};
+
+/// Builds the configured engine: Redis when `redis` is given, otherwise the in-memory default.
+pub async fn build_engine(
+    settings: EngineSettings,
+    redis: Option<RedisSettings>,
+) -> EngineResult<Arc<dyn LockEngine>> {
+    Ok(match redis {
+        Some(r) => Arc::new(RedisEngine::connect(settings, r).await?),
+        None => Arc::new(MemoryEngine::new(settings)),
+    })
+}
 
 /// Receives the dispatches this replica owns (take it once with [`LockEngine::take_dispatches`]).
 ///

@@ -87,3 +87,12 @@ async fn queue_depth_is_reported_by_priority() {
     assert_eq!(engine.stats().queue_depth(Priority::High), 1);
     assert_eq!(engine.stats().queue_depth(Priority::Low), 0);
 }
+
+#[tokio::test]
+async fn without_redis_the_engine_is_the_memory_one() {
+    let engine = crate::engine::build_engine(EngineSettings::default(), None)
+        .await
+        .expect("build");
+    assert_eq!(engine.backend_name(), "memory");
+    assert!(engine.ping().await.is_ok());
+}
