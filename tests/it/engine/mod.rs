@@ -5,6 +5,7 @@ mod cases;
 mod ctx;
 mod differential;
 mod hammer;
+mod outage;
 
 /// Instantiates every conformance case for one backend.
 macro_rules! conformance {
