@@ -239,6 +239,9 @@ impl MemoryEngine {
                 for p in repo.pending.values_mut() {
                     if p.lease_until_ms <= now {
                         p.lease_until_ms = lease;
+                        if self.settings.enable_events {
+                            tracing::info!(target: TARGET, event = "reoffer", waiter = %p.dispatch.id, reason = p.dispatch.reason.as_str(), "dispatch re-offered after its lease ran out");
+                        }
                         let _ = self.tx.try_send(p.dispatch.clone());
                     }
                 }

@@ -267,6 +267,18 @@ impl RedisEngine {
         Ok(())
     }
 
+    /// Sends dispatches whose lease ran out again, without counting them a second time.
+    fn reoffer(&self, repo: &str, records: &Value) -> EngineResult<()> {
+        for r in array(records)? {
+            let d = decode_dispatch(repo, array(r)?)?;
+            if self.settings.enable_events {
+                tracing::info!(target: TARGET, event = "reoffer", waiter = %d.id, reason = d.reason.as_str(), "dispatch re-offered after its lease ran out");
+            }
+            let _ = self.tx.try_send(d);
+        }
+        Ok(())
+    }
+
     async fn after_enqueue(&self, req: &AcquireRequest, q: &Enqueued) -> EngineResult<()> {
         EngineStats::bump(&self.stats.acquisitions_blocked);
         EngineStats::bump(&self.stats.enqueued);
@@ -571,6 +583,7 @@ impl LockEngine for RedisEngine {
                     *slot += int(d)?;
                 }
                 self.deliver(&repo, at(items, 1)?)?;
+                self.reoffer(&repo, at(items, 2)?)?;
             }
             self.stats.set_queue_depth(depth);
             Ok(())

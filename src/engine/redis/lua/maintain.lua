@@ -1,5 +1,5 @@
 -- ARGV[4] cleanup (1 releases expired locks nobody waits for).
--- Replies {{depth low, normal, high, critical}, dispatches}.
+-- Replies {{depth low, normal, high, critical}, new dispatches, re-offered dispatches}.
 local out, touched = {}, {}
 for _, id in ipairs(redis.call('ZRANGEBYSCORE', B .. 't', '-inf', NOW)) do
   remove_waiter(id, 'timeout', out, touched)
@@ -28,14 +28,15 @@ for pull, fs in pairs(notices) do
   redis.call('ZADD', B .. 'd', NOW + LEASE, id)
   out[#out + 1] = id
 end
+local again = {}
 for _, id in ipairs(redis.call('ZRANGEBYSCORE', B .. 'd', '-inf', NOW)) do
   redis.call('ZADD', B .. 'd', NOW + LEASE, id)
   redis.call('HSET', B .. 'w:' .. id, 'o', OWNER)
-  out[#out + 1] = id
+  again[#again + 1] = id
 end
 local depth = { 0, 0, 0, 0 }
 for _, id in ipairs(redis.call('ZRANGE', B .. 't', 0, -1)) do
   local r = tonumber(redis.call('HGET', B .. 'w:' .. id, 'r')) or 1
   depth[r + 1] = depth[r + 1] + 1
 end
-return { depth, emit(out) }
+return { depth, emit(out), emit(again) }
