@@ -206,14 +206,14 @@ pub async fn queue_limit(mut ctx: Ctx) {
 }
 
 pub async fn queue_timeout(mut ctx: Ctx) {
-    ctx.settings().queue_timeout = Duration::from_millis(300);
+    ctx.settings().queue_timeout = Duration::from_millis(1000);
     let e = ctx.engine().await;
     let mut rx = e.take_dispatches().expect("dispatches");
     granted_token(&*e, 1, &["k"]).await;
     let q = queue(&*e, 2, Normal, &["k"]).await;
     e.maintain(false).await.expect("maintain");
     nothing(&mut rx).await;
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
     e.maintain(false).await.expect("maintain");
     let d = next(&mut rx).await;
     assert_eq!(d.reason, DispatchReason::TimedOut);
@@ -226,7 +226,7 @@ pub async fn queue_timeout(mut ctx: Ctx) {
 }
 
 pub async fn preemption(mut ctx: Ctx) {
-    ctx.settings().default_timeout = Duration::from_millis(300);
+    ctx.settings().default_timeout = Duration::from_millis(1000);
     let e = ctx.engine().await;
     let mut rx = e.take_dispatches().expect("dispatches");
     // A newcomer preempts an expired holder directly.
@@ -240,7 +240,7 @@ pub async fn preemption(mut ctx: Ctx) {
     queue(&*e, 4, Normal, &["b"]).await;
     // Nobody waits for c: only automatic cleanup releases it.
     granted_token(&*e, 5, &["c"]).await;
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
     match e.acquire(req(2, Normal, &["a"])).await.expect("acquire") {
         AcquireOutcome::Granted(g) => {
             assert_eq!(g.preempted.len(), 1);
@@ -373,7 +373,7 @@ pub async fn release_pull_and_remove(mut ctx: Ctx) {
 }
 
 pub async fn reoffer(mut ctx: Ctx) {
-    ctx.settings().dispatch_lease = Duration::from_millis(300);
+    ctx.settings().dispatch_lease = Duration::from_millis(1500);
     let a = ctx.engine_as("replica-a").await;
     let mut rx_a = a.take_dispatches().expect("dispatches");
     granted_token(&*a, 1, &["k"]).await;
@@ -394,12 +394,12 @@ pub async fn reoffer(mut ctx: Ctx) {
     };
     b.maintain(false).await.expect("maintain");
     nothing(&mut rx_b).await;
-    tokio::time::sleep(Duration::from_millis(350)).await;
+    tokio::time::sleep(Duration::from_millis(1600)).await;
     b.maintain(false).await.expect("maintain");
     let again = next(&mut rx_b).await;
     assert_eq!(again, first, "the same dispatch is re-offered");
     b.confirm(&again).await.expect("confirm");
-    tokio::time::sleep(Duration::from_millis(350)).await;
+    tokio::time::sleep(Duration::from_millis(1600)).await;
     b.maintain(false).await.expect("maintain");
     nothing(&mut rx_b).await;
 }
