@@ -16,7 +16,7 @@ use super::events::{self, TARGET};
 use super::types::{lock_field, lock_key, unix_ms};
 use super::{
     AcquireOutcome, AcquireRequest, DeadlockRecord, Dispatch, DispatchReason, DispatchReceiver,
-    EngineResult, EngineSettings, EngineStats, Enqueued, LockEngine, LockInfo, QueueInfo,
+    EngineResult, EngineSettings, EngineStats, Enqueued, Grant, LockEngine, LockInfo, QueueInfo,
     QueueOutcome, ReleaseOutcome, ReleaseSummary, WaiterId, WaiterInfo, from_unix_ms,
 };
 use crate::classify::{LockKey, PullRef};
@@ -149,7 +149,6 @@ impl MemoryEngine {
                 self.granted(&req, grant.fencing_token, grant.preempted.len());
                 return Ok(QueueOutcome::Granted(grant));
             }
-            EngineStats::bump(&self.stats.acquisitions_blocked);
             let queued = repo.enqueue(
                 &self.settings,
                 fields.clone(),
@@ -163,15 +162,31 @@ impl MemoryEngine {
             let (waiter_id, positions) = match queued {
                 Ok(q) => q,
                 Err(e) => {
+                    EngineStats::bump(&self.stats.acquisitions_blocked);
                     EngineStats::bump(&self.stats.queue_rejected);
                     return Err(e);
                 }
             };
+            let mut out = repo.grant_pass(&fields, now);
+            // A newcomer may outrank the waiters that kept a free lock reserved; when that grants
+            // it at once, answer as a grant instead of dispatching the caller's own request.
+            let own = out.iter().position(|d| d.id == waiter_id);
+            if let (true, Some(i)) = (try_grant, own) {
+                let d = out.remove(i);
+                let grant = Grant {
+                    fencing_token: d.fencing_token.unwrap_or_default(),
+                    expires_at: from_unix_ms(now + hold_ms),
+                    preempted: d.preempted,
+                };
+                self.deliver(repo, out, now);
+                self.granted(&req, grant.fencing_token, grant.preempted.len());
+                return Ok(QueueOutcome::Granted(grant));
+            }
+            EngineStats::bump(&self.stats.acquisitions_blocked);
             EngineStats::bump(&self.stats.enqueued);
             if self.settings.enable_events {
                 tracing::info!(target: TARGET, event = "enqueue", waiter = %waiter_id, pull = %req.pull, priority = %req.priority, "waiter queued");
             }
-            let out = repo.grant_pass(&fields, now);
             self.deliver(repo, out, now);
             if self.settings.enable_deadlock_detection {
                 self.break_deadlocks(repo, now);

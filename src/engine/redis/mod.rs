@@ -199,8 +199,9 @@ impl RedisEngine {
         };
         match int(at(items, 0)?)? {
             1 => {
+                self.deliver(repo, at(items, 4)?)?;
                 let mut preempted = Vec::new();
-                for pair in items[3..].chunks(2) {
+                for pair in array(at(items, 3)?)?.chunks(2) {
                     let [f, p] = pair else {
                         return Err(bad("preempted pair"));
                     };

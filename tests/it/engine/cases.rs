@@ -428,13 +428,24 @@ pub async fn newcomer_outranks_reservation(mut ctx: Ctx) {
     granted_token(&*e, 1, &["b"]).await;
     // Pull 2 (low) reserves the free lock a while it waits for b.
     queue(&*e, 2, Low, &["a", "b"]).await;
-    // A critical newcomer for a alone outranks it and is granted at once, through the dispatcher.
-    let q = queue(&*e, 3, Critical, &["a"]).await;
+    // A critical newcomer for a alone outranks it and is granted at once.
+    let out = e
+        .acquire_or_enqueue(req(3, Critical, &["a"]), b"x".to_vec())
+        .await
+        .expect("acquire");
+    assert!(matches!(out, QueueOutcome::Granted(_)), "{out:?}");
+    // Through plain enqueue the same grant goes through the dispatcher.
+    e.release_pull(pull(3)).await.expect("release");
+    let q = e
+        .enqueue(req(5, Critical, &["a"]), b"y".to_vec())
+        .await
+        .expect("enqueue");
     assert_eq!(q.positions[0].position, 1);
     let d = next(&mut rx).await;
-    assert_eq!((d.reason, d.id), (DispatchReason::Granted, q.waiter_id));
+    assert_eq!((d.reason, &d.id), (DispatchReason::Granted, &q.waiter_id));
+    e.confirm(&d).await.expect("confirm");
     // An equal-priority newcomer does not: it queues behind pull 2, which still waits for b.
-    e.release_pull(pull(3)).await.expect("release");
+    e.release_pull(pull(5)).await.expect("release");
     nothing(&mut rx).await;
     let q4 = queue(&*e, 4, Low, &["a"]).await;
     assert_eq!(q4.positions[0].position, 2);

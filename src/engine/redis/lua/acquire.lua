@@ -1,8 +1,8 @@
 -- ARGV[4] mode: 0 acquire, 1 acquire-or-enqueue, 2 enqueue; [5] pull; [6] user; [7] rank;
 -- [8] order rank; [9] hold ms; [10] queue timeout ms; [11] max queue size; [12] aging per ms;
 -- [13] payload; [14..] lock fields.
--- Replies {1, token, expires, preempted...} | {0, field, holder, ...} | {2, field} (queue full) |
--- {3, id, {field, position, holder}..., dispatches}
+-- Replies {1, token, expires, {field, holder, ...} preempted, dispatches} |
+-- {0, field, holder, ...} | {2, field} (queue full) | {3, id, {{field, position, holder}...}, dispatches}
 local mode = ARGV[4]
 local pull, user, rank = ARGV[5], ARGV[6], ARGV[7]
 local hold = tonumber(ARGV[9])
@@ -32,9 +32,7 @@ if mode ~= '2' and #blocked == 0 then
   local exp = NOW + hold
   for i = 1, #preempt, 2 do drop(preempt[i], preempt[i + 1]) end
   for _, f in ipairs(fields) do take(f, pull, token, exp, rank, user) end
-  local res = { 1, token, exp }
-  for _, v in ipairs(preempt) do res[#res + 1] = v end
-  return res
+  return { 1, token, exp, preempt, {} }
 end
 if mode == '0' then
   local res = { 0 }
@@ -61,4 +59,22 @@ end
 local out = {}
 -- A newcomer may outrank the waiters that kept a free lock reserved: grant whoever heads now.
 grant_pass(fields, out)
+if mode == '1' then
+  for i, gid in ipairs(out) do
+    if gid == id then
+      -- Granted at once: answer as a grant instead of dispatching the caller's own request.
+      table.remove(out, i)
+      local w = redis.call('HMGET', B .. 'w:' .. id, 'k', 'x')
+      redis.call('ZREM', B .. 'd', id)
+      redis.call('DEL', B .. 'w:' .. id)
+      local pre = {}
+      for _, line in ipairs(split(w[2], '\n')) do
+        local fp = split(line, '\t')
+        pre[#pre + 1] = fp[1]
+        pre[#pre + 1] = fp[2]
+      end
+      return { 1, tonumber(w[1]), NOW + hold, pre, emit(out) }
+    end
+  end
+end
 return { 3, id, positions, emit(out) }
