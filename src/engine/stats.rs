@@ -33,7 +33,7 @@ pub struct EngineStats {
     pub deadlocks: AtomicU64,
     /// Backend errors.
     pub errors: AtomicU64,
-    /// Waiters queued now, indexed by priority level (low 0 … critical 3).
+    /// Waiters queued, by priority level (low 0 … critical 3), as of the last maintenance pass.
     queue_depth: [AtomicI64; 4],
 }
 
