@@ -315,6 +315,19 @@ impl AcquireRequest {
     }
 }
 
+impl AcquireRequest {
+    /// The per-repository names of the requested locks, each once, in request order.
+    pub fn fields(&self) -> Vec<String> {
+        let mut out: Vec<String> = Vec::with_capacity(self.locks.len());
+        for f in self.locks.iter().map(lock_field) {
+            if !out.contains(&f) {
+                out.push(f);
+            }
+        }
+        out
+    }
+}
+
 /// Unix milliseconds of a system time (0 before the epoch).
 pub fn unix_ms(t: SystemTime) -> i64 {
     t.duration_since(SystemTime::UNIX_EPOCH)
@@ -345,4 +358,42 @@ pub fn lock_key(repo: &str, field: &str) -> LockKey {
     let workspace = parts.next().unwrap_or_default();
     let project = parts.next().unwrap_or_default();
     LockKey::new(repo, path, workspace, project)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lock_fields_round_trip_and_repeat_locks_count_once() {
+        let a = LockKey::new("o/r", "modules/net", "prod", "net/core");
+        let req = AcquireRequest {
+            locks: vec![
+                a.clone(),
+                a.clone(),
+                LockKey::new("o/r", ".", "default", ""),
+            ],
+            pull: PullRef {
+                repo: "o/r".into(),
+                number: 3,
+            },
+            user: "u".into(),
+            priority: Priority::Normal,
+            hold_timeout: None,
+        };
+        let fields = req.fields();
+        assert_eq!(fields.len(), 2);
+        assert_eq!(lock_key("o/r", &fields[0]), a);
+        assert_eq!(lock_key("o/r", &fields[1]).to_string(), "o/r/./default/");
+    }
+
+    #[test]
+    fn waiter_ids_parse_back() {
+        let id = WaiterId {
+            repo: "group/sub/repo".into(),
+            seq: 42,
+        };
+        assert_eq!(id.to_string().parse::<WaiterId>().expect("parse"), id);
+        assert!("no-seq".parse::<WaiterId>().is_err());
+    }
 }

@@ -129,7 +129,7 @@ impl MemoryEngine {
         try_grant: bool,
     ) -> EngineResult<QueueOutcome> {
         req.validate()?;
-        let fields: Vec<String> = req.locks.iter().map(lock_field).collect();
+        let fields = req.fields();
         let hold_ms = self.hold_ms(&req);
         EngineStats::bump(&self.stats.acquisitions);
         self.with(|repos, now| {
@@ -323,7 +323,7 @@ impl LockEngine for MemoryEngine {
         Box::pin(async move {
             req.validate()?;
             EngineStats::bump(&self.stats.acquisitions);
-            let fields: Vec<String> = req.locks.iter().map(lock_field).collect();
+            let fields = req.fields();
             let hold_ms = self.hold_ms(&req);
             self.with(|repos, now| {
                 let repo = repos

@@ -182,7 +182,7 @@ impl RedisEngine {
             format!("{:e}", s.aging_per_ms()).into(),
             payload,
         ];
-        args.extend(req.locks.iter().map(|k| lock_field(k).into_bytes()));
+        args.extend(req.fields().into_iter().map(String::into_bytes));
         let v = self
             .run(&self.scripts.acquire, &req.pull.repo, args)
             .await?;
