@@ -147,7 +147,16 @@ async fn worker(engine: Arc<dyn LockEngine>, task: usize, checker: Arc<Checker>,
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_instances_never_overlap_and_every_waiter_is_served() {
-    let mut ctx = Ctx::new(Backend::Redis).await;
+    hammer(Backend::Redis).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_on_a_cluster_never_overlap() {
+    hammer(Backend::Cluster).await;
+}
+
+async fn hammer(backend: Backend) {
+    let mut ctx = Ctx::new(backend).await;
     let s = ctx.settings();
     s.queue_timeout = Duration::from_millis(40);
     s.timeout_check_interval = Duration::from_millis(20);
@@ -200,7 +209,7 @@ async fn two_instances_never_overlap_and_every_waiter_is_served() {
         "the hammer produced contention ({queued} waiters)"
     );
     eprintln!(
-        "hammer: {grants} grants, {queued} queued, {} granted from queue, {} timed out",
+        "hammer ({backend:?}): {grants} grants, {queued} queued, {} granted from queue, {} timed out",
         checker.granted_from_queue.load(Ordering::Relaxed),
         checker.timed_out.load(Ordering::Relaxed)
     );
