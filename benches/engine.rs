@@ -175,6 +175,31 @@ fn redis_benchmark(server: &RedisServer, ops: usize, conc: usize) -> f64 {
     rate
 }
 
+/// What the machine gives a trivial command right now (context for every figure above).
+fn ping_baseline(server: &RedisServer, ops: usize, conc: usize) {
+    let out = Command::new("redis-benchmark")
+        .args(["-h", "127.0.0.1", "-p", &server.port.to_string()])
+        .args([
+            "-n",
+            &ops.to_string(),
+            "-c",
+            &conc.to_string(),
+            "-q",
+            "-t",
+            "ping_mbulk",
+        ])
+        .output()
+        .expect("run redis-benchmark");
+    let all = String::from_utf8_lossy(&out.stdout);
+    let last = all
+        .rsplit('\r')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_owned();
+    println!("redis-benchmark PING baseline: {last}");
+}
+
 /// Redis memory per held lock: 100 repos × 1000 locks, 10 locks per pull.
 async fn memory_per_lock(server: &RedisServer, engine: Arc<dyn LockEngine>) -> f64 {
     const REPOS: usize = 100;
@@ -246,6 +271,7 @@ fn main() {
         let seq = sequential(&*engine, (ops / 10).max(2_000)).await;
         let par = concurrent(engine.clone(), ops, conc).await;
         let rb = redis_benchmark(&server, ops, conc);
+        ping_baseline(&server, ops, conc);
         println!(
             "ratio engine/redis-benchmark        {:>10.2}   (target >= 0.5; target >= 50000 ops/s)",
             par.ops_per_sec / rb
