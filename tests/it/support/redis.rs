@@ -35,19 +35,31 @@ impl RedisServer {
 
     /// Starts a server with extra `redis-server` arguments.
     pub fn start_with(extra: &[&str]) -> Self {
-        Self::start_on(free_port(false), extra)
+        Self::start_retrying(false, extra)
     }
 
     /// Starts a cluster-enabled node (not yet part of any cluster).
     pub fn start_cluster_node() -> Self {
         // Cluster nodes also listen on port + 10000 (the bus), so both must be free.
-        Self::start_on(
-            free_port(true),
+        Self::start_retrying(
+            true,
             &["--cluster-enabled", "yes", "--cluster-node-timeout", "5000"],
         )
     }
 
-    fn start_on(port: u16, extra: &[&str]) -> Self {
+    /// A free port can be taken by someone else before redis-server binds it; then another
+    /// server answers on it, which `is_ours` detects, and we try a new port.
+    fn start_retrying(cluster_bus: bool, extra: &[&str]) -> Self {
+        for _ in 0..5 {
+            let server = Self::spawn(free_port(cluster_bus), extra);
+            if server.wait_ready() {
+                return server;
+            }
+        }
+        panic!("redis-server did not start on a free loopback port");
+    }
+
+    fn spawn(port: u16, extra: &[&str]) -> Self {
         let dir = std::env::temp_dir().join(format!(
             "alp-redis-{}-{}-{port}",
             std::process::id(),
@@ -84,26 +96,31 @@ impl RedisServer {
             .spawn()
             .expect("spawn redis-server (is it installed at /usr/bin?)");
         let guard = child.stdin.take();
-        let server = Self {
+        Self {
             addr: format!("127.0.0.1:{port}"),
             port,
             dir,
             child,
             guard,
-        };
-        server.wait_ready();
-        server
+        }
     }
 
-    fn wait_ready(&self) {
+    /// Waits until our server (not some other process on the port) answers.
+    fn wait_ready(&self) -> bool {
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
             if self.command(&["PING"]).is_ok_and(|r| r.contains("PONG")) {
-                return;
+                return self.is_ours();
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        panic!("redis-server on {} did not start", self.addr);
+        false
+    }
+
+    fn is_ours(&self) -> bool {
+        let dir = self.command(&["CONFIG", "GET", "dir"]).unwrap_or_default();
+        let ours = std::fs::canonicalize(&self.dir).unwrap_or_else(|_| self.dir.clone());
+        dir.lines().any(|l| std::path::Path::new(l) == ours)
     }
 
     /// Runs one command over a raw RESP connection and returns the reply as text.
