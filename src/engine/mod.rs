@@ -1,1 +1,138 @@
 //! engine: the lock engine (DESIGN.md §3).
+//!
+//! One [`LockEngine`] trait, two backends: [`MemoryEngine`] (embedded default, one replica) and
+//! [`RedisEngine`] (standalone or Cluster, any number of replicas). Both implement the same
+//! semantics and pass the same conformance suite (`tests/it/engine/`):
+//!
+//! - acquire is all-or-nothing and re-entrant for the same pull; a lock with waiters queued is not
+//!   free for a newcomer;
+//! - waiters queue per lock, best first (priority, aged by `priority-boost-factor`, FIFO within a
+//!   level) and a waiter is granted only when it is at the head of **every** queue it is in and all
+//!   its locks are free, so a multi-lock waiter cannot be starved by smaller requests;
+//! - every grant gets a fencing token, strictly increasing per repository (a lock never leaves its
+//!   repository, so tokens are monotonic per lock);
+//! - grants, queue timeouts, deadlock victims and removals are handed to the dispatcher as
+//!   [`Dispatch`]es; each is owned by one replica under a lease and re-offered when not confirmed.
+//!
+//! Time: the memory engine reads `tokio::time::Instant` (so `tokio::time::pause()` drives it); the
+//! Redis engine reads the server's `TIME` inside its scripts so every replica shares one clock.
+
+mod background;
+mod deadlock;
+mod events;
+pub mod memory;
+pub mod redis;
+mod settings;
+mod stats;
+mod types;
+
+use futures_util::future::BoxFuture;
+use tokio::sync::mpsc;
+
+pub use background::spawn_background;
+pub use deadlock::{WaitGraphInput, WaitNode, find_victim};
+pub use memory::MemoryEngine;
+pub use redis::RedisEngine;
+pub use settings::{EngineSettings, RedisSettings, SHADOW_KEY_PREFIX, priority_of, rank};
+pub use stats::EngineStats;
+pub use types::{
+    AcquireOutcome, AcquireRequest, Blocker, DeadlockRecord, Dispatch, DispatchReason, EngineError,
+    Enqueued, Grant, LockInfo, Preempted, QueueInfo, QueueOutcome, QueuePosition, ReleaseOutcome,
+    ReleaseSummary, WaiterId, WaiterInfo, from_unix_ms, unix_ms,
+};
+
+use std::sync::Arc;
+
+use crate::classify::{LockKey, PullRef};
+
+/// Builds the configured engine: Redis when `redis` is given, otherwise the in-memory default.
+pub async fn build_engine(
+    settings: EngineSettings,
+    redis: Option<RedisSettings>,
+) -> EngineResult<Arc<dyn LockEngine>> {
+    Ok(match redis {
+        Some(r) => Arc::new(RedisEngine::connect(settings, r).await?),
+        None => Arc::new(MemoryEngine::new(settings)),
+    })
+}
+
+/// Receives the dispatches this replica owns (take it once with [`LockEngine::take_dispatches`]).
+///
+/// Delivery is at least once: a dispatch not confirmed within `dispatch_lease` is offered again
+/// (possibly to another replica), so handlers should tolerate a repeat of the same id.
+pub type DispatchReceiver = mpsc::Receiver<Dispatch>;
+
+/// Dispatches buffered per replica; when full, further ones wait for their lease to run out.
+pub const DISPATCH_BUFFER: usize = 1024;
+
+/// Result type of engine operations.
+pub type EngineResult<T> = Result<T, EngineError>;
+
+/// The lock engine, used by the proxy as `Arc<dyn LockEngine>`.
+pub trait LockEngine: Send + Sync + 'static {
+    /// `"redis"` or `"memory"`.
+    fn backend_name(&self) -> &'static str;
+
+    /// The settings the engine runs with.
+    fn settings(&self) -> &EngineSettings;
+
+    /// Activity counters and queue depth.
+    fn stats(&self) -> &EngineStats;
+
+    /// Readiness: the backend answers.
+    fn ping(&self) -> BoxFuture<'_, EngineResult<()>>;
+
+    /// Takes every lock of `req` or none; never queues. Also used by the reconciler to adopt a
+    /// lock Atlantis already holds.
+    fn acquire(&self, req: AcquireRequest) -> BoxFuture<'_, EngineResult<AcquireOutcome>>;
+
+    /// Grants at once when possible, otherwise queues a waiter carrying `payload` (the proxy's
+    /// serialized original request) — atomically, so no release can slip in between.
+    fn acquire_or_enqueue(
+        &self,
+        req: AcquireRequest,
+        payload: Vec<u8>,
+    ) -> BoxFuture<'_, EngineResult<QueueOutcome>>;
+
+    /// Queues a waiter unconditionally; if it can be granted at once it is dispatched.
+    fn enqueue(
+        &self,
+        req: AcquireRequest,
+        payload: Vec<u8>,
+    ) -> BoxFuture<'_, EngineResult<Enqueued>>;
+
+    /// Releases one lock: only by its holder when `by` is set, forced when `None`.
+    fn release(
+        &self,
+        key: LockKey,
+        by: Option<PullRef>,
+    ) -> BoxFuture<'_, EngineResult<ReleaseOutcome>>;
+
+    /// Releases every lock of a pull and removes its queued waiters (dispatched as `Removed`).
+    fn release_pull(&self, pull: PullRef) -> BoxFuture<'_, EngineResult<ReleaseSummary>>;
+
+    /// Removes a queued waiter (dispatched as `Removed`); false when it is not queued.
+    fn remove_waiter(&self, id: WaiterId) -> BoxFuture<'_, EngineResult<bool>>;
+
+    /// Every held lock.
+    fn list_locks(&self) -> BoxFuture<'_, EngineResult<Vec<LockInfo>>>;
+
+    /// Every non-empty queue, waiters in grant order.
+    fn list_queues(&self) -> BoxFuture<'_, EngineResult<Vec<QueueInfo>>>;
+
+    /// Recent deadlock detections, newest first.
+    fn deadlocks(&self) -> BoxFuture<'_, EngineResult<Vec<DeadlockRecord>>>;
+
+    /// The stream of dispatches this replica owns; `None` after the first call.
+    fn take_dispatches(&self) -> Option<DispatchReceiver>;
+
+    /// Marks a dispatch as handled so it is never re-offered.
+    fn confirm(&self, dispatch: &Dispatch) -> BoxFuture<'_, EngineResult<()>>;
+
+    /// One maintenance pass: queue timeouts, preemption of expired locks that have waiters,
+    /// re-offer of dispatches whose lease ran out, and (when `cleanup`) release of expired locks.
+    fn maintain(&self, cleanup: bool) -> BoxFuture<'_, EngineResult<()>>;
+
+    /// Looks for deadlocks everywhere and breaks them; returns what was found.
+    fn check_deadlocks(&self) -> BoxFuture<'_, EngineResult<Vec<DeadlockRecord>>>;
+}

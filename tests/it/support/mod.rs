@@ -5,6 +5,7 @@ pub mod fake_atlantis;
 pub mod fake_vcs;
 pub mod http;
 pub mod proxy;
+pub mod redis;
 pub mod webhooks;
 
 use std::time::Duration;

@@ -1,0 +1,573 @@
+//! The in-memory engine: the embedded default when no Redis is configured (one replica only).
+
+mod state;
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::SystemTime;
+
+use futures_util::future::BoxFuture;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use self::state::{Check, Pending, RepoState};
+use super::deadlock::{find_victim, remove_waiter};
+use super::events::{self, TARGET};
+use super::types::{lock_field, lock_key, unix_ms};
+use super::{
+    AcquireOutcome, AcquireRequest, DeadlockRecord, Dispatch, DispatchReason, DispatchReceiver,
+    EngineResult, EngineSettings, EngineStats, Enqueued, Grant, LockEngine, LockInfo, QueueInfo,
+    QueueOutcome, ReleaseOutcome, ReleaseSummary, WaiterId, WaiterInfo, from_unix_ms,
+};
+use crate::classify::{LockKey, PullRef};
+
+/// Milliseconds on a clock that `tokio::time::pause()` controls, anchored at the wall clock.
+#[derive(Debug)]
+struct Clock {
+    base_unix_ms: i64,
+    base: Instant,
+}
+
+impl Clock {
+    fn now_ms(&self) -> i64 {
+        self.base_unix_ms + self.base.elapsed().as_millis() as i64
+    }
+}
+
+/// The in-memory [`LockEngine`].
+#[derive(Debug)]
+pub struct MemoryEngine {
+    settings: EngineSettings,
+    stats: EngineStats,
+    clock: Clock,
+    repos: Mutex<HashMap<String, RepoState>>,
+    tx: mpsc::Sender<Dispatch>,
+    rx: Mutex<Option<DispatchReceiver>>,
+}
+
+impl MemoryEngine {
+    /// A new, empty engine.
+    pub fn new(settings: EngineSettings) -> Self {
+        let (tx, rx) = mpsc::channel(super::DISPATCH_BUFFER);
+        Self {
+            settings,
+            stats: EngineStats::default(),
+            clock: Clock {
+                base_unix_ms: unix_ms(SystemTime::now()),
+                base: Instant::now(),
+            },
+            repos: Mutex::new(HashMap::new()),
+            tx,
+            rx: Mutex::new(Some(rx)),
+        }
+    }
+
+    fn with<T>(&self, f: impl FnOnce(&mut HashMap<String, RepoState>, i64) -> T) -> T {
+        // A poisoned lock means a panic mid-update; the state machine keeps no half-written
+        // invariants across awaits, so continuing with it is the most useful behaviour.
+        let mut repos = self.repos.lock().unwrap_or_else(|e| e.into_inner());
+        f(&mut repos, self.clock.now_ms())
+    }
+
+    /// Leases and sends dispatches to this replica's dispatcher.
+    fn deliver(&self, repo: &mut RepoState, dispatches: Vec<Dispatch>, now: i64) {
+        let lease = now + self.settings.dispatch_lease.as_millis() as i64;
+        for d in dispatches {
+            events::count_dispatch(&self.stats, &d);
+            events::dispatched(self.settings.enable_events, &d);
+            repo.pending.insert(
+                d.id.seq,
+                Pending {
+                    dispatch: d.clone(),
+                    lease_until_ms: lease,
+                },
+            );
+            // A full or dropped receiver leaves the dispatch leased; it is re-offered later.
+            let _ = self.tx.try_send(d);
+        }
+    }
+
+    fn hold_ms(&self, req: &AcquireRequest) -> i64 {
+        self.settings
+            .hold_timeout(req.priority, req.hold_timeout)
+            .as_millis() as i64
+    }
+
+    /// Breaks every deadlock in one repository.
+    fn break_deadlocks(&self, repo: &mut RepoState, now: i64) -> Vec<DeadlockRecord> {
+        let mut found = Vec::new();
+        let mut graph = repo.wait_graph(now);
+        while let Some(v) = find_victim(&graph) {
+            remove_waiter(&mut graph, v.waiter.seq);
+            let record = DeadlockRecord {
+                detected_at_ms: now,
+                repo: repo.repo.clone(),
+                cycle: v.cycle,
+                victim: WaiterId {
+                    repo: repo.repo.clone(),
+                    seq: v.waiter.seq,
+                }
+                .to_string(),
+                victim_pull: v.waiter.pull,
+                victim_priority: v.waiter.priority,
+            };
+            if self.settings.enable_events {
+                tracing::warn!(target: TARGET, event = "deadlock", repo = %record.repo, cycle = ?record.cycle, victim = %record.victim, "deadlock detected");
+            }
+            repo.record_deadlock(record.clone());
+            let out = repo.remove(v.waiter.seq, DispatchReason::DeadlockVictim, now);
+            self.deliver(repo, out, now);
+            found.push(record);
+        }
+        found
+    }
+
+    fn queue(
+        &self,
+        req: AcquireRequest,
+        payload: Vec<u8>,
+        try_grant: bool,
+    ) -> EngineResult<QueueOutcome> {
+        req.validate()?;
+        let fields = req.fields();
+        let hold_ms = self.hold_ms(&req);
+        EngineStats::bump(&self.stats.acquisitions);
+        self.with(|repos, now| {
+            let repo = repos
+                .entry(req.pull.repo.clone())
+                .or_insert_with(|| RepoState::new(&req.pull.repo));
+            if try_grant && let Check::Free(preempt) = repo.check(&fields, req.pull.number, now) {
+                let grant = repo.take(
+                    &fields,
+                    req.pull.number,
+                    &req.user,
+                    req.priority,
+                    hold_ms,
+                    &preempt,
+                    now,
+                );
+                self.granted(&req, grant.fencing_token, grant.preempted.len());
+                return Ok(QueueOutcome::Granted(grant));
+            }
+            let queued = repo.enqueue(
+                &self.settings,
+                fields.clone(),
+                req.pull.number,
+                &req.user,
+                req.priority,
+                payload,
+                hold_ms,
+                now,
+            );
+            let (waiter_id, positions) = match queued {
+                Ok(q) => q,
+                Err(e) => {
+                    EngineStats::bump(&self.stats.acquisitions_blocked);
+                    EngineStats::bump(&self.stats.queue_rejected);
+                    return Err(e);
+                }
+            };
+            let mut out = repo.grant_pass(&fields, now);
+            // A newcomer may outrank the waiters that kept a free lock reserved; when that grants
+            // it at once, answer as a grant instead of dispatching the caller's own request.
+            let own = out.iter().position(|d| d.id == waiter_id);
+            if let (true, Some(i)) = (try_grant, own) {
+                let d = out.remove(i);
+                let grant = Grant {
+                    fencing_token: d.fencing_token.unwrap_or_default(),
+                    expires_at: from_unix_ms(now + hold_ms),
+                    preempted: d.preempted,
+                };
+                self.deliver(repo, out, now);
+                self.granted(&req, grant.fencing_token, grant.preempted.len());
+                return Ok(QueueOutcome::Granted(grant));
+            }
+            EngineStats::bump(&self.stats.acquisitions_blocked);
+            EngineStats::bump(&self.stats.enqueued);
+            if self.settings.enable_events {
+                tracing::info!(target: TARGET, event = "enqueue", waiter = %waiter_id, pull = %req.pull, priority = %req.priority, "waiter queued");
+            }
+            self.deliver(repo, out, now);
+            if self.settings.enable_deadlock_detection {
+                self.break_deadlocks(repo, now);
+            }
+            Ok(QueueOutcome::Queued(Enqueued {
+                waiter_id,
+                positions,
+            }))
+        })
+    }
+
+    fn granted(&self, req: &AcquireRequest, token: u64, preempted: usize) {
+        EngineStats::bump(&self.stats.acquisitions_granted);
+        EngineStats::add(&self.stats.expired, preempted as u64);
+        EngineStats::add(&self.stats.releases, preempted as u64);
+        if self.settings.enable_events {
+            tracing::info!(target: TARGET, event = "acquire", pull = %req.pull, locks = req.locks.len(), token, "locks granted");
+        }
+    }
+
+    fn released(&self, n: usize, pull: &PullRef) {
+        EngineStats::add(&self.stats.releases, n as u64);
+        if self.settings.enable_events && n > 0 {
+            tracing::info!(target: TARGET, event = "release", %pull, locks = n, "locks released");
+        }
+    }
+
+    fn maintain_now(&self, cleanup: bool) {
+        self.with(|repos, now| {
+            let mut depth = [0i64; 4];
+            for repo in repos.values_mut() {
+                let timed_out: Vec<u64> = repo
+                    .waiters
+                    .values()
+                    .filter(|w| w.deadline_ms <= now)
+                    .map(|w| w.seq)
+                    .collect();
+                for seq in timed_out {
+                    let out = repo.remove(seq, DispatchReason::TimedOut, now);
+                    self.deliver(repo, out, now);
+                }
+                let expired: Vec<(String, i64)> = repo
+                    .holders
+                    .iter()
+                    .filter(|(_, h)| h.expires_ms <= now)
+                    .map(|(f, h)| (f.clone(), h.pull))
+                    .collect();
+                let mut waited: Vec<String> = Vec::new();
+                let mut by_pull: HashMap<i64, Vec<String>> = HashMap::new();
+                for (f, pull) in expired {
+                    if repo.queues.contains_key(&f) {
+                        waited.push(f);
+                    } else if cleanup {
+                        repo.holders.remove(&f);
+                        by_pull.entry(pull).or_default().push(f);
+                    }
+                }
+                let out = repo.grant_pass(&waited, now);
+                self.deliver(repo, out, now);
+                for (pull, fields) in by_pull {
+                    let notice = self.expiry_notice(repo, pull, fields, now);
+                    self.deliver(repo, vec![notice], now);
+                }
+                let lease = now + self.settings.dispatch_lease.as_millis() as i64;
+                for p in repo.pending.values_mut() {
+                    if p.lease_until_ms <= now {
+                        p.lease_until_ms = lease;
+                        if self.settings.enable_events {
+                            tracing::info!(target: TARGET, event = "reoffer", waiter = %p.dispatch.id, reason = p.dispatch.reason.as_str(), "dispatch re-offered after its lease ran out");
+                        }
+                        let _ = self.tx.try_send(p.dispatch.clone());
+                    }
+                }
+                for w in repo.waiters.values() {
+                    depth[usize::from(super::rank(w.priority))] += 1;
+                }
+            }
+            self.stats.set_queue_depth(depth);
+        });
+    }
+
+    fn expiry_notice(
+        &self,
+        repo: &mut RepoState,
+        pull: i64,
+        fields: Vec<String>,
+        now: i64,
+    ) -> Dispatch {
+        let id = repo.next_notice_id();
+        let pull = PullRef {
+            repo: repo.repo.clone(),
+            number: pull,
+        };
+        let locks: Vec<LockKey> = fields.iter().map(|f| lock_key(&repo.repo, f)).collect();
+        Dispatch {
+            id,
+            reason: DispatchReason::Expired,
+            pull: pull.clone(),
+            user: String::new(),
+            priority: Default::default(),
+            preempted: locks
+                .iter()
+                .map(|k| super::Preempted {
+                    key: k.clone(),
+                    pull: pull.clone(),
+                })
+                .collect(),
+            locks,
+            payload: Vec::new(),
+            fencing_token: None,
+            enqueued_at: from_unix_ms(now),
+        }
+    }
+}
+
+impl LockEngine for MemoryEngine {
+    fn backend_name(&self) -> &'static str {
+        "memory"
+    }
+
+    fn settings(&self) -> &EngineSettings {
+        &self.settings
+    }
+
+    fn stats(&self) -> &EngineStats {
+        &self.stats
+    }
+
+    fn ping(&self) -> BoxFuture<'_, EngineResult<()>> {
+        Box::pin(async { Ok(()) })
+    }
+
+    fn acquire(&self, req: AcquireRequest) -> BoxFuture<'_, EngineResult<AcquireOutcome>> {
+        Box::pin(async move {
+            req.validate()?;
+            EngineStats::bump(&self.stats.acquisitions);
+            let fields = req.fields();
+            let hold_ms = self.hold_ms(&req);
+            self.with(|repos, now| {
+                let repo = repos
+                    .entry(req.pull.repo.clone())
+                    .or_insert_with(|| RepoState::new(&req.pull.repo));
+                match repo.check(&fields, req.pull.number, now) {
+                    Check::Free(preempt) => {
+                        let g = repo.take(
+                            &fields,
+                            req.pull.number,
+                            &req.user,
+                            req.priority,
+                            hold_ms,
+                            &preempt,
+                            now,
+                        );
+                        self.granted(&req, g.fencing_token, g.preempted.len());
+                        Ok(AcquireOutcome::Granted(g))
+                    }
+                    Check::Blocked(by) => {
+                        EngineStats::bump(&self.stats.acquisitions_blocked);
+                        Ok(AcquireOutcome::Held { by })
+                    }
+                }
+            })
+        })
+    }
+
+    fn acquire_or_enqueue(
+        &self,
+        req: AcquireRequest,
+        payload: Vec<u8>,
+    ) -> BoxFuture<'_, EngineResult<QueueOutcome>> {
+        Box::pin(async move { self.queue(req, payload, true) })
+    }
+
+    fn enqueue(
+        &self,
+        req: AcquireRequest,
+        payload: Vec<u8>,
+    ) -> BoxFuture<'_, EngineResult<Enqueued>> {
+        Box::pin(async move {
+            match self.queue(req, payload, false)? {
+                QueueOutcome::Queued(q) => Ok(q),
+                QueueOutcome::Granted(_) => Err(super::EngineError::Protocol(
+                    "enqueue granted without queueing".into(),
+                )),
+            }
+        })
+    }
+
+    fn release(
+        &self,
+        key: LockKey,
+        by: Option<PullRef>,
+    ) -> BoxFuture<'_, EngineResult<ReleaseOutcome>> {
+        Box::pin(async move {
+            let field = lock_field(&key);
+            self.with(|repos, now| {
+                let Some(repo) = repos.get_mut(&key.repo) else {
+                    return Ok(ReleaseOutcome::NotHeld);
+                };
+                let Some(holder) = repo.holders.get(&field) else {
+                    return Ok(ReleaseOutcome::NotHeld);
+                };
+                let holder = PullRef {
+                    repo: key.repo.clone(),
+                    number: holder.pull,
+                };
+                if by.as_ref().is_some_and(|p| *p != holder) {
+                    return Ok(ReleaseOutcome::HeldByOther(holder));
+                }
+                let out = repo.release(&field, now);
+                self.released(1, &holder);
+                self.deliver(repo, out, now);
+                Ok(ReleaseOutcome::Released)
+            })
+        })
+    }
+
+    fn release_pull(&self, pull: PullRef) -> BoxFuture<'_, EngineResult<ReleaseSummary>> {
+        Box::pin(async move {
+            self.with(|repos, now| {
+                let Some(repo) = repos.get_mut(&pull.repo) else {
+                    return Ok(ReleaseSummary::default());
+                };
+                let mut summary = ReleaseSummary::default();
+                let fields: Vec<String> = repo
+                    .holders
+                    .iter()
+                    .filter(|(_, h)| h.pull == pull.number)
+                    .map(|(f, _)| f.clone())
+                    .collect();
+                let mut touched = fields.clone();
+                let mut out = Vec::new();
+                for f in &fields {
+                    repo.holders.remove(f);
+                    summary.released.push(lock_key(&pull.repo, f));
+                }
+                let mine: Vec<u64> = repo
+                    .waiters
+                    .values()
+                    .filter(|w| w.pull == pull.number)
+                    .map(|w| w.seq)
+                    .collect();
+                for seq in mine {
+                    if let Some(w) = repo.unqueue(seq) {
+                        touched.extend(w.fields.iter().cloned());
+                        let d = repo.dispatch_of(w, DispatchReason::Removed, None);
+                        summary.removed_waiters.push(d.id.clone());
+                        out.push(d);
+                    }
+                }
+                out.extend(repo.grant_pass(&touched, now));
+                self.released(fields.len(), &pull);
+                self.deliver(repo, out, now);
+                Ok(summary)
+            })
+        })
+    }
+
+    fn remove_waiter(&self, id: WaiterId) -> BoxFuture<'_, EngineResult<bool>> {
+        Box::pin(async move {
+            self.with(|repos, now| {
+                let Some(repo) = repos.get_mut(&id.repo) else {
+                    return Ok(false);
+                };
+                let out = repo.remove(id.seq, DispatchReason::Removed, now);
+                let removed = !out.is_empty();
+                self.deliver(repo, out, now);
+                Ok(removed)
+            })
+        })
+    }
+
+    fn list_locks(&self) -> BoxFuture<'_, EngineResult<Vec<LockInfo>>> {
+        Box::pin(async move {
+            self.with(|repos, _| {
+                let mut locks: Vec<LockInfo> = repos
+                    .values()
+                    .flat_map(|r| {
+                        r.holders.iter().map(|(f, h)| LockInfo {
+                            key: lock_key(&r.repo, f),
+                            pull: PullRef {
+                                repo: r.repo.clone(),
+                                number: h.pull,
+                            },
+                            user: h.user.clone(),
+                            priority: h.priority,
+                            acquired_at: from_unix_ms(h.acquired_ms),
+                            expires_at: from_unix_ms(h.expires_ms),
+                            fencing_token: h.token,
+                        })
+                    })
+                    .collect();
+                locks.sort_by(|a, b| a.key.cmp(&b.key));
+                Ok(locks)
+            })
+        })
+    }
+
+    fn list_queues(&self) -> BoxFuture<'_, EngineResult<Vec<QueueInfo>>> {
+        Box::pin(async move {
+            self.with(|repos, _| {
+                let mut queues: Vec<QueueInfo> = repos
+                    .values()
+                    .flat_map(|r| {
+                        r.queues.iter().map(|(f, q)| QueueInfo {
+                            key: lock_key(&r.repo, f),
+                            waiters: q
+                                .iter()
+                                .filter_map(|s| r.waiters.get(s))
+                                .enumerate()
+                                .map(|(i, w)| WaiterInfo {
+                                    id: WaiterId {
+                                        repo: r.repo.clone(),
+                                        seq: w.seq,
+                                    },
+                                    pull: PullRef {
+                                        repo: r.repo.clone(),
+                                        number: w.pull,
+                                    },
+                                    user: w.user.clone(),
+                                    priority: w.priority,
+                                    enqueued_at: from_unix_ms(w.enqueued_ms),
+                                    position: i as u64 + 1,
+                                })
+                                .collect(),
+                        })
+                    })
+                    .collect();
+                queues.sort_by(|a, b| a.key.cmp(&b.key));
+                Ok(queues)
+            })
+        })
+    }
+
+    fn deadlocks(&self) -> BoxFuture<'_, EngineResult<Vec<DeadlockRecord>>> {
+        Box::pin(async move {
+            self.with(|repos, _| {
+                let mut all: Vec<DeadlockRecord> = repos
+                    .values()
+                    .flat_map(|r| r.deadlocks.iter().cloned())
+                    .collect();
+                all.sort_by_key(|r| std::cmp::Reverse(r.detected_at_ms));
+                Ok(all)
+            })
+        })
+    }
+
+    fn take_dispatches(&self) -> Option<DispatchReceiver> {
+        self.rx.lock().unwrap_or_else(|e| e.into_inner()).take()
+    }
+
+    fn confirm(&self, dispatch: &Dispatch) -> BoxFuture<'_, EngineResult<()>> {
+        let id = dispatch.id.clone();
+        Box::pin(async move {
+            self.with(|repos, _| {
+                if let Some(repo) = repos.get_mut(&id.repo) {
+                    repo.pending.remove(&id.seq);
+                }
+            });
+            Ok(())
+        })
+    }
+
+    fn maintain(&self, cleanup: bool) -> BoxFuture<'_, EngineResult<()>> {
+        Box::pin(async move {
+            self.maintain_now(cleanup);
+            Ok(())
+        })
+    }
+
+    fn check_deadlocks(&self) -> BoxFuture<'_, EngineResult<Vec<DeadlockRecord>>> {
+        Box::pin(async move {
+            Ok(self.with(|repos, now| {
+                repos
+                    .values_mut()
+                    .flat_map(|r| self.break_deadlocks(r, now))
+                    .collect()
+            }))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests;

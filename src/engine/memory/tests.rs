@@ -1,0 +1,98 @@
+//! Memory engine behaviour on a paused clock: hours of timeouts in no wall time.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::MemoryEngine;
+use crate::classify::{LockKey, Priority, PullRef};
+use crate::engine::{
+    AcquireOutcome, AcquireRequest, DispatchReason, EngineSettings, LockEngine, QueueOutcome,
+    spawn_background,
+};
+
+fn req(pull: i64, dir: &str) -> AcquireRequest {
+    AcquireRequest {
+        locks: vec![LockKey::new("o/r", dir, "default", "")],
+        pull: PullRef {
+            repo: "o/r".into(),
+            number: pull,
+        },
+        user: "u".into(),
+        priority: Priority::Normal,
+        hold_timeout: None,
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn background_times_out_waiters_and_preempts_expired_holders() {
+    let settings = EngineSettings {
+        queue_timeout: Duration::from_secs(600),
+        default_timeout: Duration::from_secs(900),
+        enable_events: false,
+        ..EngineSettings::default()
+    };
+    let engine = Arc::new(MemoryEngine::new(settings));
+    let mut rx = engine.take_dispatches().expect("dispatches");
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let bg = spawn_background(engine.clone(), async move {
+        let _ = stopped.await;
+    });
+
+    assert!(matches!(
+        engine.acquire(req(1, "a")).await.expect("acquire"),
+        AcquireOutcome::Granted(_)
+    ));
+    let queued = engine
+        .acquire_or_enqueue(req(2, "a"), b"plan".to_vec())
+        .await
+        .expect("enqueue");
+    assert!(matches!(queued, QueueOutcome::Queued(_)));
+
+    // Ten minutes later the waiter is handed back with its request for Atlantis to answer.
+    tokio::time::sleep(Duration::from_secs(601)).await;
+    let d = rx.recv().await.expect("dispatch");
+    assert_eq!(d.reason, DispatchReason::TimedOut);
+    assert_eq!(d.payload, b"plan");
+    engine.confirm(&d).await.expect("confirm");
+
+    // After the 15-minute hold timeout, the next waiter preempts pull 1.
+    engine
+        .acquire_or_enqueue(req(3, "a"), b"plan 3".to_vec())
+        .await
+        .expect("enqueue");
+    tokio::time::sleep(Duration::from_secs(400)).await;
+    let d = rx.recv().await.expect("dispatch");
+    assert_eq!((d.reason, d.pull.number), (DispatchReason::Granted, 3));
+    assert_eq!(d.preempted.len(), 1);
+    assert_eq!(d.preempted[0].pull.number, 1);
+
+    let _ = stop.send(());
+    bg.await.expect("background stops");
+}
+
+#[tokio::test(start_paused = true)]
+async fn queue_depth_is_reported_by_priority() {
+    let engine = MemoryEngine::new(EngineSettings {
+        enable_events: false,
+        ..EngineSettings::default()
+    });
+    engine.acquire(req(1, "a")).await.expect("acquire");
+    let mut high = req(2, "a");
+    high.priority = Priority::High;
+    engine
+        .acquire_or_enqueue(high, Vec::new())
+        .await
+        .expect("enqueue");
+    engine.maintain(false).await.expect("maintain");
+    assert_eq!(engine.stats().queue_depth(Priority::High), 1);
+    assert_eq!(engine.stats().queue_depth(Priority::Low), 0);
+}
+
+#[tokio::test]
+async fn without_redis_the_engine_is_the_memory_one() {
+    let engine = crate::engine::build_engine(EngineSettings::default(), None)
+        .await
+        .expect("build");
+    assert_eq!(engine.backend_name(), "memory");
+    assert!(engine.ping().await.is_ok());
+}

@@ -1,0 +1,80 @@
+-- ARGV[4] mode: 0 acquire, 1 acquire-or-enqueue, 2 enqueue; [5] pull; [6] user; [7] rank;
+-- [8] order rank; [9] hold ms; [10] queue timeout ms; [11] max queue size; [12] aging per ms;
+-- [13] payload; [14..] lock fields.
+-- Replies {1, token, expires, {field, holder, ...} preempted, dispatches} |
+-- {0, field, holder, ...} | {2, field} (queue full) | {3, id, {{field, position, holder}...}, dispatches}
+local mode = ARGV[4]
+local pull, user, rank = ARGV[5], ARGV[6], ARGV[7]
+local hold = tonumber(ARGV[9])
+local fields = {}
+for i = 14, #ARGV do fields[#fields + 1] = ARGV[i] end
+
+local blocked, preempt = {}, {}
+for _, f in ipairs(fields) do
+  local h = holder(f)
+  if not (h and h.pull == pull) then
+    local queued = redis.call('EXISTS', B .. 'q:' .. f) == 1
+    if h and (h.exp > NOW or queued) then
+      blocked[#blocked + 1] = f
+      blocked[#blocked + 1] = h.pull
+    elseif h then
+      preempt[#preempt + 1] = f
+      preempt[#preempt + 1] = h.pull
+    elseif queued then
+      blocked[#blocked + 1] = f
+      blocked[#blocked + 1] = ''
+    end
+  end
+end
+
+if mode ~= '2' and #blocked == 0 then
+  local token = redis.call('INCR', B .. 'f')
+  local exp = NOW + hold
+  for i = 1, #preempt, 2 do drop(preempt[i], preempt[i + 1]) end
+  for _, f in ipairs(fields) do take(f, pull, token, exp, rank, user) end
+  return { 1, token, exp, preempt, {} }
+end
+if mode == '0' then
+  local res = { 0 }
+  for _, v in ipairs(blocked) do res[#res + 1] = v end
+  return res
+end
+
+local max = tonumber(ARGV[11])
+for _, f in ipairs(fields) do
+  if redis.call('ZCARD', B .. 'q:' .. f) >= max then return { 2, f } end
+end
+local seq = redis.call('INCR', B .. 's')
+local id = string.format('%012d', seq)
+local score = tonumber(ARGV[12]) * NOW - tonumber(ARGV[8])
+redis.call('HSET', B .. 'w:' .. id, 'p', pull, 'u', user, 'r', rank, 'l', table.concat(fields, '\n'),
+  'b', ARGV[13], 't', NOW, 'h', hold)
+redis.call('ZADD', B .. 't', NOW + tonumber(ARGV[10]), id)
+local positions = {}
+for _, f in ipairs(fields) do
+  redis.call('ZADD', B .. 'q:' .. f, score, id)
+  local h = holder(f)
+  positions[#positions + 1] = { f, redis.call('ZRANK', B .. 'q:' .. f, id) + 1, h and h.pull or '' }
+end
+local out = {}
+-- A newcomer may outrank the waiters that kept a free lock reserved: grant whoever heads now.
+grant_pass(fields, out)
+if mode == '1' then
+  for i, gid in ipairs(out) do
+    if gid == id then
+      -- Granted at once: answer as a grant instead of dispatching the caller's own request.
+      table.remove(out, i)
+      local w = redis.call('HMGET', B .. 'w:' .. id, 'k', 'x')
+      redis.call('ZREM', B .. 'd', id)
+      redis.call('DEL', B .. 'w:' .. id)
+      local pre = {}
+      for _, line in ipairs(split(w[2], '\n')) do
+        local fp = split(line, '\t')
+        pre[#pre + 1] = fp[1]
+        pre[#pre + 1] = fp[2]
+      end
+      return { 1, tonumber(w[1]), NOW + hold, pre, emit(out) }
+    end
+  end
+end
+return { 3, id, positions, emit(out) }

@@ -1,0 +1,138 @@
+-- Shared helpers, prepended to every script. ARGV[1] is the repository's key base
+-- "<prefix>{<repo>}:" (every key below shares the hash tag, so one script = one slot),
+-- ARGV[2] this replica's id, ARGV[3] the dispatch lease in ms.
+-- Layout (compact on purpose; a held lock costs one hash field, one zset entry, one set member):
+--   h        hash  lock field -> "pull\ttoken\tacquired\texpires\trank\tuser"
+--   e        zset  lock field by expiry (ms)
+--   p:<pull> set   lock fields held by the pull
+--   q:<f>    zset  waiter ids queued on lock field f, by static order score
+--   t        zset  queued waiter ids by queue deadline
+--   w:<id>   hash  waiter / dispatch record
+--   d        zset  dispatch ids by lease deadline
+--   f, s     counters: fencing token, waiter sequence
+--   k        list  deadlock records (JSON, newest first)
+local B = ARGV[1]
+local OWNER = ARGV[2]
+local LEASE = tonumber(ARGV[3])
+local T = redis.call('TIME')
+local NOW = tonumber(T[1]) * 1000 + math.floor(tonumber(T[2]) / 1000)
+
+local function split(s, sep)
+  local out = {}
+  if s == nil or s == '' then return out end
+  local from = 1
+  while true do
+    local i = string.find(s, sep, from, true)
+    if not i then
+      out[#out + 1] = string.sub(s, from)
+      return out
+    end
+    out[#out + 1] = string.sub(s, from, i - 1)
+    from = i + #sep
+  end
+end
+
+local function holder(f)
+  local v = redis.call('HGET', B .. 'h', f)
+  if not v then return nil end
+  local p = split(v, '\t')
+  return { pull = p[1], token = p[2], acq = p[3], exp = tonumber(p[4]), rank = p[5], user = p[6] }
+end
+
+local function take(f, pull, token, exp, rank, user)
+  redis.call('HSET', B .. 'h', f, pull .. '\t' .. token .. '\t' .. NOW .. '\t' .. exp .. '\t' .. rank .. '\t' .. user)
+  redis.call('ZADD', B .. 'e', exp, f)
+  redis.call('SADD', B .. 'p:' .. pull, f)
+end
+
+local function drop(f, pull)
+  redis.call('HDEL', B .. 'h', f)
+  redis.call('ZREM', B .. 'e', f)
+  redis.call('SREM', B .. 'p:' .. pull, f)
+end
+
+local function head(f)
+  return redis.call('ZRANGE', B .. 'q:' .. f, 0, 0)[1]
+end
+
+-- Takes a waiter out of its queues and leases it as a dispatch with `reason`.
+local function to_dispatch(id, locks, reason, token, preempted)
+  for _, f in ipairs(locks) do
+    redis.call('ZREM', B .. 'q:' .. f, id)
+  end
+  redis.call('ZREM', B .. 't', id)
+  redis.call('HSET', B .. 'w:' .. id, 'z', reason, 'k', token, 'x', preempted, 'o', OWNER)
+  redis.call('ZADD', B .. 'd', NOW + LEASE, id)
+end
+
+-- Grants the waiter `id` if all its locks are free (or its pull's) and it heads every queue of a
+-- lock its pull does not hold.
+local function try_grant(id, out)
+  local w = redis.call('HMGET', B .. 'w:' .. id, 'p', 'u', 'r', 'l', 'h')
+  if not w[1] then return end
+  local pull = w[1]
+  local locks = split(w[4], '\n')
+  local pre = {}
+  for _, f in ipairs(locks) do
+    local h = holder(f)
+    -- A lock the pull already holds is not contended, whoever queues for it.
+    if not (h and h.pull == pull) then
+      if head(f) ~= id then return end
+      if h then
+        if h.exp > NOW then return end
+        pre[#pre + 1] = f .. '\t' .. h.pull
+      end
+    end
+  end
+  local token = redis.call('INCR', B .. 'f')
+  local exp = NOW + tonumber(w[5])
+  for _, p in ipairs(pre) do
+    local fp = split(p, '\t')
+    drop(fp[1], fp[2])
+  end
+  for _, f in ipairs(locks) do
+    take(f, pull, token, exp, w[3], w[2])
+  end
+  to_dispatch(id, locks, 'granted', token, table.concat(pre, '\n'))
+  out[#out + 1] = id
+end
+
+-- Visits the queues of `fields` in byte order (as the memory engine does), so both backends hand
+-- out fencing tokens in the same order.
+local function grant_pass(fields, out)
+  local seen, sorted, dup = {}, {}, {}
+  for _, f in ipairs(fields) do
+    if not dup[f] then
+      dup[f] = true
+      sorted[#sorted + 1] = f
+    end
+  end
+  table.sort(sorted)
+  for _, f in ipairs(sorted) do
+    local id = head(f)
+    if id and not seen[id] then
+      seen[id] = true
+      try_grant(id, out)
+    end
+  end
+end
+
+-- Removes a queued waiter with `reason`; appends its locks to `touched`. False if not queued.
+local function remove_waiter(id, reason, out, touched)
+  if not redis.call('ZSCORE', B .. 't', id) then return false end
+  local locks = split(redis.call('HGET', B .. 'w:' .. id, 'l'), '\n')
+  to_dispatch(id, locks, reason, '', '')
+  out[#out + 1] = id
+  for _, f in ipairs(locks) do touched[#touched + 1] = f end
+  return true
+end
+
+-- Dispatch records as flat arrays: id, reason, pull, user, rank, locks, payload, token, preempted, enqueued.
+local function emit(ids)
+  local res = {}
+  for _, id in ipairs(ids) do
+    local w = redis.call('HMGET', B .. 'w:' .. id, 'z', 'p', 'u', 'r', 'l', 'b', 'k', 'x', 't')
+    res[#res + 1] = { id, w[1] or '', w[2] or '', w[3] or '', w[4] or '0', w[5] or '', w[6] or '', w[7] or '', w[8] or '', w[9] or '0' }
+  end
+  return res
+end

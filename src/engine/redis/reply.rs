@@ -1,0 +1,210 @@
+//! Decoding of script replies (`redis::Value`) into engine types.
+
+use redis::Value;
+
+use crate::classify::PullRef;
+use crate::engine::deadlock::{WaitGraphInput, WaitNode};
+use crate::engine::types::{lock_field, lock_key};
+use crate::engine::{
+    Dispatch, DispatchReason, EngineError, EngineResult, LockInfo, Preempted, WaiterId, WaiterInfo,
+    from_unix_ms, priority_of,
+};
+
+/// Shorthand for a malformed reply.
+pub fn bad(what: &str) -> EngineError {
+    EngineError::Protocol(what.to_owned())
+}
+
+/// The elements of an array reply.
+pub fn array(v: &Value) -> Result<&[Value], EngineError> {
+    match v {
+        Value::Array(items) => Ok(items),
+        Value::Nil => Ok(&[]),
+        _ => Err(bad("expected an array")),
+    }
+}
+
+/// A bulk string as bytes.
+pub fn bytes(v: &Value) -> Result<Vec<u8>, EngineError> {
+    match v {
+        Value::BulkString(b) => Ok(b.clone()),
+        Value::SimpleString(s) => Ok(s.clone().into_bytes()),
+        Value::Int(i) => Ok(i.to_string().into_bytes()),
+        Value::Nil => Ok(Vec::new()),
+        _ => Err(bad("expected a string")),
+    }
+}
+
+/// A bulk string as UTF-8 text.
+pub fn text(v: &Value) -> Result<String, EngineError> {
+    String::from_utf8(bytes(v)?).map_err(|_| bad("expected UTF-8 text"))
+}
+
+/// An integer, given as an integer or as decimal text.
+pub fn int(v: &Value) -> Result<i64, EngineError> {
+    match v {
+        Value::Int(i) => Ok(*i),
+        _ => text(v)?
+            .trim()
+            .parse()
+            .map_err(|_| bad("expected an integer")),
+    }
+}
+
+/// An optional integer: empty text is `None`.
+pub fn opt_int(v: &Value) -> Result<Option<i64>, EngineError> {
+    match v {
+        Value::Int(i) => Ok(Some(*i)),
+        _ => {
+            let t = text(v)?;
+            if t.is_empty() {
+                Ok(None)
+            } else {
+                t.parse().map(Some).map_err(|_| bad("expected an integer"))
+            }
+        }
+    }
+}
+
+/// Element `i` of an array reply.
+pub fn at(items: &[Value], i: usize) -> Result<&Value, EngineError> {
+    items.get(i).ok_or_else(|| bad("short reply"))
+}
+
+/// Decodes one dispatch record emitted by the scripts.
+pub fn decode_dispatch(repo: &str, f: &[Value]) -> EngineResult<Dispatch> {
+    let seq = int(at(f, 0)?)? as u64;
+    let reason = DispatchReason::parse(&text(at(f, 1)?)?).ok_or_else(|| bad("dispatch reason"))?;
+    let pull = PullRef {
+        repo: repo.to_owned(),
+        number: int(at(f, 2)?)?,
+    };
+    let locks_text = text(at(f, 5)?)?;
+    let mut preempted = Vec::new();
+    for line in text(at(f, 8)?)?.split('\n').filter(|l| !l.is_empty()) {
+        let (field, p) = line
+            .split_once('\t')
+            .ok_or_else(|| bad("preempted entry"))?;
+        preempted.push(Preempted {
+            key: lock_key(repo, field),
+            pull: PullRef {
+                repo: repo.to_owned(),
+                number: p.parse().map_err(|_| bad("preempted pull"))?,
+            },
+        });
+    }
+    Ok(Dispatch {
+        id: WaiterId {
+            repo: repo.to_owned(),
+            seq,
+        },
+        reason,
+        pull,
+        user: text(at(f, 3)?)?,
+        priority: priority_of(int(at(f, 4)?)?),
+        locks: locks_text
+            .split('\n')
+            .filter(|l| !l.is_empty())
+            .map(|l| lock_key(repo, l))
+            .collect(),
+        payload: bytes(at(f, 6)?)?,
+        fencing_token: opt_int(at(f, 7)?)?.map(|t| t as u64),
+        preempted,
+        enqueued_at: from_unix_ms(int(at(f, 9)?)?),
+    })
+}
+
+/// One repository's state as read by the snapshot script.
+pub struct Snapshot {
+    /// Server time of the read (unix ms).
+    pub now: i64,
+    /// Held locks.
+    pub locks: Vec<LockInfo>,
+    /// Lock field → waiters in grant order.
+    pub queues: Vec<(String, Vec<WaiterInfo>)>,
+}
+
+impl Snapshot {
+    /// Decodes the snapshot script reply.
+    pub fn decode(repo: &str, v: &Value) -> EngineResult<Self> {
+        let items = array(v)?;
+        let now = int(at(items, 0)?)?;
+        let mut locks = Vec::new();
+        for pair in array(at(items, 1)?)?.chunks(2) {
+            let [f, val] = pair else {
+                return Err(bad("holder pair"));
+            };
+            let val = text(val)?;
+            let p: Vec<&str> = val.splitn(6, '\t').collect();
+            let [pull, token, acq, exp, r, user] = p.as_slice() else {
+                return Err(bad("holder record"));
+            };
+            let num = |s: &str| s.parse::<i64>().map_err(|_| bad("holder number"));
+            locks.push(LockInfo {
+                key: lock_key(repo, &text(f)?),
+                pull: PullRef {
+                    repo: repo.to_owned(),
+                    number: num(pull)?,
+                },
+                user: (*user).to_owned(),
+                priority: priority_of(num(r)?),
+                acquired_at: from_unix_ms(num(acq)?),
+                expires_at: from_unix_ms(num(exp)?),
+                fencing_token: num(token)? as u64,
+            });
+        }
+        let mut queues = Vec::new();
+        for q in array(at(items, 2)?)? {
+            let q = array(q)?;
+            let field = text(at(q, 0)?)?;
+            let mut waiters = Vec::new();
+            for (i, w) in q[1..].iter().enumerate() {
+                let w = array(w)?;
+                waiters.push(WaiterInfo {
+                    id: WaiterId {
+                        repo: repo.to_owned(),
+                        seq: int(at(w, 0)?)? as u64,
+                    },
+                    pull: PullRef {
+                        repo: repo.to_owned(),
+                        number: int(at(w, 1)?)?,
+                    },
+                    user: text(at(w, 2)?)?,
+                    priority: priority_of(int(at(w, 3)?)?),
+                    enqueued_at: from_unix_ms(int(at(w, 4)?)?),
+                    position: i as u64 + 1,
+                });
+            }
+            queues.push((field, waiters));
+        }
+        Ok(Self { now, locks, queues })
+    }
+
+    /// The repository as the deadlock detector sees it.
+    pub fn wait_graph(&self) -> WaitGraphInput {
+        let now = from_unix_ms(self.now);
+        WaitGraphInput {
+            holders: self
+                .locks
+                .iter()
+                .filter(|l| l.expires_at > now)
+                .map(|l| (lock_field(&l.key), l.pull.number))
+                .collect(),
+            queues: self
+                .queues
+                .iter()
+                .map(|(f, ws)| {
+                    let nodes = ws
+                        .iter()
+                        .map(|w| WaitNode {
+                            seq: w.id.seq,
+                            pull: w.pull.number,
+                            priority: w.priority,
+                        })
+                        .collect();
+                    (f.clone(), nodes)
+                })
+                .collect(),
+        }
+    }
+}

@@ -1,0 +1,40 @@
+//! The Lua scripts, each prefixed with the shared prelude; loaded once, run by EVALSHA.
+
+use redis::Script;
+
+const PRELUDE: &str = include_str!("lua/prelude.lua");
+
+/// Every script the engine runs.
+#[derive(Debug)]
+pub struct Scripts {
+    /// Acquire, acquire-or-enqueue and enqueue.
+    pub acquire: Script,
+    /// Release one key or a whole pull.
+    pub release: Script,
+    /// Remove a waiter (operator removal or deadlock victim).
+    pub remove: Script,
+    /// Queue timeouts, preemption, cleanup, lease re-offers, queue depth.
+    pub maintain: Script,
+    /// Confirm a dispatch.
+    pub confirm: Script,
+    /// Read one repository's holders and queues.
+    pub snapshot: Script,
+}
+
+fn with_prelude(body: &str) -> Script {
+    Script::new(&format!("{PRELUDE}\n{body}"))
+}
+
+impl Scripts {
+    /// Builds the scripts (hashes are computed here; Redis loads them on first NOSCRIPT).
+    pub fn new() -> Self {
+        Self {
+            acquire: with_prelude(include_str!("lua/acquire.lua")),
+            release: with_prelude(include_str!("lua/release.lua")),
+            remove: with_prelude(include_str!("lua/remove.lua")),
+            maintain: with_prelude(include_str!("lua/maintain.lua")),
+            confirm: with_prelude(include_str!("lua/confirm.lua")),
+            snapshot: with_prelude(include_str!("lua/snapshot.lua")),
+        }
+    }
+}
