@@ -45,35 +45,7 @@ use super::pattern::{PatternList, clean_path};
 use crate::classify::{LockKey, LockMode};
 use crate::vcs::{ChangedFile, DirEntry};
 
-/// Which Atlantis command the request runs (decides locking under `repo_locks.mode`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum CommandKind {
-    /// `atlantis plan` comment or `/api/plan`.
-    Plan,
-    /// Autoplan on pull opened/updated.
-    Autoplan,
-    /// `atlantis apply` comment or `/api/apply`.
-    Apply,
-    /// `atlantis approve_policies`.
-    ApprovePolicies,
-    /// `atlantis import`.
-    Import,
-    /// `atlantis state rm`.
-    StateRm,
-}
-
-impl CommandKind {
-    /// Whether this command takes the project lock under `mode` (ATLANTIS.md §4).
-    pub fn locks_under(self, mode: LockMode) -> bool {
-        match self {
-            CommandKind::Plan | CommandKind::Autoplan | CommandKind::ApprovePolicies => {
-                mode == LockMode::OnPlan
-            }
-            CommandKind::Apply => mode == LockMode::OnApply,
-            CommandKind::Import | CommandKind::StateRm => mode != LockMode::Disabled,
-        }
-    }
-}
+pub use crate::classify::CommandKind;
 
 /// Flags of a targeted comment: `-d` (may be a glob), `-w`, `-p`.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]

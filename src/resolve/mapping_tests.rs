@@ -302,8 +302,9 @@ fn targeted_commands() {
 
 #[test]
 fn commands_lock_by_mode() {
+    use crate::classify::command_locks as locks;
     use CommandKind::*;
-    assert!(Plan.locks_under(LockMode::OnPlan) && !Plan.locks_under(LockMode::OnApply));
-    assert!(Apply.locks_under(LockMode::OnApply) && !Apply.locks_under(LockMode::OnPlan));
-    assert!(Import.locks_under(LockMode::OnApply) && !StateRm.locks_under(LockMode::Disabled));
+    assert!(locks(LockMode::OnPlan, Plan) && !locks(LockMode::OnApply, Plan));
+    assert!(locks(LockMode::OnApply, Apply) && !locks(LockMode::OnPlan, Apply));
+    assert!(locks(LockMode::OnApply, Import) && !locks(LockMode::Disabled, StateRm));
 }

@@ -231,12 +231,14 @@ impl Resolver {
                     .into_iter()
                     .filter_map(|s| {
                         let mode = s.locks.mode.unwrap_or(self.settings.default_lock_mode);
-                        req.command.locks_under(mode).then_some(ResolvedProject {
-                            key: s.key,
-                            priority: s.locks.priority,
-                            timeout: s.locks.timeout,
-                            mode,
-                        })
+                        crate::classify::command_locks(mode, req.command).then_some(
+                            ResolvedProject {
+                                key: s.key,
+                                priority: s.locks.priority,
+                                timeout: s.locks.timeout,
+                                mode,
+                            },
+                        )
                     })
                     .collect();
                 tracing::debug!(repo = %req.repo, pull = req.pull, locks = locks.len(), "resolved");

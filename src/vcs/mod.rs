@@ -19,37 +19,7 @@ pub use github::GithubClient;
 pub use gitlab::GitlabClient;
 pub use http::{ApiClient, ApiConfig, ApiResponse};
 
-/// The VCS provider a request came from (Atlantis's `--*-user` families).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Vcs {
-    /// github.com or GitHub Enterprise.
-    Github,
-    /// gitlab.com or self-hosted GitLab.
-    Gitlab,
-    /// Bitbucket Cloud.
-    BitbucketCloud,
-    /// Bitbucket Server / Data Center.
-    BitbucketServer,
-    /// Azure DevOps.
-    AzureDevops,
-    /// Gitea.
-    Gitea,
-}
-
-impl Vcs {
-    /// Lowercase name used in logs and metrics.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Vcs::Github => "github",
-            Vcs::Gitlab => "gitlab",
-            Vcs::BitbucketCloud => "bitbucket_cloud",
-            Vcs::BitbucketServer => "bitbucket_server",
-            Vcs::AzureDevops => "azure_devops",
-            Vcs::Gitea => "gitea",
-        }
-    }
-}
+pub use crate::classify::Vcs;
 
 /// The parts of a pull request the resolver needs.
 #[derive(Clone, Debug, PartialEq, Eq)]
