@@ -3,6 +3,7 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -14,10 +15,14 @@ use tokio_util::task::TaskTracker;
 use crate::admin::{self, AdminState};
 use crate::classify::{ClassifyConfig, LockModeTable};
 use crate::config::{Backend, Config};
+use crate::engine::{build_engine, spawn_background};
+use crate::enhanced::{Enhanced, GateSettings};
 use crate::proxy::{self, ProxyState};
+use crate::resolve::{Resolver, ResolverSettings};
 use crate::route::{Router, SplitRule, SplitState};
 use crate::telemetry::Metrics;
 use crate::upstream::Upstream;
+use crate::vcs::{ApiConfig, GithubClient, GitlabClient};
 
 /// Why the application could not start.
 #[derive(Debug, thiserror::Error)]
@@ -32,6 +37,12 @@ pub enum StartError {
         /// The OS error.
         source: std::io::Error,
     },
+    /// The lock engine's backend could not be reached.
+    #[error("cannot start the lock engine: {0}")]
+    Engine(#[from] crate::engine::EngineError),
+    /// A VCS API client could not be built from its settings.
+    #[error("cannot set up the VCS API client: {0}")]
+    Vcs(#[from] crate::vcs::VcsError),
 }
 
 /// A built, bound application: call [`App::run`] to serve.
@@ -64,6 +75,19 @@ impl App {
             SplitRule::new(&e.always_enhanced, &e.always_legacy),
             SplitState::new(e.traffic_split, e.monitor_only, e.enabled),
         ));
+        let engine = build_engine(e.engine_settings(), e.redis_settings(false)).await?;
+        let resolver = Arc::new(Resolver::new(
+            resolver_settings(&config)?,
+            config.repos.clone(),
+        ));
+        let enhanced = Arc::new(Enhanced::new(
+            engine,
+            upstream.clone(),
+            resolver,
+            config.repos.clone(),
+            metrics.clone(),
+            GateSettings::from_config(&config),
+        ));
         let proxy_state = Arc::new(ProxyState {
             upstream: upstream.clone(),
             server: config.server.clone(),
@@ -72,6 +96,9 @@ impl App {
                 LockModeTable::from_projects(&config.repos),
             ),
             metrics: metrics.clone(),
+            router: router.clone(),
+            enhanced: enhanced.clone(),
+            global_apply_locked: AtomicBool::new(false),
         });
         let admin_state = Arc::new(AdminState {
             metrics,
@@ -80,6 +107,7 @@ impl App {
             backend,
             started_at: std::time::SystemTime::now(),
             router,
+            enhanced,
         });
         Ok(App {
             config,
@@ -114,6 +142,16 @@ impl App {
             upstream = %self.config.upstream.url,
             "atlantis-lock-proxy started"
         );
+        // The engine's maintenance (timeouts, preemption, deadlocks), the replays it hands this
+        // replica, and the reconciler against Atlantis's lock table.
+        let enhanced = self.proxy_state.enhanced.clone();
+        let background = spawn_background(enhanced.engine.clone(), stop.clone().cancelled_owned());
+        let dispatcher = enhanced
+            .engine
+            .take_dispatches()
+            .map(|rx| enhanced.spawn_dispatcher(rx, stop.clone()));
+        let reconciler = enhanced.spawn_reconciler(stop.clone());
+        let stats = enhanced.spawn_stats(stop.clone());
         let admin = {
             let router = admin::router(self.admin_state.clone());
             let stop = stop.clone();
@@ -142,8 +180,49 @@ impl App {
         }
         stop.cancel();
         let _ = admin.await;
+        let _ = tokio::join!(background, reconciler, stats);
+        if let Some(d) = dispatcher {
+            let _ = d.await;
+        }
         tracing::info!("atlantis-lock-proxy stopped");
     }
+}
+
+/// The resolver's settings: budget and VCS API clients from `atlantis:`.
+fn resolver_settings(config: &Config) -> Result<ResolverSettings, crate::vcs::VcsError> {
+    let t = &config.atlantis.vcs_tokens;
+    let github = match &t.github {
+        Some(token) => {
+            let url = t
+                .github_api_url
+                .as_ref()
+                .map_or_else(|| "https://api.github.com".to_string(), ToString::to_string);
+            Some(Arc::new(GithubClient::new(ApiConfig::new(
+                url,
+                Some(token.clone()),
+            ))?))
+        }
+        None => None,
+    };
+    let gitlab = match &t.gitlab {
+        Some(token) => {
+            let url = t.gitlab_api_url.as_ref().map_or_else(
+                || "https://gitlab.com/api/v4".to_string(),
+                ToString::to_string,
+            );
+            Some(Arc::new(GitlabClient::new(ApiConfig::new(
+                url,
+                Some(token.clone()),
+            ))?))
+        }
+        None => None,
+    };
+    Ok(ResolverSettings {
+        timeout: config.atlantis.resolve_timeout,
+        github,
+        gitlab,
+        ..ResolverSettings::default()
+    })
 }
 
 async fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, StartError> {

@@ -26,6 +26,7 @@ pub mod app;
 pub mod classify;
 pub mod config;
 pub mod engine;
+pub mod enhanced;
 pub mod proxy;
 pub mod resolve;
 pub mod route;

@@ -3,6 +3,7 @@
 mod auth;
 pub mod client;
 mod error;
+mod locks;
 mod split;
 
 use std::sync::Arc;
@@ -11,7 +12,7 @@ use std::time::Duration;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::{Json, Router, middleware};
 use serde_json::json;
 
@@ -36,6 +37,8 @@ pub struct AdminState {
     pub started_at: std::time::SystemTime,
     /// Live routing state.
     pub router: Arc<SplitRouter>,
+    /// The enhanced path (engine and its Atlantis client).
+    pub enhanced: Arc<crate::enhanced::Enhanced>,
 }
 
 impl AdminState {
@@ -57,6 +60,10 @@ pub fn router(state: Arc<AdminState>) -> Router {
         .route("/status", get(status))
         .route("/split", get(split::get_split).put(split::put_split))
         .route("/rollback", post(split::rollback))
+        .route("/locks", get(locks::list_locks))
+        .route("/locks/{*key}", delete(locks::release_lock))
+        .route("/queues", get(locks::list_queues))
+        .route("/queues/{id}", delete(locks::remove_waiter))
         .fallback(|| async { AdminError::NotFound("no such admin route".into()) })
         // Everything under /admin, unknown routes included, needs the token.
         .layer(middleware::from_fn_with_state(

@@ -3,6 +3,7 @@
 //! Loading never binds or connects anything: `main` loads and validates first and exits non-zero
 //! with a message naming the key when something is wrong.
 
+mod engine;
 mod load;
 mod raw;
 mod secret;
@@ -108,6 +109,10 @@ pub struct AtlantisConfig {
     pub api_secret: Option<Secret>,
     /// Reconciler period.
     pub lock_sync_interval: Duration,
+    /// How long an engine lock may be missing from Atlantis before the reconciler releases it.
+    pub lock_sync_grace: Duration,
+    /// Budget for finding a bare command's projects through the VCS API.
+    pub resolve_timeout: Duration,
     /// Atlantis's `--allow-draft-prs`.
     pub allow_draft_prs: bool,
     /// Atlantis's `--disable-autoplan`.
@@ -208,6 +213,12 @@ pub struct EnhancedConfig {
     pub instance_id: String,
     /// Replay retries toward Atlantis.
     pub retry: RetryConfig,
+    /// Period of queue-timeout, preemption and lease checks.
+    pub timeout_check_interval: Duration,
+    /// How long a replica owns a dispatch before another may take it over.
+    pub dispatch_lease: Duration,
+    /// How long a replay waits for Atlantis to show the released lock gone.
+    pub replay_wait: Duration,
     /// Repositories always on the enhanced path.
     pub always_enhanced: Vec<String>,
     /// Repositories always on the legacy path.

@@ -108,6 +108,8 @@ pub(super) fn validate(raw: RawConfig) -> Result<Config> {
         },
         api_secret: secret("atlantis.api-secret", a.api_secret)?,
         lock_sync_interval: dur("atlantis.lock-sync-interval", a.lock_sync_interval, "10s")?,
+        lock_sync_grace: dur("atlantis.lock-sync-grace", a.lock_sync_grace, "30s")?,
+        resolve_timeout: dur("atlantis.resolve-timeout", a.resolve_timeout, "2s")?,
         allow_draft_prs: a.allow_draft_prs.unwrap_or(false),
         disable_autoplan: a.disable_autoplan.unwrap_or(false),
         disable_autoplan_label: a.disable_autoplan_label.filter(|l| !l.is_empty()),
@@ -267,6 +269,13 @@ fn enhanced(e: RawEnhancedLocking) -> Result<EnhancedConfig> {
             max_attempts: e.max_retry_attempts.unwrap_or(5).max(1),
             base_delay: dur(&format!("{K}.retry-base-delay"), e.retry_base_delay, "1s")?,
         },
+        timeout_check_interval: dur(
+            &format!("{K}.timeout-check-interval"),
+            e.timeout_check_interval,
+            "1s",
+        )?,
+        dispatch_lease: dur(&format!("{K}.dispatch-lease"), e.dispatch_lease, "60s")?,
+        replay_wait: dur(&format!("{K}.replay-wait"), e.replay_wait, "30s")?,
         always_enhanced: e.always_enhanced.unwrap_or_default(),
         always_legacy: e.always_legacy.unwrap_or_default(),
     })

@@ -30,6 +30,9 @@ pub enum ProxyError {
     /// The client's body could not be read (connection reset, bad chunking).
     #[error("request body could not be read: {0}")]
     BodyUnreadable(String),
+    /// The engine failed and `legacy-fallback` is off.
+    #[error("the lock engine is unavailable: {0}")]
+    EngineUnavailable(String),
     /// A webhook whose signature or secret does not match (answered like Atlantis).
     #[error("{message}")]
     BadSignature {
@@ -59,6 +62,7 @@ impl ProxyError {
             ProxyError::BodyTimeout => "body-timeout",
             ProxyError::BodyUnreadable(_) => "body-unreadable",
             ProxyError::BadSignature { .. } => "bad-signature",
+            ProxyError::EngineUnavailable(_) => "engine-unavailable",
         }
     }
 
@@ -71,6 +75,7 @@ impl ProxyError {
             ProxyError::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
             ProxyError::BodyUnreadable(_) => StatusCode::BAD_REQUEST,
             ProxyError::BadSignature { status, .. } => *status,
+            ProxyError::EngineUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 

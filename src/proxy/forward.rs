@@ -124,7 +124,8 @@ pub async fn upgrade<B>(
     Ok(Response::from_parts(parts, full(Bytes::new())))
 }
 
-fn prepare<B>(req: &mut Request<B>, client: SocketAddr, keep_upgrade: bool) {
+/// Header hygiene and `X-Forwarded-*` for a request about to go to Atlantis.
+pub fn prepare<B>(req: &mut Request<B>, client: SocketAddr, keep_upgrade: bool) {
     strip_hop_by_hop(req.headers_mut(), keep_upgrade);
     add_forwarded(req.headers_mut(), client);
     // Keep-alive toward Atlantis even for an HTTP/1.0 client.

@@ -2,10 +2,12 @@
 
 mod error;
 mod forward;
+mod lock_traffic;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 
 use http::{Method, Request, Response, header};
 use hyper::body::Incoming;
@@ -15,9 +17,12 @@ use tower_http::timeout::{RequestBodyTimeoutLayer, TimeoutBody};
 use tracing::Instrument;
 
 pub use error::{ERROR_HEADER, ProxyError};
+pub use lock_traffic::PROXY_HEADER;
 
-use crate::classify::{ClassifyConfig, Operation, classify};
+use crate::classify::{ClassifyConfig, classify};
 use crate::config::ServerConfig;
+use crate::enhanced::Enhanced;
+use crate::route::Router;
 use crate::telemetry::metrics::status_class;
 use crate::telemetry::{self, Metrics};
 use crate::upstream::{ProxyBody, Upstream, is_upgrade};
@@ -32,6 +37,12 @@ pub struct ProxyState {
     pub classify: ClassifyConfig,
     /// Metrics registry.
     pub metrics: Arc<Metrics>,
+    /// Which path each repository takes.
+    pub router: Arc<Router>,
+    /// The enhanced path (engine, resolver, replay).
+    pub enhanced: Arc<Enhanced>,
+    /// Last known state of Atlantis's global apply lock, as seen through the proxy.
+    pub global_apply_locked: AtomicBool,
 }
 
 /// The service for one client connection, outer layer first.
@@ -65,7 +76,7 @@ async fn handle(
     // The server span: every later step (classify, engine, upstream) is its child.
     let span = telemetry::spans::server(req.method(), route, req.uri().path());
     telemetry::set_parent_from_headers(&span, req.headers());
-    let result = carry(&state, client, req).instrument(span.clone()).await;
+    let (result, engine_path) = carry(&state, client, req).instrument(span.clone()).await;
     let (outcome, status) = match &result {
         Ok(resp) => (status_class(resp.status()), resp.status()),
         Err(e) => {
@@ -77,17 +88,31 @@ async fn handle(
     if status.is_server_error() {
         span.record("otel.status_code", "ERROR");
     }
-    state.metrics.request(route, "legacy", outcome);
+    state.metrics.request(route, engine_path, outcome);
     result
 }
 
+/// Returns the answer and the engine path that decided it (`legacy` / `enhanced`).
 async fn carry(
     state: &ProxyState,
     client: SocketAddr,
     req: Request<TimeoutBody<Incoming>>,
-) -> Result<Response<ProxyBody>, ProxyError> {
+) -> (Result<Response<ProxyBody>, ProxyError>, &'static str) {
+    match read_and_carry(state, client, req).await {
+        Ok(done) => done,
+        Err(e) => (Err(e), "legacy"),
+    }
+}
+
+type Carried = (Result<Response<ProxyBody>, ProxyError>, &'static str);
+
+async fn read_and_carry(
+    state: &ProxyState,
+    client: SocketAddr,
+    req: Request<TimeoutBody<Incoming>>,
+) -> Result<Carried, ProxyError> {
     if is_upgrade(req.headers()) {
-        return forward::upgrade(state, client, req).await;
+        return Ok((forward::upgrade(state, client, req).await, "legacy"));
     }
     let limit = state.server.max_body_size;
     let declared = req
@@ -101,11 +126,16 @@ async fn carry(
     let (parts, body) = req.into_parts();
     if !may_carry_lock_traffic(&parts.method, parts.uri.path()) {
         let body = forward::stream(body, limit);
-        return forward::forward(state, client, Request::from_parts(parts, body)).await;
+        let resp = forward::forward(state, client, Request::from_parts(parts, body)).await;
+        return Ok((resp, "legacy"));
     }
     // Lock traffic is buffered once: classification reads it and a replay resends it byte for byte.
     let bytes = forward::buffer(body, limit).await?;
-    let op = classify(&parts, &bytes, &state.classify).map_err(|e| ProxyError::BadSignature {
+    let op = {
+        let _s = telemetry::spans::classify().entered();
+        classify(&parts, &bytes, &state.classify)
+    }
+    .map_err(|e| ProxyError::BadSignature {
         status: e.status(),
         message: e.to_string(),
     })?;
@@ -114,17 +144,7 @@ async fn carry(
         repo = op.repo().unwrap_or(""),
         "classified"
     );
-    match op {
-        Operation::Passthrough { .. }
-        | Operation::ListLocks
-        | Operation::GlobalApply(_)
-        | Operation::Acquire(_)
-        | Operation::ReleasePull { .. }
-        | Operation::ReleaseKey { .. } => {
-            let body = crate::upstream::full(bytes);
-            forward::forward(state, client, Request::from_parts(parts, body)).await
-        }
-    }
+    Ok(lock_traffic::carry(state, client, parts, bytes, op).await)
 }
 
 /// Routes whose requests can take or release Atlantis locks (ATLANTIS.md §1).

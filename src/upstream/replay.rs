@@ -81,6 +81,13 @@ impl StoredRequest {
             .and_then(|v| String::from_utf8(v).ok())
     }
 
+    /// Replaces every value of header `name` with `value` (e.g. a replay's own `traceparent`).
+    pub fn set_header(&mut self, name: &str, value: &str) {
+        self.headers.retain(|(k, _)| !k.eq_ignore_ascii_case(name));
+        self.headers
+            .push((name.to_ascii_lowercase(), B64.encode(value.as_bytes())));
+    }
+
     /// Rebuilds the request to send to Atlantis.
     pub fn to_request(&self) -> Result<Request<ProxyBody>, StoredRequestError> {
         let bad = |e: &dyn std::fmt::Display| StoredRequestError(e.to_string());

@@ -7,6 +7,7 @@ mod admin;
 mod classify;
 mod config_cli;
 mod engine;
+mod enhanced;
 mod forwarding;
 mod resolve;
 mod telemetry;

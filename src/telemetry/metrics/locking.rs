@@ -372,6 +372,16 @@ impl Metrics {
             .inc();
     }
 
+    /// Records `n` locks released when their hold time is not known here (a pull's release).
+    pub fn locks_released(&self, n: usize, reason: ReleaseReason) {
+        self.locking
+            .releases
+            .get_or_create(&ReasonLabel {
+                reason: reason.as_str(),
+            })
+            .inc_by(n as u64);
+    }
+
     /// Sets how many requests wait at `priority` (summed over all resources).
     pub fn set_queue_depth(&self, priority: Priority, waiting: u64) {
         self.locking

@@ -52,6 +52,19 @@ fn github(event: &str, secret: &str, body: Vec<u8>) -> Webhook {
 
 /// `issue_comment` / `created` on a pull request.
 pub fn github_comment(secret: &str, repo: &str, pull: i64, user: &str, comment: &str) -> Webhook {
+    github_comment_labeled(secret, repo, pull, user, comment, &[])
+}
+
+/// `issue_comment` / `created` on a pull request that carries `labels`.
+pub fn github_comment_labeled(
+    secret: &str,
+    repo: &str,
+    pull: i64,
+    user: &str,
+    comment: &str,
+    labels: &[&str],
+) -> Webhook {
+    let labels: Vec<serde_json::Value> = labels.iter().map(|l| json!({"name": l})).collect();
     let (owner, name) = repo.split_once('/').unwrap();
     let body = json!({
         "action": "created",
@@ -59,7 +72,7 @@ pub fn github_comment(secret: &str, repo: &str, pull: i64, user: &str, comment: 
             "number": pull,
             "title": "change",
             "user": {"login": user},
-            "labels": [],
+            "labels": labels,
             "state": "open",
             "pull_request": {"url": format!("https://api.github.com/repos/{repo}/pulls/{pull}")}
         },
@@ -80,6 +93,10 @@ pub fn github_comment(secret: &str, repo: &str, pull: i64, user: &str, comment: 
 /// `pull_request` with the given action (`opened`, `closed`, …).
 pub fn github_pull(secret: &str, repo: &str, pull: i64, user: &str, action: &str) -> Webhook {
     let (owner, name) = repo.split_once('/').unwrap();
+    let repo_json = json!({
+        "full_name": repo, "name": name, "owner": {"login": owner},
+        "clone_url": format!("https://github.com/{repo}.git"), "html_url": format!("https://github.com/{repo}")
+    });
     let body = json!({
         "action": action,
         "number": pull,
@@ -88,10 +105,10 @@ pub fn github_pull(secret: &str, repo: &str, pull: i64, user: &str, action: &str
             "merged": false, "draft": false,
             "html_url": format!("https://github.com/{repo}/pull/{pull}"),
             "user": {"login": user}, "labels": [],
-            "head": {"sha": format!("{:040x}", pull), "ref": "feature", "repo": {"full_name": repo}},
-            "base": {"ref": "main", "repo": {"full_name": repo}}
+            "head": {"sha": format!("{:040x}", pull), "ref": "feature", "repo": repo_json.clone()},
+            "base": {"ref": "main", "repo": repo_json.clone()}
         },
-        "repository": {"full_name": repo, "name": name, "owner": {"login": owner}},
+        "repository": repo_json,
         "sender": {"login": user}
     });
     github("pull_request", secret, serde_json::to_vec(&body).unwrap())

@@ -1,0 +1,137 @@
+//! `/admin/locks` and `/admin/queues`: what the engine holds and who waits (DESIGN.md §4).
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use axum::Json;
+use axum::extract::{Path, State};
+use serde_json::{Value, json};
+
+use super::{AdminError, AdminState};
+use crate::classify::LockKey;
+use crate::engine::{EngineError, WaiterId};
+use crate::telemetry::ReleaseReason;
+use crate::upstream::atlantis_api;
+
+fn rfc3339(t: SystemTime) -> String {
+    humantime::format_rfc3339_millis(t).to_string()
+}
+
+fn unavailable(e: EngineError) -> AdminError {
+    AdminError::Unavailable(format!("lock engine: {e}"))
+}
+
+/// `GET /admin/locks`.
+pub(super) async fn list_locks(
+    State(st): State<Arc<AdminState>>,
+) -> Result<Json<Value>, AdminError> {
+    let mut locks = st.enhanced.engine.list_locks().await.map_err(unavailable)?;
+    locks.sort_by(|a, b| a.key.cmp(&b.key));
+    let locks: Vec<Value> = locks
+        .iter()
+        .map(|l| {
+            json!({
+                "key": l.key.to_string(),
+                "repo": l.key.repo,
+                "path": l.key.path,
+                "workspace": l.key.workspace,
+                "project": l.key.project,
+                "pull": l.pull.number,
+                "user": l.user,
+                "priority": l.priority.as_str(),
+                "acquired_at": rfc3339(l.acquired_at),
+                "expires_at": rfc3339(l.expires_at),
+                "fencing_token": l.fencing_token,
+            })
+        })
+        .collect();
+    Ok(Json(json!({ "locks": locks })))
+}
+
+/// `GET /admin/queues`: waiters in the order they would be granted (position 1 first).
+pub(super) async fn list_queues(
+    State(st): State<Arc<AdminState>>,
+) -> Result<Json<Value>, AdminError> {
+    let mut queues = st
+        .enhanced
+        .engine
+        .list_queues()
+        .await
+        .map_err(unavailable)?;
+    queues.sort_by(|a, b| a.key.cmp(&b.key));
+    let queues: Vec<Value> = queues
+        .iter()
+        .map(|q| {
+            let waiters: Vec<Value> = q
+                .waiters
+                .iter()
+                .map(|w| {
+                    json!({
+                        "id": w.id.to_string(),
+                        "pull": w.pull.number,
+                        "user": w.user,
+                        "priority": w.priority.as_str(),
+                        "enqueued_at": rfc3339(w.enqueued_at),
+                        "position": w.position,
+                    })
+                })
+                .collect();
+            json!({ "key": q.key.to_string(), "waiters": waiters })
+        })
+        .collect();
+    Ok(Json(json!({ "queues": queues })))
+}
+
+/// `DELETE /admin/locks/{key}`: force-release in the engine and delete Atlantis's lock; waiters
+/// are granted through the dispatcher. 404 when neither held it.
+pub(super) async fn release_lock(
+    State(st): State<Arc<AdminState>>,
+    Path(key): Path<String>,
+) -> Result<Json<Value>, AdminError> {
+    let parsed = parse_key(&st, &key).await?;
+    let in_engine = st.enhanced.release_key(&parsed, ReleaseReason::Admin).await;
+    let in_atlantis =
+        atlantis_api::delete_lock(st.enhanced.upstream(), &key, Duration::from_secs(10))
+            .await
+            .map_err(|e| AdminError::Unavailable(format!("Atlantis: {e}")))?;
+    if !in_engine && !in_atlantis {
+        return Err(AdminError::NotFound(format!("no lock at '{key}'")));
+    }
+    tracing::warn!(%key, in_engine, in_atlantis, "lock force-released by an operator");
+    Ok(Json(json!({
+        "released": key,
+        "engine": in_engine,
+        "atlantis": in_atlantis,
+    })))
+}
+
+/// `DELETE /admin/queues/{id}`: removes a waiter; its request goes to Atlantis like a timeout.
+pub(super) async fn remove_waiter(
+    State(st): State<Arc<AdminState>>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, AdminError> {
+    let waiter: WaiterId = id.parse().map_err(|_| {
+        AdminError::BadRequest(format!("'{id}' is not a waiter id (see GET /admin/queues)"))
+    })?;
+    let removed = st
+        .enhanced
+        .engine
+        .remove_waiter(waiter)
+        .await
+        .map_err(unavailable)?;
+    if !removed {
+        return Err(AdminError::NotFound(format!("no queued waiter '{id}'")));
+    }
+    tracing::warn!(waiter = %id, "waiter removed by an operator; its request goes to Atlantis");
+    Ok(Json(json!({ "removed": id })))
+}
+
+/// The key as the engine knows it: the engine's own locks decide how an ambiguous key splits.
+async fn parse_key(st: &AdminState, key: &str) -> Result<LockKey, AdminError> {
+    let locks = st.enhanced.engine.list_locks().await.map_err(unavailable)?;
+    if let Some(l) = locks.iter().find(|l| l.key.to_string() == key) {
+        return Ok(l.key.clone());
+    }
+    LockKey::parse(key)
+        .map_err(|e| AdminError::BadRequest(format!("'{key}' is not an Atlantis lock key: {e}")))
+}

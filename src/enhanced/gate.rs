@@ -1,0 +1,281 @@
+//! The admission gate: what one lock request needs, and whether it may go to Atlantis now.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tokio::time::Instant;
+
+use super::Enhanced;
+use crate::classify::{Acquire, LockKey, LockSet, LockTarget, Priority, PullRef};
+use crate::engine::{AcquireOutcome, AcquireRequest, EngineError, QueueOutcome};
+use crate::resolve::{Filters, Resolution, ResolveRequest};
+use crate::telemetry::{FailReason, ReleaseReason};
+use crate::upstream::replay::StoredRequest;
+
+/// What to do with an `Acquire` on the enhanced path.
+#[derive(Debug)]
+pub enum Decision {
+    /// Forward to Atlantis now; for `/api/*` calls, `release_after` names the pull whose engine
+    /// locks end with the call (Atlantis deletes that pull's locks when the call finishes).
+    Forward {
+        /// Pull to release in the engine after Atlantis answered.
+        release_after: Option<PullRef>,
+    },
+    /// Queued: answer the webhook `202` with this body and do not forward.
+    Queued {
+        /// The JSON body of DESIGN.md §4.
+        body: Value,
+    },
+    /// Not gated (could not tell which locks, or nothing locks): forward on the legacy path.
+    Legacy(&'static str),
+}
+
+/// The locks a request needs, with the priority and hold timeout they are taken with.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Gated {
+    /// Atlantis lock keys.
+    pub locks: Vec<LockKey>,
+    /// Queue priority.
+    pub priority: Priority,
+    /// Hold timeout from the project's `repo_locks.timeout`.
+    pub hold_timeout: Option<Duration>,
+}
+
+enum Needed {
+    Locks(Gated),
+    Nothing,
+    Unresolved(&'static str),
+}
+
+impl Enhanced {
+    /// Decides an `Acquire`: grant and forward, queue (webhooks), or wait then forward (`/api/*`).
+    pub async fn acquire(
+        &self,
+        acq: &Acquire,
+        stored: &StoredRequest,
+    ) -> Result<Decision, EngineError> {
+        let gated = match self.needed(acq).await {
+            Needed::Locks(g) => g,
+            Needed::Nothing => return Ok(Decision::Legacy("no_locks")),
+            Needed::Unresolved(kind) => return Ok(Decision::Legacy(kind)),
+        };
+        let req = AcquireRequest {
+            locks: gated.locks.clone(),
+            pull: acq.pull.clone(),
+            user: acq.user.clone(),
+            priority: gated.priority,
+            hold_timeout: gated.hold_timeout,
+        };
+        if acq.command.is_api() {
+            return self.wait_for_api(req).await;
+        }
+        let start = Instant::now();
+        let outcome = self
+            .engine
+            .acquire_or_enqueue(req, stored.encode())
+            .await
+            .inspect_err(|e| self.engine_failed("acquire_or_enqueue", e))?;
+        self.metrics.engine_op("acquire_or_enqueue", true);
+        match outcome {
+            QueueOutcome::Granted(_) => {
+                self.metrics.lock_acquired(start.elapsed(), Ok(()));
+                Ok(Decision::Forward {
+                    release_after: None,
+                })
+            }
+            QueueOutcome::Queued(q) => {
+                self.metrics.lock_queued(start.elapsed());
+                tracing::info!(
+                    waiter = %q.waiter_id,
+                    pull = %acq.pull,
+                    priority = %gated.priority,
+                    "queued behind a held lock"
+                );
+                let locks: Vec<Value> = q
+                    .positions
+                    .iter()
+                    .map(|p| {
+                        json!({
+                            "key": p.key.to_string(),
+                            "position": p.position,
+                            "held_by_pull": p.held_by.as_ref().map(|h| h.number),
+                        })
+                    })
+                    .collect();
+                Ok(Decision::Queued {
+                    body: json!({
+                        "status": "queued",
+                        "waiter_id": q.waiter_id.to_string(),
+                        "priority": gated.priority.as_str(),
+                        "locks": locks,
+                    }),
+                })
+            }
+        }
+    }
+
+    /// `/api/plan|apply` hold the HTTP request instead of queueing: retry the all-or-nothing
+    /// acquire until granted or `queue-timeout`, then forward either way so the caller gets
+    /// Atlantis's real answer. Polling (not a durable waiter) keeps the held request on the
+    /// replica that owns its connection.
+    async fn wait_for_api(&self, req: AcquireRequest) -> Result<Decision, EngineError> {
+        let start = Instant::now();
+        let deadline = start + self.settings.queue_timeout;
+        let pull = req.pull.clone();
+        let mut delay = self.settings.api_poll;
+        loop {
+            let outcome = self
+                .engine
+                .acquire(req.clone())
+                .await
+                .inspect_err(|e| self.engine_failed("acquire", e))?;
+            match outcome {
+                AcquireOutcome::Granted(_) => {
+                    self.metrics.lock_acquired(start.elapsed(), Ok(()));
+                    return Ok(Decision::Forward {
+                        release_after: Some(pull),
+                    });
+                }
+                AcquireOutcome::Held { .. } if Instant::now() + delay > deadline => {
+                    self.metrics
+                        .lock_acquired(start.elapsed(), Err(FailReason::QueueTimeout));
+                    return Ok(Decision::Forward {
+                        release_after: None,
+                    });
+                }
+                AcquireOutcome::Held { .. } => {
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+    }
+
+    fn engine_failed(&self, op: &'static str, e: &EngineError) {
+        self.metrics.engine_op(op, false);
+        if let EngineError::QueueFull { .. } = e {
+            self.metrics
+                .lock_acquired(Duration::ZERO, Err(FailReason::QueueFull));
+        }
+        tracing::warn!(error = %e, operation = op, "engine call failed");
+    }
+
+    /// Which locks the request takes, per the command, the project table and the VCS API.
+    async fn needed(&self, acq: &Acquire) -> Needed {
+        let label_priority = self.settings.labels.priority(&acq.labels);
+        let request = |filters: Filters| ResolveRequest {
+            vcs: acq.vcs,
+            repo: acq.pull.repo.clone(),
+            pull: acq.pull.number,
+            head_sha: acq.meta.head_sha.clone(),
+            base_branch: acq.meta.base_branch.clone(),
+            command: acq.command,
+            filters,
+        };
+        let mut projects = Vec::new();
+        let mut keys = Vec::new();
+        match &acq.locks {
+            // `-d/-w` and `/api` Paths: the keys stand unless the project table names the project there.
+            LockSet::Resolved(given) => {
+                for key in given {
+                    if self.table.get(&key.repo).is_none() {
+                        keys.push(key.clone());
+                        continue;
+                    }
+                    let filters = Filters {
+                        dir: Some(key.path.clone()),
+                        workspace: Some(key.workspace.clone()),
+                        project: None,
+                    };
+                    match self.resolver.resolve(&request(filters)).await {
+                        Resolution::Locks(found) => projects.extend(found),
+                        Resolution::NoLocks => {}
+                        Resolution::Unresolved { .. } => keys.push(key.clone()),
+                    }
+                }
+            }
+            LockSet::Unresolved { targets } => {
+                for target in targets {
+                    let filters = match target {
+                        LockTarget::Key(k) => {
+                            keys.push(k.clone());
+                            continue;
+                        }
+                        LockTarget::ChangedProjects => Filters::default(),
+                        LockTarget::Project { name } => Filters {
+                            project: Some(name.clone()),
+                            ..Filters::default()
+                        },
+                        LockTarget::DirGlob { pattern, workspace } => Filters {
+                            dir: Some(pattern.clone()),
+                            workspace: workspace.clone(),
+                            project: None,
+                        },
+                    };
+                    match self.resolver.resolve(&request(filters)).await {
+                        Resolution::Locks(found) => projects.extend(found),
+                        Resolution::NoLocks => {}
+                        Resolution::Unresolved { kind, reason } => {
+                            tracing::info!(%reason, pull = %acq.pull, "projects unresolved: legacy path");
+                            self.metrics.resolve(kind.as_str());
+                            return Needed::Unresolved(kind.as_str());
+                        }
+                    }
+                }
+            }
+        }
+        let project_priority = projects.iter().filter_map(|p| p.priority).max();
+        let hold_timeout = projects.iter().filter_map(|p| p.timeout).max();
+        keys.extend(projects.into_iter().map(|p| p.key));
+        keys.sort();
+        keys.dedup();
+        if keys.is_empty() {
+            self.metrics.resolve("no_locks");
+            return Needed::Nothing;
+        }
+        self.metrics.resolve("resolved");
+        Needed::Locks(Gated {
+            locks: keys,
+            priority: project_priority.or(label_priority).unwrap_or_default(),
+            hold_timeout,
+        })
+    }
+
+    /// After Atlantis accepted a release, mirror it in the engine; grants follow through the
+    /// dispatcher.
+    pub async fn release_pull(&self, pull: &PullRef, reason: ReleaseReason) {
+        match self.engine.release_pull(pull.clone()).await {
+            Ok(summary) => {
+                self.metrics.engine_op("release_pull", true);
+                self.metrics.locks_released(summary.released.len(), reason);
+                if !summary.released.is_empty() || !summary.removed_waiters.is_empty() {
+                    tracing::info!(
+                        %pull,
+                        released = summary.released.len(),
+                        removed_waiters = summary.removed_waiters.len(),
+                        "pull released"
+                    );
+                }
+            }
+            Err(e) => self.engine_failed("release_pull", &e),
+        }
+    }
+
+    /// Mirrors `DELETE /locks?id=` (or an operator's force-release) in the engine.
+    pub async fn release_key(&self, key: &LockKey, reason: ReleaseReason) -> bool {
+        match self.engine.release(key.clone(), None).await {
+            Ok(outcome) => {
+                self.metrics.engine_op("release", true);
+                let released = matches!(outcome, crate::engine::ReleaseOutcome::Released);
+                if released {
+                    self.metrics.locks_released(1, reason);
+                }
+                released
+            }
+            Err(e) => {
+                self.engine_failed("release", &e);
+                false
+            }
+        }
+    }
+}

@@ -1,0 +1,177 @@
+//! Lock traffic after classification: route it (legacy or enhanced), gate it, forward it, and
+//! mirror releases in the engine.
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+
+use bytes::Bytes;
+use http::request::Parts;
+use http::{HeaderValue, Request, Response, StatusCode, header};
+use tracing::Instrument;
+
+use super::{ProxyError, ProxyState, forward};
+use crate::classify::{Acquire, GlobalApplyAction, Operation, ReleaseCause};
+use crate::engine::EngineError;
+use crate::enhanced::Decision;
+use crate::route::EnginePath;
+use crate::telemetry::{self, ReleaseReason, spans};
+use crate::upstream::replay::StoredRequest;
+use crate::upstream::{ProxyBody, full};
+
+/// Marks answers the proxy makes on purpose (not errors), e.g. `x-lock-proxy: queued`.
+pub const PROXY_HEADER: &str = "x-lock-proxy";
+
+/// Carries one classified request; returns the answer and the engine path label.
+pub async fn carry(
+    state: &ProxyState,
+    client: SocketAddr,
+    parts: Parts,
+    bytes: Bytes,
+    op: Operation,
+) -> (Result<Response<ProxyBody>, ProxyError>, &'static str) {
+    let span = tracing::Span::current();
+    span.record(spans::attr::OPERATION, op.kind());
+    if let Some(repo) = op.repo() {
+        span.record(spans::attr::REPO, repo);
+    }
+    match op {
+        Operation::Acquire(acq) => acquire(state, client, parts, bytes, acq).await,
+        Operation::ReleasePull { pull, cause } => {
+            let resp = send(state, client, parts, bytes).await;
+            // Mirror the release only once Atlantis accepted it; on every path, so the engine never
+            // keeps a lock Atlantis let go.
+            if resp.as_ref().is_ok_and(|r| !r.status().is_server_error()) {
+                let reason = match cause {
+                    ReleaseCause::PullClosed => ReleaseReason::PullClosed,
+                    ReleaseCause::UnlockComment => ReleaseReason::Unlock,
+                };
+                state.enhanced.release_pull(&pull, reason).await;
+            }
+            (resp, "legacy")
+        }
+        Operation::ReleaseKey { key } => {
+            let resp = send(state, client, parts, bytes).await;
+            if resp
+                .as_ref()
+                .is_ok_and(|r| r.status().is_success() || r.status() == StatusCode::NOT_FOUND)
+            {
+                state
+                    .enhanced
+                    .release_key(&key, ReleaseReason::Unlock)
+                    .await;
+            }
+            (resp, "legacy")
+        }
+        Operation::GlobalApply(action) => {
+            let resp = send(state, client, parts, bytes).await;
+            if resp.as_ref().is_ok_and(|r| r.status().is_success()) {
+                let locked = matches!(action, GlobalApplyAction::Lock);
+                state.global_apply_locked.store(locked, Ordering::Relaxed);
+                tracing::info!(locked, "global apply lock changed");
+            }
+            (resp, "legacy")
+        }
+        Operation::ListLocks | Operation::Passthrough { .. } => {
+            (send(state, client, parts, bytes).await, "legacy")
+        }
+    }
+}
+
+async fn acquire(
+    state: &ProxyState,
+    client: SocketAddr,
+    parts: Parts,
+    bytes: Bytes,
+    acq: Acquire,
+) -> (Result<Response<ProxyBody>, ProxyError>, &'static str) {
+    let route = {
+        let _s = spans::route().entered();
+        state.router.route(&acq.pull.repo)
+    };
+    let span = tracing::Span::current();
+    span.record(spans::attr::PULL, acq.pull.number);
+    span.record(spans::attr::ENGINE_PATH, route.path.as_str());
+    if route.path == EnginePath::Legacy {
+        return (send(state, client, parts, bytes).await, "legacy");
+    }
+    let stored = stored_request(&parts, &bytes, client);
+    let decision = state
+        .enhanced
+        .acquire(&acq, &stored)
+        .instrument(spans::engine("acquire"))
+        .await;
+    match decision {
+        Ok(Decision::Forward { release_after }) => {
+            span.record(spans::attr::DECISION, "granted");
+            let resp = send(state, client, parts, bytes).await;
+            if let Some(pull) = release_after {
+                // Atlantis deletes every lock of the pull when an /api call ends.
+                state
+                    .enhanced
+                    .release_pull(&pull, ReleaseReason::Unlock)
+                    .await;
+            }
+            (resp, "enhanced")
+        }
+        Ok(Decision::Queued { body }) => {
+            span.record(spans::attr::DECISION, "queued");
+            if let Some(id) = body["waiter_id"].as_str() {
+                span.record(spans::attr::WAITER_ID, id);
+            }
+            if let Some(pos) = body["locks"][0]["position"].as_u64() {
+                span.record(spans::attr::QUEUE_POSITION, pos);
+            }
+            (Ok(queued_response(&body)), "enhanced")
+        }
+        Ok(Decision::Legacy(reason)) => {
+            span.record(spans::attr::DECISION, reason);
+            (send(state, client, parts, bytes).await, "legacy")
+        }
+        Err(e) => {
+            span.record(spans::attr::DECISION, "engine_error");
+            // A full queue is answered the legacy way: Atlantis says "locked", nothing is silent.
+            if matches!(e, EngineError::QueueFull { .. })
+                || state.enhanced.settings().legacy_fallback
+            {
+                state.metrics.legacy_fallback();
+                tracing::warn!(error = %e, pull = %acq.pull, "engine unavailable: legacy path");
+                return (send(state, client, parts, bytes).await, "legacy");
+            }
+            (
+                Err(ProxyError::EngineUnavailable(e.to_string())),
+                "enhanced",
+            )
+        }
+    }
+}
+
+async fn send(
+    state: &ProxyState,
+    client: SocketAddr,
+    parts: Parts,
+    bytes: Bytes,
+) -> Result<Response<ProxyBody>, ProxyError> {
+    forward::forward(state, client, Request::from_parts(parts, full(bytes))).await
+}
+
+/// The request as it would be forwarded now, kept for a later replay.
+fn stored_request(parts: &Parts, bytes: &Bytes, client: SocketAddr) -> StoredRequest {
+    let mut req = Request::from_parts(parts.clone(), ());
+    forward::prepare(&mut req, client, false);
+    let (prepared, ()) = req.into_parts();
+    let mut stored = StoredRequest::capture(&prepared, bytes);
+    stored.traceparent = telemetry::traceparent_of(&tracing::Span::current());
+    stored
+}
+
+fn queued_response(body: &serde_json::Value) -> Response<ProxyBody> {
+    let mut resp = Response::new(full(format!("{body}\n")));
+    *resp.status_mut() = StatusCode::ACCEPTED;
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    h.insert(PROXY_HEADER, HeaderValue::from_static("queued"));
+    resp
+}
