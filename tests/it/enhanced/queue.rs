@@ -322,7 +322,7 @@ async fn api_plan_waits_for_a_held_lock_then_gets_atlantis_answer() {
     let s = Setup {
         fake,
         proxy,
-        redis: None,
+        _redis: None,
     };
     s.plan(1, "net", "prod").await;
     assert!(s.wait_atlantis_holder("net", "prod", 1).await);
