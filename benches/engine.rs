@@ -132,8 +132,21 @@ fn redis_benchmark(server: &RedisServer, ops: usize, conc: usize) -> f64 {
     let port = server.port.to_string();
     let n = ops.to_string();
     let c = conc.to_string();
+    // Options must precede the command: everything after it is sent as arguments.
     let out = Command::new("redis-benchmark")
-        .args(["-h", "127.0.0.1", "-p", &port, "-n", &n, "-c", &c, "-q"])
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &port,
+            "-n",
+            &n,
+            "-c",
+            &c,
+            "-q",
+            "-r",
+            "1000",
+        ])
         .args([
             "EVALSHA",
             &sha,
@@ -147,7 +160,6 @@ fn redis_benchmark(server: &RedisServer, ops: usize, conc: usize) -> f64 {
             "0", "1", "bench", "1", "1", "1800000", "600000", "1000", "0", "-",
         ])
         .arg("d__rand_int__")
-        .args(["-r", "1000"])
         .output()
         .expect("run redis-benchmark");
     let all = String::from_utf8_lossy(&out.stdout);

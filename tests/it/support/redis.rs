@@ -23,6 +23,7 @@ pub struct RedisServer {
     /// The port.
     pub port: u16,
     dir: PathBuf,
+    extra: Vec<String>,
     child: Child,
     guard: Option<ChildStdin>,
 }
@@ -66,6 +67,34 @@ impl RedisServer {
             NEXT_DIR.fetch_add(1, Ordering::Relaxed)
         ));
         std::fs::create_dir_all(&dir).expect("create redis temp dir");
+        let (child, guard) = Self::launch(port, &dir, extra);
+        Self {
+            addr: format!("127.0.0.1:{port}"),
+            port,
+            dir,
+            extra: extra.iter().map(|s| (*s).to_owned()).collect(),
+            child,
+            guard,
+        }
+    }
+
+    /// Stops the server and starts a fresh one (empty: nothing is persisted) on the same port,
+    /// as a crash and restart of Redis would look to clients.
+    pub fn restart(&mut self) {
+        drop(self.guard.take());
+        let _ = self.child.wait();
+        let extra: Vec<&str> = self.extra.iter().map(String::as_str).collect();
+        let (child, guard) = Self::launch(self.port, &self.dir, &extra);
+        self.child = child;
+        self.guard = guard;
+        assert!(
+            self.wait_ready(),
+            "redis-server did not restart on {}",
+            self.addr
+        );
+    }
+
+    fn launch(port: u16, dir: &std::path::Path, extra: &[&str]) -> (Child, Option<ChildStdin>) {
         let port_s = port.to_string();
         let dir_s = dir.to_string_lossy().into_owned();
         let mut args: Vec<&str> = vec![
@@ -96,13 +125,7 @@ impl RedisServer {
             .spawn()
             .expect("spawn redis-server (is it installed at /usr/bin?)");
         let guard = child.stdin.take();
-        Self {
-            addr: format!("127.0.0.1:{port}"),
-            port,
-            dir,
-            child,
-            guard,
-        }
+        (child, guard)
     }
 
     /// Waits until our server (not some other process on the port) answers.
