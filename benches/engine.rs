@@ -5,7 +5,8 @@
 //! - `redis-benchmark -c 64 EVALSHA` of the engine's own acquire script, and our ratio to it;
 //! - Redis memory per held lock (`INFO memory` delta over 100k held locks).
 //!
-//! Run: `cargo bench --bench engine` (knobs: `ALP_BENCH_OPS`, `ALP_BENCH_CONCURRENCY`).
+//! Run: `cargo bench --bench engine` (knobs: `ALP_BENCH_OPS`, `ALP_BENCH_CONCURRENCY`,
+//! `ALP_BENCH_POOL` = connections).
 
 #[path = "../tests/it/support/redis.rs"]
 mod support_redis;
@@ -270,7 +271,7 @@ fn main() {
         let redis = RedisSettings {
             addr: server.addr.clone(),
             key_prefix: PREFIX.to_owned(),
-            pool_size: 8,
+            pool_size: env_usize("ALP_BENCH_POOL", 8) as u32,
             ..RedisSettings::default()
         };
         let engine: Arc<dyn LockEngine> = Arc::new(
