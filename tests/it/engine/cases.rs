@@ -527,3 +527,28 @@ pub async fn fifo_without_priority_queue(mut ctx: Ctx) {
         .collect();
     assert_eq!(order, vec![2, 3, 4]);
 }
+
+pub async fn periodic_deadlock_check(mut ctx: Ctx) {
+    // With detection off at enqueue, only the periodic check (driven here by hand) breaks it.
+    ctx.settings().enable_deadlock_detection = false;
+    let e = ctx.engine().await;
+    let mut rx = e.take_dispatches().expect("dispatches");
+    granted_token(&*e, 1, &["x"]).await;
+    granted_token(&*e, 2, &["y"]).await;
+    let older = queue(&*e, 1, Normal, &["y"]).await;
+    let younger = queue(&*e, 2, Normal, &["x"]).await;
+    nothing(&mut rx).await;
+    let found = e.check_deadlocks().await.expect("check");
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0].victim, younger.waiter_id.to_string());
+    let d = next(&mut rx).await;
+    assert_eq!(
+        (d.reason, d.id),
+        (DispatchReason::DeadlockVictim, younger.waiter_id)
+    );
+    assert!(e.check_deadlocks().await.expect("check").is_empty());
+    // The survivor is granted once the victim's pull lets go.
+    e.release_pull(pull(2)).await.expect("release");
+    let d = next(&mut rx).await;
+    assert_eq!((d.reason, d.id), (DispatchReason::Granted, older.waiter_id));
+}

@@ -95,6 +95,10 @@ macro_rules! conformance {
                 cases::fifo_without_priority_queue(ctx().await).await;
             }
             #[tokio::test]
+            async fn periodic_deadlock_check() {
+                cases::periodic_deadlock_check(ctx().await).await;
+            }
+            #[tokio::test]
             async fn waiters_survive_restart() {
                 cases::restart(ctx().await).await;
             }
