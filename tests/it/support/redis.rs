@@ -66,7 +66,6 @@ impl RedisServer {
             std::process::id(),
             NEXT_DIR.fetch_add(1, Ordering::Relaxed)
         ));
-        std::fs::create_dir_all(&dir).expect("create redis temp dir");
         let (child, guard) = Self::launch(port, &dir, extra);
         Self {
             addr: format!("127.0.0.1:{port}"),
@@ -95,6 +94,7 @@ impl RedisServer {
     }
 
     fn launch(port: u16, dir: &std::path::Path, extra: &[&str]) -> (Child, Option<ChildStdin>) {
+        std::fs::create_dir_all(dir).expect("create redis temp dir");
         let port_s = port.to_string();
         let dir_s = dir.to_string_lossy().into_owned();
         let mut args: Vec<&str> = vec![
@@ -116,8 +116,11 @@ impl RedisServer {
         args.extend_from_slice(extra);
         let mut child = Command::new("sh")
             .arg("-c")
-            .arg(r#"redis-server "$@" & c=$!; read _x; kill $c; wait $c"#)
+            // $1 is the data directory: removed after the server stops, even for servers held
+            // in a `static` (no Drop) whose guard sees EOF when the test process exits.
+            .arg(r#"d=$1; shift; redis-server "$@" & c=$!; read _x; kill $c; wait $c; rm -rf "$d""#)
             .arg("redis-guard")
+            .arg(dir)
             .args(&args)
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
