@@ -10,10 +10,24 @@ use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 static NEXT_DIR: AtomicU32 = AtomicU32::new(0);
+static SHARED_SERVER: OnceLock<RedisServer> = OnceLock::new();
+static SHARED_CLUSTER: OnceLock<RedisCluster> = OnceLock::new();
+
+/// One standalone server for the whole test binary (tests keep apart with distinct key prefixes).
+/// Synchronous: from async tests call it through `tokio::task::spawn_blocking` the first time.
+pub fn shared_server() -> &'static RedisServer {
+    SHARED_SERVER.get_or_init(RedisServer::start)
+}
+
+/// One 6-node cluster for the whole test binary (started on first use, ~1-2 s).
+pub fn shared_cluster() -> &'static RedisCluster {
+    SHARED_CLUSTER.get_or_init(RedisCluster::start)
+}
 
 /// One `redis-server` child; killed (and its directory removed) on drop.
 #[derive(Debug)]
