@@ -5,7 +5,8 @@
 //! - `redis-benchmark -c 64 EVALSHA` of the engine's own acquire script, and our ratio to it;
 //! - Redis memory per held lock (`INFO memory` delta over 100k held locks).
 //!
-//! Run: `cargo bench --bench engine` (knobs: `ALP_BENCH_OPS`, `ALP_BENCH_CONCURRENCY`).
+//! Run: `cargo bench --bench engine` (knobs: `ALP_BENCH_OPS`, `ALP_BENCH_CONCURRENCY`,
+//! `ALP_BENCH_POOL` = connections).
 
 #[path = "../tests/it/support/redis.rs"]
 mod support_redis;
@@ -132,8 +133,21 @@ fn redis_benchmark(server: &RedisServer, ops: usize, conc: usize) -> f64 {
     let port = server.port.to_string();
     let n = ops.to_string();
     let c = conc.to_string();
+    // Options must precede the command: everything after it is sent as arguments.
     let out = Command::new("redis-benchmark")
-        .args(["-h", "127.0.0.1", "-p", &port, "-n", &n, "-c", &c, "-q"])
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &port,
+            "-n",
+            &n,
+            "-c",
+            &c,
+            "-q",
+            "-r",
+            "1000",
+        ])
         .args([
             "EVALSHA",
             &sha,
@@ -147,7 +161,6 @@ fn redis_benchmark(server: &RedisServer, ops: usize, conc: usize) -> f64 {
             "0", "1", "bench", "1", "1", "1800000", "600000", "1000", "0", "-",
         ])
         .arg("d__rand_int__")
-        .args(["-r", "1000"])
         .output()
         .expect("run redis-benchmark");
     let all = String::from_utf8_lossy(&out.stdout);
@@ -258,7 +271,7 @@ fn main() {
         let redis = RedisSettings {
             addr: server.addr.clone(),
             key_prefix: PREFIX.to_owned(),
-            pool_size: 8,
+            pool_size: env_usize("ALP_BENCH_POOL", 8) as u32,
             ..RedisSettings::default()
         };
         let engine: Arc<dyn LockEngine> = Arc::new(

@@ -55,3 +55,17 @@ pub fn count_dispatch(stats: &EngineStats, d: &Dispatch) {
         EngineStats::add(&stats.releases, d.preempted.len() as u64);
     }
 }
+
+/// Counts and announces a grant made directly to a caller.
+pub fn granted(enabled: bool, stats: &EngineStats, req: &super::AcquireRequest, g: &super::Grant) {
+    EngineStats::bump(&stats.acquisitions_granted);
+    EngineStats::add(&stats.expired, g.preempted.len() as u64);
+    EngineStats::add(&stats.releases, g.preempted.len() as u64);
+    if !enabled {
+        return;
+    }
+    tracing::info!(target: TARGET, event = "acquire", pull = %req.pull, locks = req.locks.len(), token = g.fencing_token, "locks granted");
+    for p in &g.preempted {
+        tracing::info!(target: TARGET, event = "expire", key = %p.key, pull = p.pull.number, "expired lock preempted");
+    }
+}

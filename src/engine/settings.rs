@@ -141,9 +141,10 @@ pub struct RedisSettings {
     pub cluster_mode: bool,
     /// `key-prefix`: prefix of every key this engine writes.
     pub key_prefix: String,
-    /// `pool-size`: connections in the standalone pool.
+    /// `pool-size`: multiplexed connections to a standalone server, used round robin.
     pub pool_size: u32,
-    /// `pool-timeout`: how long to wait for a pooled connection.
+    /// `pool-timeout`: accepted for the guide's configs; multiplexed connections are never
+    /// checked out, so nothing waits on a pool.
     pub pool_timeout: Duration,
     /// `dial-timeout`: TCP connect timeout.
     pub dial_timeout: Duration,

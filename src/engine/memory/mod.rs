@@ -146,7 +146,7 @@ impl MemoryEngine {
                     &preempt,
                     now,
                 );
-                self.granted(&req, grant.fencing_token, grant.preempted.len());
+                events::granted(self.settings.enable_events, &self.stats, &req, &grant);
                 return Ok(QueueOutcome::Granted(grant));
             }
             let queued = repo.enqueue(
@@ -179,7 +179,7 @@ impl MemoryEngine {
                     preempted: d.preempted,
                 };
                 self.deliver(repo, out, now);
-                self.granted(&req, grant.fencing_token, grant.preempted.len());
+                events::granted(self.settings.enable_events, &self.stats, &req, &grant);
                 return Ok(QueueOutcome::Granted(grant));
             }
             EngineStats::bump(&self.stats.acquisitions_blocked);
@@ -196,15 +196,6 @@ impl MemoryEngine {
                 positions,
             }))
         })
-    }
-
-    fn granted(&self, req: &AcquireRequest, token: u64, preempted: usize) {
-        EngineStats::bump(&self.stats.acquisitions_granted);
-        EngineStats::add(&self.stats.expired, preempted as u64);
-        EngineStats::add(&self.stats.releases, preempted as u64);
-        if self.settings.enable_events {
-            tracing::info!(target: TARGET, event = "acquire", pull = %req.pull, locks = req.locks.len(), token, "locks granted");
-        }
     }
 
     fn released(&self, n: usize, pull: &PullRef) {
@@ -340,7 +331,7 @@ impl LockEngine for MemoryEngine {
                             &preempt,
                             now,
                         );
-                        self.granted(&req, g.fencing_token, g.preempted.len());
+                        events::granted(self.settings.enable_events, &self.stats, &req, &g);
                         Ok(AcquireOutcome::Granted(g))
                     }
                     Check::Blocked(by) => {

@@ -96,3 +96,47 @@ async fn without_redis_the_engine_is_the_memory_one() {
     assert_eq!(engine.backend_name(), "memory");
     assert!(engine.ping().await.is_ok());
 }
+
+/// Collects formatted log output.
+#[derive(Clone, Default)]
+struct Captured(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().expect("log buffer").extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn state_changes_are_logged_as_events_when_enabled() {
+    let captured = Captured::default();
+    let sink = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || sink.clone())
+        .with_ansi(false)
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let engine = MemoryEngine::new(EngineSettings::default());
+    let mut rx = engine.take_dispatches().expect("dispatches");
+    engine.acquire(req(1, "a")).await.expect("acquire");
+    engine
+        .acquire_or_enqueue(req(2, "a"), Vec::new())
+        .await
+        .expect("enqueue");
+    engine
+        .release(req(1, "a").locks[0].clone(), None)
+        .await
+        .expect("release");
+    rx.recv().await.expect("grant");
+    let text = String::from_utf8(captured.0.lock().expect("log buffer").clone()).expect("utf8");
+    for event in ["acquire", "enqueue", "release", "grant"] {
+        assert!(
+            text.contains(&format!("event=\"{event}\"")),
+            "no {event} event in:\n{text}"
+        );
+    }
+}

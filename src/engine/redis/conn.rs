@@ -1,8 +1,16 @@
-//! Connections to Redis: a bb8 pool for a standalone server, the cluster client otherwise.
+//! Connections to Redis: reconnecting multiplexed connections for a standalone server, the
+//! cluster client otherwise.
+//!
+//! Why not a bb8 pool: bb8-redis never reports a multiplexed connection as broken, so after a
+//! Redis restart a pooled connection would fail forever unless every checkout paid a PING (twice
+//! the round trips of a lock operation). `ConnectionManager` reconnects by itself, and since each
+//! connection pipelines concurrent requests, `pool-size` of them are used round robin.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use bb8_redis::RedisConnectionManager;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::ClusterClientBuilder;
 use redis::cluster_async::ClusterConnection;
 use redis::{
@@ -15,8 +23,13 @@ use crate::engine::{EngineError, RedisSettings};
 /// A live connection source for scripts and plain commands.
 #[derive(Clone)]
 pub enum Backend {
-    /// Standalone server behind a pool of multiplexed connections.
-    Pool(bb8::Pool<RedisConnectionManager>),
+    /// Standalone server: `pool-size` reconnecting multiplexed connections, used round robin.
+    Standalone {
+        /// The connections.
+        conns: Arc<[ConnectionManager]>,
+        /// Round-robin cursor.
+        next: Arc<AtomicUsize>,
+    },
     /// Redis Cluster; the client routes each script by its first key.
     Cluster(ClusterConnection),
 }
@@ -24,7 +37,7 @@ pub enum Backend {
 impl std::fmt::Debug for Backend {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Backend::Pool(_) => f.write_str("Backend::Pool"),
+            Backend::Standalone { conns, .. } => write!(f, "Backend::Standalone({})", conns.len()),
             Backend::Cluster(_) => f.write_str("Backend::Cluster"),
         }
     }
@@ -79,24 +92,35 @@ impl Backend {
             Ok(Backend::Cluster(conn))
         } else {
             let info = connection_info(&s.addr, s, s.db)?;
-            let manager = RedisConnectionManager::new(info).map_err(unavailable)?;
-            let pool = bb8::Pool::builder()
-                .max_size(s.pool_size.max(1))
-                .connection_timeout(s.pool_timeout)
-                // Connections are multiplexed and repaired on use; a PING per checkout would
-                // double the round trips of every lock operation.
-                .test_on_check_out(false)
-                .build(manager)
-                .await
+            let client = redis::Client::open(info).map_err(unavailable)?;
+            let config = ConnectionManagerConfig::new()
+                .set_connection_timeout(Some(s.dial_timeout))
+                .set_response_timeout(Some(s.read_timeout))
+                .set_number_of_retries(s.max_retries as usize);
+            // Lazy: an engine built while Redis is down still starts (the proxy falls back to
+            // legacy) and connects on first use; `ping` reports readiness.
+            let conns = (0..s.pool_size.max(1))
+                .map(|_| ConnectionManager::new_lazy_with_config(client.clone(), config.clone()))
+                .collect::<Result<Vec<_>, _>>()
                 .map_err(unavailable)?;
-            Ok(Backend::Pool(pool))
+            Ok(Backend::Standalone {
+                conns: conns.into(),
+                next: Arc::new(AtomicUsize::new(0)),
+            })
         }
+    }
+
+    fn standalone(conns: &[ConnectionManager], next: &AtomicUsize) -> ConnectionManager {
+        let i = next.fetch_add(1, Ordering::Relaxed) % conns.len();
+        conns[i].clone()
     }
 
     /// Runs a prepared script (EVALSHA, reloading on NOSCRIPT).
     pub async fn invoke(&self, inv: &ScriptInvocation<'_>) -> Result<Value, RedisError> {
         match self {
-            Backend::Pool(pool) => inv.invoke_async(&mut checkout(pool).await?).await,
+            Backend::Standalone { conns, next } => {
+                inv.invoke_async(&mut Self::standalone(conns, next)).await
+            }
             Backend::Cluster(conn) => inv.invoke_async(&mut conn.clone()).await,
         }
     }
@@ -104,33 +128,17 @@ impl Backend {
     /// Runs a plain command (any node in cluster mode when it has no key).
     pub async fn query(&self, cmd: &redis::Cmd) -> Result<Value, RedisError> {
         match self {
-            Backend::Pool(pool) => cmd.query_async(&mut checkout(pool).await?).await,
+            Backend::Standalone { conns, next } => {
+                cmd.query_async(&mut Self::standalone(conns, next)).await
+            }
             Backend::Cluster(conn) => cmd.query_async(&mut conn.clone()).await,
         }
     }
 }
 
-/// A multiplexed connection from the pool, returned to the pool at once: it pipelines requests,
-/// so holding the checkout across a round trip would only serialise callers behind it.
-async fn checkout(
-    pool: &bb8::Pool<RedisConnectionManager>,
-) -> Result<redis::aio::MultiplexedConnection, RedisError> {
-    Ok(pool.get().await.map_err(pool_error)?.clone())
-}
-
-fn pool_error(e: bb8::RunError<RedisError>) -> RedisError {
-    match e {
-        bb8::RunError::User(e) => e,
-        bb8::RunError::TimedOut => RedisError::from(std::io::Error::new(
-            std::io::ErrorKind::TimedOut,
-            "redis pool timeout",
-        )),
-    }
-}
-
 /// Whether a failed command certainly never reached the server, so retrying cannot apply it twice.
 pub fn safe_to_retry(e: &RedisError) -> bool {
-    e.is_connection_refusal() || e.is_timeout() && e.to_string().contains("pool timeout")
+    e.is_connection_refusal()
 }
 
 /// Bound on one command round trip.

@@ -292,15 +292,6 @@ impl RedisEngine {
         Ok(())
     }
 
-    fn granted(&self, req: &AcquireRequest, g: &Grant) {
-        EngineStats::bump(&self.stats.acquisitions_granted);
-        EngineStats::add(&self.stats.expired, g.preempted.len() as u64);
-        EngineStats::add(&self.stats.releases, g.preempted.len() as u64);
-        if self.settings.enable_events {
-            tracing::info!(target: TARGET, event = "acquire", pull = %req.pull, locks = req.locks.len(), token = g.fencing_token, "locks granted");
-        }
-    }
-
     async fn snapshot(&self, repo: &str) -> EngineResult<Snapshot> {
         let v = self.run(&self.scripts.snapshot, repo, Vec::new()).await?;
         Snapshot::decode(repo, &v)
@@ -400,7 +391,7 @@ impl LockEngine for RedisEngine {
         Box::pin(async move {
             match self.acquire_script("0", &req, Vec::new()).await? {
                 AcquireReply::Granted(g) => {
-                    self.granted(&req, &g);
+                    events::granted(self.settings.enable_events, &self.stats, &req, &g);
                     Ok(AcquireOutcome::Granted(g))
                 }
                 AcquireReply::Held(by) => {
@@ -420,7 +411,7 @@ impl LockEngine for RedisEngine {
         Box::pin(async move {
             match self.acquire_script("1", &req, payload).await? {
                 AcquireReply::Granted(g) => {
-                    self.granted(&req, &g);
+                    events::granted(self.settings.enable_events, &self.stats, &req, &g);
                     Ok(QueueOutcome::Granted(g))
                 }
                 AcquireReply::Queued(q) => {

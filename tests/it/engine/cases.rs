@@ -482,3 +482,73 @@ pub async fn own_lock_never_blocks_a_waiter(mut ctx: Ctx) {
     let d = next(&mut rx).await;
     assert_eq!((d.reason, d.id), (DispatchReason::Granted, w2.waiter_id));
 }
+
+pub async fn hold_timeouts(mut ctx: Ctx) {
+    ctx.settings()
+        .priority_timeouts
+        .insert(High, Duration::from_secs(45 * 60));
+    let e = ctx.engine().await;
+    let held_for = |l: &atlantis_lock_proxy::engine::LockInfo| {
+        l.expires_at
+            .duration_since(l.acquired_at)
+            .expect("expiry after grant")
+    };
+    e.acquire(req(1, Normal, &["n"])).await.expect("acquire");
+    e.acquire(req(2, High, &["h"])).await.expect("acquire");
+    let mut long = req(3, Low, &["o"]);
+    long.hold_timeout = Some(Duration::from_secs(5 * 3600));
+    e.acquire(long).await.expect("acquire");
+    let locks = e.list_locks().await.expect("list");
+    let by_dir = |d: &str| held_for(locks.iter().find(|l| l.key == key(d)).expect("lock"));
+    assert_eq!(by_dir("n"), Duration::from_secs(30 * 60), "default-timeout");
+    assert_eq!(
+        by_dir("h"),
+        Duration::from_secs(45 * 60),
+        "priority-timeouts"
+    );
+    assert_eq!(
+        by_dir("o"),
+        Duration::from_secs(2 * 3600),
+        "capped at max-timeout"
+    );
+}
+
+pub async fn fifo_without_priority_queue(mut ctx: Ctx) {
+    ctx.settings().enable_priority_queue = false;
+    let e = ctx.engine().await;
+    granted_token(&*e, 1, &["k"]).await;
+    for (n, p) in [(2, Low), (3, Critical), (4, Normal)] {
+        queue(&*e, n, p, &["k"]).await;
+    }
+    let order: Vec<i64> = e.list_queues().await.expect("queues")[0]
+        .waiters
+        .iter()
+        .map(|w| w.pull.number)
+        .collect();
+    assert_eq!(order, vec![2, 3, 4]);
+}
+
+pub async fn periodic_deadlock_check(mut ctx: Ctx) {
+    // With detection off at enqueue, only the periodic check (driven here by hand) breaks it.
+    ctx.settings().enable_deadlock_detection = false;
+    let e = ctx.engine().await;
+    let mut rx = e.take_dispatches().expect("dispatches");
+    granted_token(&*e, 1, &["x"]).await;
+    granted_token(&*e, 2, &["y"]).await;
+    let older = queue(&*e, 1, Normal, &["y"]).await;
+    let younger = queue(&*e, 2, Normal, &["x"]).await;
+    nothing(&mut rx).await;
+    let found = e.check_deadlocks().await.expect("check");
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0].victim, younger.waiter_id.to_string());
+    let d = next(&mut rx).await;
+    assert_eq!(
+        (d.reason, d.id),
+        (DispatchReason::DeadlockVictim, younger.waiter_id)
+    );
+    assert!(e.check_deadlocks().await.expect("check").is_empty());
+    // The survivor is granted once the victim's pull lets go.
+    e.release_pull(pull(2)).await.expect("release");
+    let d = next(&mut rx).await;
+    assert_eq!((d.reason, d.id), (DispatchReason::Granted, older.waiter_id));
+}

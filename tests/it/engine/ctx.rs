@@ -1,7 +1,7 @@
 //! How a case gets engines: fresh keyspace per case, shared servers per test binary.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use atlantis_lock_proxy::classify::{LockKey, Priority, PullRef};
@@ -9,7 +9,7 @@ use atlantis_lock_proxy::engine::{
     AcquireRequest, Dispatch, EngineSettings, LockEngine, MemoryEngine, RedisEngine, RedisSettings,
 };
 
-use crate::support::redis::{RedisCluster, RedisServer};
+use crate::support::redis::{RedisCluster, RedisServer, shared_cluster, shared_server};
 
 /// Which backend a case runs against.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -19,17 +19,14 @@ pub enum Backend {
     Cluster,
 }
 
-static SERVER: OnceLock<RedisServer> = OnceLock::new();
-static CLUSTER: OnceLock<RedisCluster> = OnceLock::new();
 static NEXT: AtomicU32 = AtomicU32::new(0);
 
-/// The standalone server shared by every test in this binary.
-pub fn server() -> &'static RedisServer {
-    SERVER.get_or_init(RedisServer::start)
+fn server() -> &'static RedisServer {
+    shared_server()
 }
 
 fn cluster() -> &'static RedisCluster {
-    CLUSTER.get_or_init(RedisCluster::start)
+    shared_cluster()
 }
 
 /// A case's backend plus its private key prefix.

@@ -87,6 +87,18 @@ macro_rules! conformance {
                 cases::own_lock_never_blocks_a_waiter(ctx().await).await;
             }
             #[tokio::test]
+            async fn hold_timeouts_by_priority_and_cap() {
+                cases::hold_timeouts(ctx().await).await;
+            }
+            #[tokio::test]
+            async fn fifo_without_priority_queue() {
+                cases::fifo_without_priority_queue(ctx().await).await;
+            }
+            #[tokio::test]
+            async fn periodic_deadlock_check() {
+                cases::periodic_deadlock_check(ctx().await).await;
+            }
+            #[tokio::test]
             async fn waiters_survive_restart() {
                 cases::restart(ctx().await).await;
             }

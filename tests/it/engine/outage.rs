@@ -47,3 +47,40 @@ async fn lost_redis_fails_fast_with_a_backend_error() {
     assert!(engine.ping().await.is_err());
     assert!(started.elapsed() < Duration::from_secs(5), "failed fast");
 }
+
+#[tokio::test]
+async fn engine_recovers_when_redis_comes_back() {
+    let mut server = tokio::task::spawn_blocking(RedisServer::start)
+        .await
+        .expect("server");
+    let engine = RedisEngine::connect(
+        EngineSettings::default(),
+        RedisSettings {
+            addr: server.addr.clone(),
+            read_timeout: Duration::from_millis(500),
+            write_timeout: Duration::from_millis(500),
+            ..RedisSettings::default()
+        },
+    )
+    .await
+    .expect("connect");
+    engine.ping().await.expect("up");
+    let server = tokio::task::spawn_blocking(move || {
+        server.restart();
+        server
+    })
+    .await
+    .expect("restart");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        match engine.acquire(req(1, Priority::Normal, &["k"])).await {
+            Ok(_) => break,
+            Err(e) if tokio::time::Instant::now() < deadline => {
+                tracing::debug!(%e, "not yet reconnected");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => panic!("engine never reconnected: {e}"),
+        }
+    }
+    drop(server);
+}

@@ -10,10 +10,24 @@ use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 static NEXT_DIR: AtomicU32 = AtomicU32::new(0);
+static SHARED_SERVER: OnceLock<RedisServer> = OnceLock::new();
+static SHARED_CLUSTER: OnceLock<RedisCluster> = OnceLock::new();
+
+/// One standalone server for the whole test binary (tests keep apart with distinct key prefixes).
+/// Synchronous: from async tests call it through `tokio::task::spawn_blocking` the first time.
+pub fn shared_server() -> &'static RedisServer {
+    SHARED_SERVER.get_or_init(RedisServer::start)
+}
+
+/// One 6-node cluster for the whole test binary (started on first use, ~1-2 s).
+pub fn shared_cluster() -> &'static RedisCluster {
+    SHARED_CLUSTER.get_or_init(RedisCluster::start)
+}
 
 /// One `redis-server` child; killed (and its directory removed) on drop.
 #[derive(Debug)]
@@ -23,6 +37,7 @@ pub struct RedisServer {
     /// The port.
     pub port: u16,
     dir: PathBuf,
+    extra: Vec<String>,
     child: Child,
     guard: Option<ChildStdin>,
 }
@@ -65,7 +80,35 @@ impl RedisServer {
             std::process::id(),
             NEXT_DIR.fetch_add(1, Ordering::Relaxed)
         ));
-        std::fs::create_dir_all(&dir).expect("create redis temp dir");
+        let (child, guard) = Self::launch(port, &dir, extra);
+        Self {
+            addr: format!("127.0.0.1:{port}"),
+            port,
+            dir,
+            extra: extra.iter().map(|s| (*s).to_owned()).collect(),
+            child,
+            guard,
+        }
+    }
+
+    /// Stops the server and starts a fresh one (empty: nothing is persisted) on the same port,
+    /// as a crash and restart of Redis would look to clients.
+    pub fn restart(&mut self) {
+        drop(self.guard.take());
+        let _ = self.child.wait();
+        let extra: Vec<&str> = self.extra.iter().map(String::as_str).collect();
+        let (child, guard) = Self::launch(self.port, &self.dir, &extra);
+        self.child = child;
+        self.guard = guard;
+        assert!(
+            self.wait_ready(),
+            "redis-server did not restart on {}",
+            self.addr
+        );
+    }
+
+    fn launch(port: u16, dir: &std::path::Path, extra: &[&str]) -> (Child, Option<ChildStdin>) {
+        std::fs::create_dir_all(dir).expect("create redis temp dir");
         let port_s = port.to_string();
         let dir_s = dir.to_string_lossy().into_owned();
         let mut args: Vec<&str> = vec![
@@ -87,8 +130,11 @@ impl RedisServer {
         args.extend_from_slice(extra);
         let mut child = Command::new("sh")
             .arg("-c")
-            .arg(r#"redis-server "$@" & c=$!; read _x; kill $c; wait $c"#)
+            // $1 is the data directory: removed after the server stops, even for servers held
+            // in a `static` (no Drop) whose guard sees EOF when the test process exits.
+            .arg(r#"d=$1; shift; redis-server "$@" & c=$!; read _x; kill $c; wait $c; rm -rf "$d""#)
             .arg("redis-guard")
+            .arg(dir)
             .args(&args)
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
@@ -96,13 +142,7 @@ impl RedisServer {
             .spawn()
             .expect("spawn redis-server (is it installed at /usr/bin?)");
         let guard = child.stdin.take();
-        Self {
-            addr: format!("127.0.0.1:{port}"),
-            port,
-            dir,
-            child,
-            guard,
-        }
+        (child, guard)
     }
 
     /// Waits until our server (not some other process on the port) answers.
