@@ -2,7 +2,7 @@
 //! and a real redis-server).
 
 mod queue;
-// mod recovery;
+mod recovery;
 
 use std::time::Duration;
 

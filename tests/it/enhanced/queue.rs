@@ -365,3 +365,115 @@ async fn api_plan_waits_for_a_held_lock_then_gets_atlantis_answer() {
     assert_eq!(s.engine_holder(&key("net", "prod")).await, None);
     s.proxy.stop().await;
 }
+
+#[tokio::test]
+async fn a_lock_past_its_hold_timeout_is_preempted_for_a_waiter() {
+    let s = Setup::start(
+        Backend::Redis,
+        "  default-timeout: 1s\n  max-timeout: 2s\n  queue-timeout: 30s\n",
+    )
+    .await;
+    s.plan(1, "net", "prod").await;
+    assert!(s.wait_atlantis_holder("net", "prod", 1).await);
+    let (hook2, r) = s.plan(2, "net", "prod").await;
+    assert_eq!(r.status, 202);
+    // PR 1 never releases; after its hold timeout the lock goes to PR 2, in Atlantis too.
+    assert!(s.wait_arrival(&hook2).await);
+    let deletes = s.fake.received_at("/locks");
+    assert_eq!(
+        deletes.len(),
+        1,
+        "Atlantis's own lock is deleted for the waiter"
+    );
+    assert_eq!(deletes[0].uri, "/locks?id=acme%2Finfra%2Fnet%2Fprod%2F");
+    assert!(s.wait_atlantis_holder("net", "prod", 2).await);
+    assert_eq!(s.engine_holder(&key("net", "prod")).await, Some(2));
+    s.proxy.stop().await;
+}
+
+#[tokio::test]
+async fn operators_release_locks_and_remove_waiters() {
+    let s = Setup::start(Backend::Memory, "").await;
+    s.plan(1, "net", "prod").await;
+    s.plan(1, "app", "prod").await;
+    assert!(s.wait_atlantis_holder("net", "prod", 1).await);
+    assert!(s.wait_atlantis_holder("app", "prod", 1).await);
+    let (hook2, _) = s.plan(2, "net", "prod").await;
+    let (hook3, _) = s.plan(3, "app", "prod").await;
+    let locks = s.admin("/admin/locks").await;
+    let net = locks["locks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["key"] == key("net", "prod"))
+        .unwrap()
+        .clone();
+    assert_eq!(
+        (
+            net["repo"].as_str(),
+            net["path"].as_str(),
+            net["workspace"].as_str()
+        ),
+        (Some(REPO), Some("net"), Some("prod"))
+    );
+    assert_eq!(net["pull"], 1);
+    assert!(net["fencing_token"].as_u64().is_some() && net["expires_at"].as_str().is_some());
+
+    // Force-release: engine and Atlantis; the waiter is served.
+    let enc = "acme%2Finfra%2Fnet%2Fprod%2F";
+    let r = send(
+        Method::DELETE,
+        &s.proxy.admin_url(&format!("/admin/locks/{enc}")),
+        &[],
+        "",
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(s.wait_arrival(&hook2).await);
+    assert!(s.wait_atlantis_holder("net", "prod", 2).await);
+    let r = send(
+        Method::DELETE,
+        &s.proxy
+            .admin_url("/admin/locks/acme%2Finfra%2Fnope%2Fdefault%2F"),
+        &[],
+        "",
+    )
+    .await;
+    assert_eq!(r.status, 404);
+
+    // Removing a waiter hands its request to Atlantis, like a timeout.
+    let q = s.admin("/admin/queues").await;
+    let id = q["queues"][0]["waiters"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(q["queues"][0]["waiters"][0]["pull"], 3);
+    let r = send(
+        Method::DELETE,
+        &s.proxy
+            .admin_url(&format!("/admin/queues/{}", id.replace('/', "%2F"))),
+        &[],
+        "",
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(s.wait_arrival(&hook3).await);
+    assert!(
+        eventually(Duration::from_secs(5), || s
+            .fake
+            .comments()
+            .iter()
+            .any(|c| c.pull == 3 && c.body == locked_text(1)))
+        .await
+    );
+    let r = send(
+        Method::DELETE,
+        &s.proxy
+            .admin_url(&format!("/admin/queues/{}", id.replace('/', "%2F"))),
+        &[],
+        "",
+    )
+    .await;
+    assert_eq!(r.status, 404);
+    s.proxy.stop().await;
+}
