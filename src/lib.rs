@@ -17,6 +17,7 @@
 //! | [`route`] | traffic split (sticky per-repo hash), runtime state |
 //! | [`classify`] | lock keys, pulls, priorities; later the `Operation` parser |
 //! | [`engine`] | the lock engine |
+//! | [`notify`] | comments on the pull request about queued commands |
 //! | [`upstream`] | pooled client to Atlantis, header hygiene |
 //! | [`admin`] | operator API: health, readiness, metrics, `/admin/*` |
 //! | [`telemetry`] | logging, OpenTelemetry traces (OTLP), the Prometheus registry |
@@ -26,6 +27,7 @@ pub mod app;
 pub mod classify;
 pub mod config;
 pub mod engine;
+pub mod notify;
 pub mod proxy;
 pub mod resolve;
 pub mod route;
