@@ -8,5 +8,6 @@ mod classify;
 mod config_cli;
 mod engine;
 mod forwarding;
+mod notify;
 mod resolve;
 mod telemetry;

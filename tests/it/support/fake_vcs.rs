@@ -1,6 +1,7 @@
 //! Fake GitHub and GitLab REST APIs on a loopback port, serving the providers' documented JSON
 //! shapes: pulls/MRs, paginated changed files (`Link` / `X-Next-Page`), file contents, directory
-//! listings and comments. Every request is recorded; delay and failures can be injected.
+//! listings and comments (create, edit, paginated list). Every request is recorded; delay and
+//! failures (every request, or the next N) can be injected.
 
 #![allow(dead_code)]
 
@@ -15,7 +16,7 @@ use axum::extract::{Path, Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, patch, post, put};
 use base64::Engine as _;
 use serde_json::{Value, json};
 
@@ -72,7 +73,21 @@ struct Inner {
     pulls: HashMap<(String, i64), FakePull>,
     /// repo → path → bytes (the same at every ref).
     files: HashMap<String, BTreeMap<String, Vec<u8>>>,
-    comments: Vec<(String, i64, String)>,
+    comments: Vec<FakeComment>,
+    next_comment_id: u64,
+    /// The next this many requests answer this status instead.
+    fail_next: (u32, u16),
+}
+
+/// A comment (GitHub issue comment, GitLab note) as the fake stores it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FakeComment {
+    pub id: u64,
+    pub repo: String,
+    pub pull: i64,
+    pub body: String,
+    /// How many times it was edited.
+    pub edits: u32,
 }
 
 /// A request as the fake saw it.
@@ -142,6 +157,7 @@ impl FakeVcs {
         let shared = Shared {
             inner: Arc::new(Mutex::new(Inner {
                 page_size: 100,
+                next_comment_id: 1000,
                 ..Inner::default()
             })),
             addr,
@@ -220,8 +236,44 @@ impl FakeVcs {
         self.with(|i| i.requests.len())
     }
 
+    /// Current comments as (repo, pull, body), oldest first.
     pub fn comments(&self) -> Vec<(String, i64, String)> {
+        self.with(|i| {
+            i.comments
+                .iter()
+                .map(|c| (c.repo.clone(), c.pull, c.body.clone()))
+                .collect()
+        })
+    }
+
+    /// Current comments with their ids and edit counts.
+    pub fn comment_records(&self) -> Vec<FakeComment> {
         self.with(|i| i.comments.clone())
+    }
+
+    /// Adds a comment (someone else's, or one left by an earlier proxy); returns its id.
+    pub fn add_comment(&self, repo: &str, pull: i64, body: &str) -> u64 {
+        self.with(|i| add_comment(i, repo, pull, body))
+    }
+
+    /// Deletes a comment, as a user could.
+    pub fn delete_comment(&self, id: u64) {
+        self.with(|i| i.comments.retain(|c| c.id != id));
+    }
+
+    /// The next `n` requests answer `status` (then normal service resumes).
+    pub fn fail_next(&self, n: u32, status: u16) {
+        self.with(|i| i.fail_next = (n, status));
+    }
+
+    /// Requests with this method whose path contains `needle`.
+    pub fn count_method(&self, method: &str, needle: &str) -> usize {
+        self.with(|i| {
+            i.requests
+                .iter()
+                .filter(|r| r.method == method && r.uri.contains(needle))
+                .count()
+        })
     }
 }
 
@@ -285,7 +337,14 @@ async fn record(State(s): State<Shared>, req: Request, next: Next) -> Response {
     let (delay, failure) = {
         let mut i = s.inner.lock().unwrap();
         i.requests.push(rec);
-        (i.delay, i.failure.clone())
+        let failure = match i.fail_next {
+            (0, _) => i.failure.clone(),
+            (n, status) => {
+                i.fail_next = (n - 1, status);
+                Failure::Status(status)
+            }
+        };
+        (i.delay, failure)
     };
     if !delay.is_zero() {
         tokio::time::sleep(delay).await;
@@ -368,7 +427,11 @@ fn github_routes() -> Router<Shared> {
         )
         .route(
             "/api/v3/repos/{owner}/{repo}/issues/{n}/comments",
-            post(gh_comment),
+            post(gh_comment).get(gh_list_comments),
+        )
+        .route(
+            "/api/v3/repos/{owner}/{repo}/issues/comments/{id}",
+            patch(gh_edit_comment),
         )
 }
 
@@ -488,22 +551,98 @@ fn gh_contents_at(s: &Shared, repo: &str, path: &str) -> Response {
     axum::Json(arr).into_response()
 }
 
+fn add_comment(i: &mut Inner, repo: &str, pull: i64, body: &str) -> u64 {
+    i.next_comment_id += 1;
+    let id = i.next_comment_id;
+    i.comments.push(FakeComment {
+        id,
+        repo: repo.to_string(),
+        pull,
+        body: body.to_string(),
+        edits: 0,
+    });
+    id
+}
+
+/// Replaces a comment's body; `None` when there is no such comment on `repo`.
+fn edit_comment(i: &mut Inner, repo: &str, id: u64, body: &str) -> Option<FakeComment> {
+    let c = i
+        .comments
+        .iter_mut()
+        .find(|c| c.id == id && c.repo == repo)?;
+    c.body = body.to_string();
+    c.edits += 1;
+    Some(c.clone())
+}
+
+/// One page of a pull's comments, oldest first, and whether more follow.
+fn comment_page(i: &Inner, repo: &str, pull: i64, per: usize, page: usize) -> (Vec<Value>, usize) {
+    let all: Vec<&FakeComment> = i
+        .comments
+        .iter()
+        .filter(|c| c.repo == repo && c.pull == pull)
+        .collect();
+    let last = all.len().div_ceil(per).max(1);
+    let chunk = all
+        .iter()
+        .skip((page - 1) * per)
+        .take(per)
+        .map(|c| json!({"id": c.id, "body": c.body, "user": {"login": "bot"}}))
+        .collect();
+    (chunk, last)
+}
+
 async fn gh_comment(
     State(s): State<Shared>,
     Path((owner, repo, n)): Path<(String, String, i64)>,
     axum::Json(body): axum::Json<Value>,
 ) -> Response {
     let text = body["body"].as_str().unwrap_or_default().to_string();
-    s.inner
-        .lock()
-        .unwrap()
-        .comments
-        .push((format!("{owner}/{repo}"), n, text.clone()));
+    let id = add_comment(
+        &mut s.inner.lock().unwrap(),
+        &format!("{owner}/{repo}"),
+        n,
+        &text,
+    );
     (
         StatusCode::CREATED,
-        axum::Json(json!({"id": 1, "body": text})),
+        axum::Json(json!({"id": id, "body": text})),
     )
         .into_response()
+}
+
+async fn gh_edit_comment(
+    State(s): State<Shared>,
+    Path((owner, repo, id)): Path<(String, String, u64)>,
+    axum::Json(body): axum::Json<Value>,
+) -> Response {
+    let text = body["body"].as_str().unwrap_or_default();
+    let mut i = s.inner.lock().unwrap();
+    match edit_comment(&mut i, &format!("{owner}/{repo}"), id, text) {
+        None => not_found("Not Found"),
+        Some(c) => axum::Json(json!({"id": c.id, "body": c.body})).into_response(),
+    }
+}
+
+async fn gh_list_comments(
+    State(s): State<Shared>,
+    Path((owner, repo, n)): Path<(String, String, i64)>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let i = s.inner.lock().unwrap();
+    let (per, page) = page_params(&q, i.page_size);
+    let (chunk, last) = comment_page(&i, &format!("{owner}/{repo}"), n, per, page);
+    let mut resp = axum::Json(chunk).into_response();
+    if page < last {
+        let link = format!(
+            "<http://{}/api/v3/repos/{owner}/{repo}/issues/{n}/comments?per_page={per}&page={}>; rel=\"next\"",
+            s.addr,
+            page + 1
+        );
+        resp.headers_mut()
+            .insert("link", HeaderValue::from_str(&link).unwrap());
+    }
+    resp
 }
 
 // ---------------------------------------------------------------- GitLab
@@ -522,7 +661,11 @@ fn gitlab_routes() -> Router<Shared> {
         .route("/api/v4/projects/{id}/repository/tree", get(gl_tree))
         .route(
             "/api/v4/projects/{id}/merge_requests/{iid}/notes",
-            post(gl_note),
+            post(gl_note).get(gl_list_notes),
+        )
+        .route(
+            "/api/v4/projects/{id}/merge_requests/{iid}/notes/{note}",
+            put(gl_edit_note),
         )
 }
 
@@ -623,14 +766,44 @@ async fn gl_note(
     axum::Json(body): axum::Json<Value>,
 ) -> Response {
     let text = body["body"].as_str().unwrap_or_default().to_string();
-    s.inner
-        .lock()
-        .unwrap()
-        .comments
-        .push((id, iid, text.clone()));
+    let note = add_comment(&mut s.inner.lock().unwrap(), &id, iid, &text);
     (
         StatusCode::CREATED,
-        axum::Json(json!({"id": 1, "body": text})),
+        axum::Json(json!({"id": note, "body": text, "noteable_iid": iid})),
     )
         .into_response()
+}
+
+async fn gl_edit_note(
+    State(s): State<Shared>,
+    Path((id, iid, note)): Path<(String, i64, u64)>,
+    axum::Json(body): axum::Json<Value>,
+) -> Response {
+    let text = body["body"].as_str().unwrap_or_default();
+    let mut i = s.inner.lock().unwrap();
+    if !i.comments.iter().any(|c| c.id == note && c.pull == iid) {
+        return not_found("404 Not found");
+    }
+    match edit_comment(&mut i, &id, note, text) {
+        None => not_found("404 Not found"),
+        Some(c) => axum::Json(json!({"id": c.id, "body": c.body})).into_response(),
+    }
+}
+
+async fn gl_list_notes(
+    State(s): State<Shared>,
+    Path((id, iid)): Path<(String, i64)>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let i = s.inner.lock().unwrap();
+    let (per, page) = page_params(&q, i.page_size);
+    let (chunk, last) = comment_page(&i, &id, iid, per, page);
+    let mut headers = HeaderMap::new();
+    let next = if page < last {
+        (page + 1).to_string()
+    } else {
+        String::new()
+    };
+    headers.insert("x-next-page", HeaderValue::from_str(&next).unwrap());
+    (headers, axum::Json(chunk)).into_response()
 }
