@@ -31,8 +31,8 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 
-use crate::classify::{LockKey, Priority};
-use crate::engine::QueuePosition;
+use crate::classify::{LockKey, Priority, PullRef};
+use crate::engine::{QueuePosition, WaiterId};
 use crate::telemetry::Metrics;
 use crate::vcs::{ApiConfig, GithubClient, GitlabClient, Secret, Vcs, VcsClient, VcsError};
 
@@ -49,6 +49,18 @@ pub struct Target {
     pub repo: String,
     /// Pull / merge request number.
     pub pull: i64,
+}
+
+impl Target {
+    /// The target of an engine waiter on a pull.
+    pub fn new(waiter: &WaiterId, vcs: Vcs, pull: &PullRef) -> Self {
+        Self {
+            waiter_id: waiter.to_string(),
+            vcs,
+            repo: pull.repo.clone(),
+            pull: pull.number,
+        }
+    }
 }
 
 /// Where a waiter stands on one of its locks.
@@ -254,6 +266,8 @@ pub struct NotifyStats {
     pub unsupported: u64,
     /// Grant events skipped because `notify_on_grant` is off.
     pub skipped: u64,
+    /// Times a worker waited for the VCS's rate limit before trying an event again.
+    pub rate_limited: u64,
 }
 
 #[derive(Default)]
@@ -265,6 +279,7 @@ struct Counters {
     dropped: AtomicU64,
     unsupported: AtomicU64,
     skipped: AtomicU64,
+    rate_limited: AtomicU64,
 }
 
 /// What the workers share with the handle.
@@ -427,6 +442,7 @@ impl Notifier {
             dropped: r(&c.dropped),
             unsupported: r(&c.unsupported),
             skipped: r(&c.skipped),
+            rate_limited: r(&c.rate_limited),
         }
     }
 

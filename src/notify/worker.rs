@@ -3,6 +3,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use tokio::sync::mpsc;
 
@@ -23,6 +24,11 @@ pub(super) async fn run(
     }
 }
 
+/// Rate-limit waits per event before it counts as failed.
+const RATE_LIMIT_WAITS: u32 = 2;
+/// Longest single wait for a rate limit (GitHub's hourly reset can be far off).
+const MAX_RATE_LIMIT_WAIT: Duration = Duration::from_secs(60);
+
 /// What happened to one event.
 enum Sent {
     Created,
@@ -36,7 +42,28 @@ async fn handle(shared: &Shared, ids: &mut CommentIds, event: &NotifyEvent) {
         return; // Checked before queueing; the settings cannot change since.
     };
     let c = &shared.counters;
-    match send(client, ids, event, &shared.executable_name).await {
+    let mut waits = 0;
+    let result = loop {
+        match send(client, ids, event, &shared.executable_name).await {
+            // The client sleeps through short limits itself but fails fast while another call
+            // has the client blocked: wait here too, since the event is worth little later.
+            Err(VcsError::RateLimited { retry_after }) if waits < RATE_LIMIT_WAITS => {
+                waits += 1;
+                c.rate_limited.fetch_add(1, Ordering::Relaxed);
+                let wait = retry_after
+                    .unwrap_or(MAX_RATE_LIMIT_WAIT)
+                    .clamp(Duration::from_millis(100), MAX_RATE_LIMIT_WAIT);
+                tracing::debug!(
+                    vcs = vcs.as_str(),
+                    ?wait,
+                    "VCS rate limit: notification waits"
+                );
+                tokio::time::sleep(wait).await;
+            }
+            other => break other,
+        }
+    };
+    match result {
         Ok(Sent::Created) => {
             c.created.fetch_add(1, Ordering::Relaxed);
             shared.count(vcs, "created");

@@ -369,3 +369,88 @@ async fn grants_are_announced_when_asked() {
         comments[0].2
     );
 }
+
+#[tokio::test]
+async fn a_rate_limit_is_waited_out() {
+    let fake = FakeVcs::github().await;
+    fake.set_failure(Failure::RateLimited {
+        retry_after_secs: 1,
+    });
+    let n = start(&fake, None);
+    n.notify(queued(target(&fake, 31, 7), 1));
+    // Longer than the client's own retries (three tries a second apart) last.
+    tokio::time::sleep(Duration::from_millis(2300)).await;
+    assert!(fake.comments().is_empty());
+    fake.set_failure(Failure::None);
+    settle(&n).await;
+    assert_eq!(fake.comments().len(), 1);
+    let s = n.stats();
+    assert_eq!((s.created, s.failed), (1, 0));
+    assert!(s.rate_limited >= 1, "{s:?}");
+}
+
+#[tokio::test]
+async fn a_full_queue_drops_and_counts_instead_of_waiting() {
+    let fake = FakeVcs::github().await;
+    fake.set_delay(Duration::from_secs(1));
+    let metrics = Arc::new(Metrics::new());
+    let mut s = NotifierSettings {
+        queue_capacity: 2,
+        workers: 1,
+        ..NotifierSettings::default()
+    };
+    s.github = Some(api(&fake));
+    let n = Notifier::new(s, Some(metrics.clone())).unwrap();
+    // The worker has not run yet (one thread, no await): two fit, three do not.
+    for seq in 0..5 {
+        n.notify(queued(target(&fake, 31, seq), 1));
+    }
+    let st = n.stats();
+    assert_eq!((st.pending, st.dropped), (2, 3));
+    assert!(
+        metrics.encode().contains(
+            "atlantis_lock_proxy_notifications_total{vcs=\"github\",outcome=\"dropped\"} 3"
+        )
+    );
+}
+
+#[tokio::test]
+async fn failures_are_logged_without_the_token() {
+    use std::io::Write;
+    use std::sync::Mutex;
+
+    #[derive(Clone, Default)]
+    struct Buf(Arc<Mutex<Vec<u8>>>);
+    impl Write for Buf {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    let buf = Buf::default();
+    let writer = buf.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    for fake in both().await {
+        fake.set_failure(Failure::Status(502));
+        let n = start(&fake, None);
+        n.notify(queued(target(&fake, 31, 7), 1));
+        settle(&n).await;
+        assert_eq!(n.stats().failed, 1);
+    }
+    let logs = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+    assert!(
+        logs.contains("could not comment on the pull request"),
+        "{logs}"
+    );
+    assert!(!logs.contains(TOKEN), "token leaked into logs:\n{logs}");
+}
