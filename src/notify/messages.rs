@@ -6,7 +6,7 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use super::{NotifyEvent, QueuedLock};
+use super::{NotifyEvent, QueuedLock, RemoveReason};
 use crate::vcs::Vcs;
 
 /// The hidden marker that lets a restarted proxy find its comment again.
@@ -85,11 +85,21 @@ pub(crate) fn render(ev: &NotifyEvent, exe: &str) -> String {
                 handed_over(exe, command)
             )
         }
-        NotifyEvent::Removed { command, .. } => format!(
-            "**{} Removed From Queue**: an operator removed this command from the queue; \
-             it will not run.\n\nComment `{exe} {command}` here to run it again.\n",
-            headline(command)
-        ),
+        NotifyEvent::Removed {
+            command, reason, ..
+        } => {
+            let why = match reason {
+                RemoveReason::Operator => "an operator removed this command from the queue",
+                RemoveReason::LeftQueue => {
+                    "this pull request left the queue (unlocked, closed or merged)"
+                }
+            };
+            format!(
+                "**{} Removed From Queue**: {why}; it will not run.\n\n\
+                 Comment `{exe} {command}` here to run it again.\n",
+                headline(command)
+            )
+        }
         NotifyEvent::Granted { command, .. } => format!(
             "**{} Lock Granted**: the lock is free and `{exe} {command}` is running now. \
              Atlantis will comment with its result.\n",
@@ -301,6 +311,7 @@ mod tests {
         let ev = NotifyEvent::Removed {
             target: target(Vcs::Github),
             command: "state rm aws_instance.a".into(),
+            reason: RemoveReason::Operator,
         };
         assert_eq!(
             render(&ev, "atlantis"),
@@ -308,6 +319,24 @@ mod tests {
              it will not run.\n\
              \n\
              Comment `atlantis state rm aws_instance.a` here to run it again.\n\
+             \n\
+             <!-- atlantis-lock-proxy:waiter=acme/infra:7 -->"
+        );
+    }
+
+    #[test]
+    fn left_the_queue() {
+        let ev = NotifyEvent::Removed {
+            target: target(Vcs::Gitlab),
+            command: "plan".into(),
+            reason: RemoveReason::LeftQueue,
+        };
+        assert_eq!(
+            render(&ev, "atlantis"),
+            "**Plan Removed From Queue**: this pull request left the queue (unlocked, closed or \
+             merged); it will not run.\n\
+             \n\
+             Comment `atlantis plan` here to run it again.\n\
              \n\
              <!-- atlantis-lock-proxy:waiter=acme/infra:7 -->"
         );

@@ -136,12 +136,14 @@ pub enum NotifyEvent {
         /// The pulls in the cycle.
         cycle: Vec<i64>,
     },
-    /// An operator removed it from the queue (`/admin`): it will not run.
+    /// It left the queue without running (an operator, `atlantis unlock`, the pull closed).
     Removed {
         /// Which waiter and pull.
         target: Target,
         /// The command.
         command: String,
+        /// Who or what removed it.
+        reason: RemoveReason,
     },
     /// It was granted and is being replayed; posted only when `notify_on_grant` is set.
     Granted {
@@ -150,6 +152,15 @@ pub enum NotifyEvent {
         /// The command.
         command: String,
     },
+}
+
+/// Why a queued command left the queue without running.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RemoveReason {
+    /// An operator removed it (`/admin`).
+    Operator,
+    /// The pull's author left the queue: `atlantis unlock`, or the pull was closed or merged.
+    LeftQueue,
 }
 
 impl NotifyEvent {

@@ -261,10 +261,9 @@ impl GithubClient {
             }
             let Some(next) = next_link(&resp) else { break };
             if page >= MAX_PAGES {
-                return Err(VcsError::BadResponse {
-                    endpoint: first,
-                    detail: format!("more than {MAX_PAGES} pages of comments"),
-                });
+                // A pull this busy is searched no further: a second comment beats none.
+                tracing::debug!(endpoint = %first, "comment search stopped at {MAX_PAGES} pages");
+                break;
             }
             resp = ok(self.api.get_link(&next).await?, &first)?;
         }

@@ -454,3 +454,26 @@ async fn failures_are_logged_without_the_token() {
     );
     assert!(!logs.contains(TOKEN), "token leaked into logs:\n{logs}");
 }
+
+#[tokio::test]
+async fn leaving_the_queue_updates_the_comment() {
+    let fake = FakeVcs::gitlab().await;
+    let n = start(&fake, None);
+    let t = target(&fake, 31, 7);
+    n.notify(queued(t.clone(), 1));
+    n.notify(NotifyEvent::Removed {
+        target: t,
+        command: "plan".into(),
+        reason: RemoveReason::LeftQueue,
+    });
+    settle(&n).await;
+    let comments = fake.comment_records();
+    assert_eq!(comments.len(), 1);
+    assert!(
+        comments[0]
+            .body
+            .starts_with("**Plan Removed From Queue**: this pull request left the queue"),
+        "{}",
+        comments[0].body
+    );
+}
