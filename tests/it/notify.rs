@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use atlantis_lock_proxy::classify::{LockKey, Priority};
 use atlantis_lock_proxy::notify::{
-    Notifier, NotifierSettings, NotifyEvent, QueuedLock, Target, marker,
+    Notifier, NotifierSettings, NotifyEvent, QueuedLock, RemoveReason, Target, marker,
 };
 use atlantis_lock_proxy::telemetry::Metrics;
 use atlantis_lock_proxy::vcs::{ApiConfig, Secret, Vcs};
