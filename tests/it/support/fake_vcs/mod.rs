@@ -5,6 +5,13 @@
 
 #![allow(dead_code)]
 
+mod comments;
+
+use comments::{
+    add_comment, gh_comment, gh_edit_comment, gh_list_comments, gl_edit_note, gl_list_notes,
+    gl_note,
+};
+
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -144,7 +151,7 @@ impl FakeVcs {
 
     /// The CA that signed the TLS fake's certificate, as PEM.
     pub fn test_ca_pem() -> Vec<u8> {
-        include_bytes!("tls/ca.pem").to_vec()
+        include_bytes!("../tls/ca.pem").to_vec()
     }
 
     async fn start(flavor: Flavor) -> Self {
@@ -283,8 +290,8 @@ async fn serve_tls(listener: tokio::net::TcpListener, app: Router) {
     use rustls::pki_types::{CertificateDer, PrivateKeyDer};
     use tower::ServiceExt as _;
 
-    let certs = vec![CertificateDer::from_pem_slice(include_bytes!("tls/leaf.pem")).unwrap()];
-    let key = PrivateKeyDer::from_pem_slice(include_bytes!("tls/leaf.key")).unwrap();
+    let certs = vec![CertificateDer::from_pem_slice(include_bytes!("../tls/leaf.pem")).unwrap()];
+    let key = PrivateKeyDer::from_pem_slice(include_bytes!("../tls/leaf.key")).unwrap();
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
@@ -551,100 +558,6 @@ fn gh_contents_at(s: &Shared, repo: &str, path: &str) -> Response {
     axum::Json(arr).into_response()
 }
 
-fn add_comment(i: &mut Inner, repo: &str, pull: i64, body: &str) -> u64 {
-    i.next_comment_id += 1;
-    let id = i.next_comment_id;
-    i.comments.push(FakeComment {
-        id,
-        repo: repo.to_string(),
-        pull,
-        body: body.to_string(),
-        edits: 0,
-    });
-    id
-}
-
-/// Replaces a comment's body; `None` when there is no such comment on `repo`.
-fn edit_comment(i: &mut Inner, repo: &str, id: u64, body: &str) -> Option<FakeComment> {
-    let c = i
-        .comments
-        .iter_mut()
-        .find(|c| c.id == id && c.repo == repo)?;
-    c.body = body.to_string();
-    c.edits += 1;
-    Some(c.clone())
-}
-
-/// One page of a pull's comments, oldest first, and whether more follow.
-fn comment_page(i: &Inner, repo: &str, pull: i64, per: usize, page: usize) -> (Vec<Value>, usize) {
-    let all: Vec<&FakeComment> = i
-        .comments
-        .iter()
-        .filter(|c| c.repo == repo && c.pull == pull)
-        .collect();
-    let last = all.len().div_ceil(per).max(1);
-    let chunk = all
-        .iter()
-        .skip((page - 1) * per)
-        .take(per)
-        .map(|c| json!({"id": c.id, "body": c.body, "user": {"login": "bot"}}))
-        .collect();
-    (chunk, last)
-}
-
-async fn gh_comment(
-    State(s): State<Shared>,
-    Path((owner, repo, n)): Path<(String, String, i64)>,
-    axum::Json(body): axum::Json<Value>,
-) -> Response {
-    let text = body["body"].as_str().unwrap_or_default().to_string();
-    let id = add_comment(
-        &mut s.inner.lock().unwrap(),
-        &format!("{owner}/{repo}"),
-        n,
-        &text,
-    );
-    (
-        StatusCode::CREATED,
-        axum::Json(json!({"id": id, "body": text})),
-    )
-        .into_response()
-}
-
-async fn gh_edit_comment(
-    State(s): State<Shared>,
-    Path((owner, repo, id)): Path<(String, String, u64)>,
-    axum::Json(body): axum::Json<Value>,
-) -> Response {
-    let text = body["body"].as_str().unwrap_or_default();
-    let mut i = s.inner.lock().unwrap();
-    match edit_comment(&mut i, &format!("{owner}/{repo}"), id, text) {
-        None => not_found("Not Found"),
-        Some(c) => axum::Json(json!({"id": c.id, "body": c.body})).into_response(),
-    }
-}
-
-async fn gh_list_comments(
-    State(s): State<Shared>,
-    Path((owner, repo, n)): Path<(String, String, i64)>,
-    Query(q): Query<HashMap<String, String>>,
-) -> Response {
-    let i = s.inner.lock().unwrap();
-    let (per, page) = page_params(&q, i.page_size);
-    let (chunk, last) = comment_page(&i, &format!("{owner}/{repo}"), n, per, page);
-    let mut resp = axum::Json(chunk).into_response();
-    if page < last {
-        let link = format!(
-            "<http://{}/api/v3/repos/{owner}/{repo}/issues/{n}/comments?per_page={per}&page={}>; rel=\"next\"",
-            s.addr,
-            page + 1
-        );
-        resp.headers_mut()
-            .insert("link", HeaderValue::from_str(&link).unwrap());
-    }
-    resp
-}
-
 // ---------------------------------------------------------------- GitLab
 
 fn gitlab_routes() -> Router<Shared> {
@@ -758,52 +671,4 @@ async fn gl_tree(
     let mut headers = HeaderMap::new();
     headers.insert("x-next-page", HeaderValue::from_static(""));
     (headers, axum::Json(arr)).into_response()
-}
-
-async fn gl_note(
-    State(s): State<Shared>,
-    Path((id, iid)): Path<(String, i64)>,
-    axum::Json(body): axum::Json<Value>,
-) -> Response {
-    let text = body["body"].as_str().unwrap_or_default().to_string();
-    let note = add_comment(&mut s.inner.lock().unwrap(), &id, iid, &text);
-    (
-        StatusCode::CREATED,
-        axum::Json(json!({"id": note, "body": text, "noteable_iid": iid})),
-    )
-        .into_response()
-}
-
-async fn gl_edit_note(
-    State(s): State<Shared>,
-    Path((id, iid, note)): Path<(String, i64, u64)>,
-    axum::Json(body): axum::Json<Value>,
-) -> Response {
-    let text = body["body"].as_str().unwrap_or_default();
-    let mut i = s.inner.lock().unwrap();
-    if !i.comments.iter().any(|c| c.id == note && c.pull == iid) {
-        return not_found("404 Not found");
-    }
-    match edit_comment(&mut i, &id, note, text) {
-        None => not_found("404 Not found"),
-        Some(c) => axum::Json(json!({"id": c.id, "body": c.body})).into_response(),
-    }
-}
-
-async fn gl_list_notes(
-    State(s): State<Shared>,
-    Path((id, iid)): Path<(String, i64)>,
-    Query(q): Query<HashMap<String, String>>,
-) -> Response {
-    let i = s.inner.lock().unwrap();
-    let (per, page) = page_params(&q, i.page_size);
-    let (chunk, last) = comment_page(&i, &id, iid, per, page);
-    let mut headers = HeaderMap::new();
-    let next = if page < last {
-        (page + 1).to_string()
-    } else {
-        String::new()
-    };
-    headers.insert("x-next-page", HeaderValue::from_str(&next).unwrap());
-    (headers, axum::Json(chunk)).into_response()
 }
