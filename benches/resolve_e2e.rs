@@ -12,7 +12,7 @@ use atlantis_lock_proxy::vcs::{ApiConfig, GithubClient, Secret, Vcs};
 use criterion::{Criterion, criterion_group, criterion_main};
 
 #[allow(clippy::unwrap_used)]
-#[path = "../tests/it/support/fake_vcs.rs"]
+#[path = "../tests/it/support/fake_vcs/mod.rs"]
 mod fake_vcs;
 
 fn bench(c: &mut Criterion) {

@@ -12,13 +12,17 @@
 //! | module | role |
 //! |---|---|
 //! | [`config`] | YAML + `ALP_*` env + CLI flags → validated [`config::Config`] |
-//! | [`app`] | builds everything, owns the listeners, graceful shutdown |
-//! | [`proxy`] | the main listener's tower stack and request handling |
-//! | [`route`] | traffic split (sticky per-repo hash), runtime state |
-//! | [`classify`] | lock keys, pulls, priorities; later the `Operation` parser |
-//! | [`engine`] | the lock engine |
-//! | [`upstream`] | pooled client to Atlantis, header hygiene |
-//! | [`admin`] | operator API: health, readiness, metrics, `/admin/*` |
+//! | [`app`] | builds everything, owns the listeners and background tasks, graceful shutdown |
+//! | [`proxy`] | the main listener's tower stack; lock traffic handed to the steps below |
+//! | [`classify`] | one request → one `Operation`, exactly as Atlantis parses it |
+//! | [`resolve`] | which projects a bare `atlantis plan` / autoplan locks (project table, VCS API) |
+//! | [`route`] | traffic split (sticky per-repo hash) and the live routing state |
+//! | [`enhanced`] | the enhanced path: gate, queue-and-replay dispatcher, reconciler |
+//! | [`engine`] | the lock engine: `LockEngine` with Redis and in-memory backends |
+//! | [`upstream`] | pooled client to Atlantis, header hygiene, stored requests and replay |
+//! | [`notify`] | comments on the pull request about queued commands |
+//! | [`vcs`] | GitHub and GitLab REST clients (resolver, notifier) |
+//! | [`admin`] | operator API and the CLI client for it |
 //! | [`telemetry`] | logging, OpenTelemetry traces (OTLP), the Prometheus registry |
 
 pub mod admin;
@@ -27,6 +31,7 @@ pub mod classify;
 pub mod config;
 pub mod engine;
 pub mod enhanced;
+pub mod notify;
 pub mod proxy;
 pub mod resolve;
 pub mod route;

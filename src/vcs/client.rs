@@ -75,4 +75,44 @@ impl VcsClient {
             VcsClient::Gitlab(c) => c.post_note(repo, number, body).await,
         }
     }
+
+    /// Posts a comment and returns its id (for later edits).
+    pub async fn create_comment(
+        &self,
+        repo: &str,
+        number: i64,
+        body: &str,
+    ) -> Result<u64, VcsError> {
+        match self {
+            VcsClient::Github(c) => c.create_comment(repo, number, body).await,
+            VcsClient::Gitlab(c) => c.create_note(repo, number, body).await,
+        }
+    }
+
+    /// Replaces a comment's text; `false` when it no longer exists.
+    pub async fn edit_comment(
+        &self,
+        repo: &str,
+        number: i64,
+        id: u64,
+        body: &str,
+    ) -> Result<bool, VcsError> {
+        match self {
+            VcsClient::Github(c) => c.edit_comment(repo, id, body).await,
+            VcsClient::Gitlab(c) => c.edit_note(repo, number, id, body).await,
+        }
+    }
+
+    /// The id of the first comment on the pull whose text contains `needle`.
+    pub async fn find_comment(
+        &self,
+        repo: &str,
+        number: i64,
+        needle: &str,
+    ) -> Result<Option<u64>, VcsError> {
+        match self {
+            VcsClient::Github(c) => c.find_comment(repo, number, needle).await,
+            VcsClient::Gitlab(c) => c.find_note(repo, number, needle).await,
+        }
+    }
 }

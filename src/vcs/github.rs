@@ -208,19 +208,85 @@ impl GithubClient {
 
     /// `POST /repos/{repo}/issues/{n}/comments`: comments on a pull.
     pub async fn post_comment(&self, repo: &str, number: i64, body: &str) -> Result<(), VcsError> {
+        self.create_comment(repo, number, body).await.map(|_| ())
+    }
+
+    /// `POST /repos/{repo}/issues/{n}/comments`: comments on a pull and returns the comment id.
+    pub async fn create_comment(
+        &self,
+        repo: &str,
+        number: i64,
+        body: &str,
+    ) -> Result<u64, VcsError> {
         let p = format!("/repos/{}/issues/{number}/comments", encode_path(repo));
-        let payload = serde_json::to_vec(&serde_json::json!({ "body": body })).map_err(|e| {
-            VcsError::BadResponse {
-                endpoint: p.clone(),
-                detail: e.to_string(),
-            }
-        })?;
         let resp = self
             .api
-            .send(Method::POST, &p, Some(Bytes::from(payload)))
+            .send(Method::POST, &p, Some(body_json(body, &p)?))
             .await?;
-        ok(resp, &p).map(|_| ())
+        let c: CommentJson = json(&ok(resp, &p)?, &p)?;
+        Ok(c.id)
     }
+
+    /// `PATCH /repos/{repo}/issues/comments/{id}`: replaces a comment's text; `false` when the
+    /// comment no longer exists (deleted by a user).
+    pub async fn edit_comment(&self, repo: &str, id: u64, body: &str) -> Result<bool, VcsError> {
+        let p = format!("/repos/{}/issues/comments/{id}", encode_path(repo));
+        let resp = self
+            .api
+            .send(Method::PATCH, &p, Some(body_json(body, &p)?))
+            .await?;
+        if resp.status == StatusCode::NOT_FOUND {
+            return Ok(false);
+        }
+        ok(resp, &p).map(|_| true)
+    }
+
+    /// `GET /repos/{repo}/issues/{n}/comments`, every page: the id of the first comment whose
+    /// body contains `needle`.
+    pub async fn find_comment(
+        &self,
+        repo: &str,
+        number: i64,
+        needle: &str,
+    ) -> Result<Option<u64>, VcsError> {
+        let first = format!(
+            "/repos/{}/issues/{number}/comments?per_page=100",
+            encode_path(repo)
+        );
+        let mut resp = ok(self.api.get(&first).await?, &first)?;
+        for page in 1.. {
+            let batch: Vec<CommentJson> = json(&resp, &first)?;
+            if let Some(c) = batch.iter().find(|c| c.body.contains(needle)) {
+                return Ok(Some(c.id));
+            }
+            let Some(next) = next_link(&resp) else { break };
+            if page >= MAX_PAGES {
+                // A pull this busy is searched no further: a second comment beats none.
+                tracing::debug!(endpoint = %first, "comment search stopped at {MAX_PAGES} pages");
+                break;
+            }
+            resp = ok(self.api.get_link(&next).await?, &first)?;
+        }
+        Ok(None)
+    }
+}
+
+/// A comment (GitHub issue comment or GitLab note): its id and text.
+#[derive(Deserialize)]
+pub(crate) struct CommentJson {
+    pub(crate) id: u64,
+    #[serde(default)]
+    pub(crate) body: String,
+}
+
+/// `{"body": text}`, the payload both providers take for a comment.
+pub(crate) fn body_json(body: &str, path: &str) -> Result<Bytes, VcsError> {
+    serde_json::to_vec(&serde_json::json!({ "body": body }))
+        .map(Bytes::from)
+        .map_err(|e| VcsError::BadResponse {
+            endpoint: path.to_string(),
+            detail: e.to_string(),
+        })
 }
 
 /// The `rel="next"` URL of an RFC 8288 `Link` header.

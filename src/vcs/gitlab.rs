@@ -1,10 +1,9 @@
 //! GitLab REST v4 client (gitlab.com and self-hosted).
 
-use bytes::Bytes;
 use http::{Method, StatusCode};
 use serde::Deserialize;
 
-use super::github::{json, ok};
+use super::github::{CommentJson, body_json, json, ok};
 use super::http::{ApiClient, ApiConfig, ApiResponse, AuthStyle};
 use super::{ChangedFile, DirEntry, PullInfo, VcsError, encode_segment};
 
@@ -103,7 +102,7 @@ impl GitlabClient {
                     removed: d.deleted_file,
                 });
             }
-            Ok(())
+            Ok(false)
         })
         .await?;
         Ok(files)
@@ -149,7 +148,7 @@ impl GitlabClient {
                     is_dir: t.kind == "tree",
                     name: t.name,
                 }));
-                Ok(())
+                Ok(false)
             })
             .await?;
         // Git has no empty directories: an empty listing means the path is not a directory.
@@ -158,29 +157,75 @@ impl GitlabClient {
 
     /// `POST /projects/:id/merge_requests/:iid/notes`: comments on a merge request.
     pub async fn post_note(&self, repo: &str, iid: i64, body: &str) -> Result<(), VcsError> {
+        self.create_note(repo, iid, body).await.map(|_| ())
+    }
+
+    /// `POST /projects/:id/merge_requests/:iid/notes`: comments and returns the note id.
+    pub async fn create_note(&self, repo: &str, iid: i64, body: &str) -> Result<u64, VcsError> {
         let p = format!(
             "/projects/{}/merge_requests/{iid}/notes",
             encode_segment(repo)
         );
-        let payload = serde_json::to_vec(&serde_json::json!({ "body": body })).map_err(|e| {
-            VcsError::BadResponse {
-                endpoint: p.clone(),
-                detail: e.to_string(),
-            }
-        })?;
         let resp = self
             .api
-            .send(Method::POST, &p, Some(Bytes::from(payload)))
+            .send(Method::POST, &p, Some(body_json(body, &p)?))
             .await?;
-        ok(resp, &p).map(|_| ())
+        let note: CommentJson = json(&ok(resp, &p)?, &p)?;
+        Ok(note.id)
     }
 
-    /// Calls `f` on every page of a listing; `Ok(false)` when the first page is a 404.
+    /// `PUT /projects/:id/merge_requests/:iid/notes/:note_id`: replaces a note's text; `false`
+    /// when the note no longer exists.
+    pub async fn edit_note(
+        &self,
+        repo: &str,
+        iid: i64,
+        id: u64,
+        body: &str,
+    ) -> Result<bool, VcsError> {
+        let p = format!(
+            "/projects/{}/merge_requests/{iid}/notes/{id}",
+            encode_segment(repo)
+        );
+        let resp = self
+            .api
+            .send(Method::PUT, &p, Some(body_json(body, &p)?))
+            .await?;
+        if resp.status == StatusCode::NOT_FOUND {
+            return Ok(false);
+        }
+        ok(resp, &p).map(|_| true)
+    }
+
+    /// `GET /projects/:id/merge_requests/:iid/notes`, every page: the id of the first note whose
+    /// body contains `needle`.
+    pub async fn find_note(
+        &self,
+        repo: &str,
+        iid: i64,
+        needle: &str,
+    ) -> Result<Option<u64>, VcsError> {
+        let base = format!(
+            "/projects/{}/merge_requests/{iid}/notes",
+            encode_segment(repo)
+        );
+        let mut found = None;
+        self.each_page(&base, "", |resp| {
+            let batch: Vec<CommentJson> = json(resp, &base)?;
+            found = batch.iter().find(|n| n.body.contains(needle)).map(|n| n.id);
+            Ok(found.is_some())
+        })
+        .await?;
+        Ok(found)
+    }
+
+    /// Calls `f` on every page of a listing until it answers `true` (found, stop early);
+    /// `Ok(false)` when the first page is a 404.
     async fn each_page(
         &self,
         base: &str,
         query: &str,
-        mut f: impl FnMut(&ApiResponse) -> Result<(), VcsError>,
+        mut f: impl FnMut(&ApiResponse) -> Result<bool, VcsError>,
     ) -> Result<bool, VcsError> {
         let sep = if query.is_empty() { "" } else { "&" };
         let mut page = 1u32;
@@ -191,7 +236,9 @@ impl GitlabClient {
                 return Ok(false);
             }
             let resp = ok(resp, &p)?;
-            f(&resp)?;
+            if f(&resp)? {
+                return Ok(true);
+            }
             let next = resp
                 .headers
                 .get("x-next-page")

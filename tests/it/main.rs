@@ -9,5 +9,6 @@ mod config_cli;
 mod engine;
 mod enhanced;
 mod forwarding;
+mod notify;
 mod resolve;
 mod telemetry;

@@ -48,6 +48,13 @@ pub(super) struct OutcomeLabel {
     pub outcome: &'static str,
 }
 
+/// Labels of one pull-request notification.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(super) struct NotificationLabels {
+    pub vcs: &'static str,
+    pub outcome: &'static str,
+}
+
 /// Registers the request and upstream families (the foundation's public fields).
 pub(super) fn register_http(
     registry: &mut Registry,
@@ -82,6 +89,7 @@ pub(super) struct Own {
     replays: Family<OutcomeLabel, Counter>,
     resolves: Family<OutcomeLabel, Counter>,
     fallbacks: Counter,
+    notifications: Family<NotificationLabels, Counter>,
 }
 
 impl Own {
@@ -95,6 +103,7 @@ impl Own {
             replays: Family::default(),
             resolves: Family::default(),
             fallbacks: Counter::default(),
+            notifications: Family::default(),
         };
         let p = "atlantis_lock_proxy_";
         r.register(
@@ -136,6 +145,11 @@ impl Own {
             format!("{p}legacy_fallbacks"),
             "Enhanced-routed requests sent down the legacy path because the engine was unavailable",
             own.fallbacks.clone(),
+        );
+        r.register(
+            format!("{p}notifications"),
+            "Pull-request comments about queued commands, by VCS and outcome",
+            own.notifications.clone(),
         );
         own
     }
@@ -205,5 +219,14 @@ impl Metrics {
     /// Counts an enhanced-routed request that fell back to legacy (breaker open, engine error).
     pub fn legacy_fallback(&self) {
         self.own.fallbacks.inc();
+    }
+
+    /// Counts one pull-request notification (`created`, `edited`, `error`, `dropped`,
+    /// `unsupported`, `unconfigured`) for a VCS (`github`, `gitlab`, …).
+    pub fn notification(&self, vcs: &'static str, outcome: &'static str) {
+        self.own
+            .notifications
+            .get_or_create(&NotificationLabels { vcs, outcome })
+            .inc();
     }
 }

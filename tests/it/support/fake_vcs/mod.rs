@@ -1,8 +1,16 @@
 //! Fake GitHub and GitLab REST APIs on a loopback port, serving the providers' documented JSON
 //! shapes: pulls/MRs, paginated changed files (`Link` / `X-Next-Page`), file contents, directory
-//! listings and comments. Every request is recorded; delay and failures can be injected.
+//! listings and comments (create, edit, paginated list). Every request is recorded; delay and
+//! failures (every request, or the next N) can be injected.
 
 #![allow(dead_code)]
+
+mod comments;
+
+use comments::{
+    add_comment, gh_comment, gh_edit_comment, gh_list_comments, gl_edit_note, gl_list_notes,
+    gl_note,
+};
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -15,7 +23,7 @@ use axum::extract::{Path, Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, patch, post, put};
 use base64::Engine as _;
 use serde_json::{Value, json};
 
@@ -72,7 +80,21 @@ struct Inner {
     pulls: HashMap<(String, i64), FakePull>,
     /// repo → path → bytes (the same at every ref).
     files: HashMap<String, BTreeMap<String, Vec<u8>>>,
-    comments: Vec<(String, i64, String)>,
+    comments: Vec<FakeComment>,
+    next_comment_id: u64,
+    /// The next this many requests answer this status instead.
+    fail_next: (u32, u16),
+}
+
+/// A comment (GitHub issue comment, GitLab note) as the fake stores it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FakeComment {
+    pub id: u64,
+    pub repo: String,
+    pub pull: i64,
+    pub body: String,
+    /// How many times it was edited.
+    pub edits: u32,
 }
 
 /// A request as the fake saw it.
@@ -129,7 +151,7 @@ impl FakeVcs {
 
     /// The CA that signed the TLS fake's certificate, as PEM.
     pub fn test_ca_pem() -> Vec<u8> {
-        include_bytes!("tls/ca.pem").to_vec()
+        include_bytes!("../tls/ca.pem").to_vec()
     }
 
     async fn start(flavor: Flavor) -> Self {
@@ -142,6 +164,7 @@ impl FakeVcs {
         let shared = Shared {
             inner: Arc::new(Mutex::new(Inner {
                 page_size: 100,
+                next_comment_id: 1000,
                 ..Inner::default()
             })),
             addr,
@@ -220,8 +243,44 @@ impl FakeVcs {
         self.with(|i| i.requests.len())
     }
 
+    /// Current comments as (repo, pull, body), oldest first.
     pub fn comments(&self) -> Vec<(String, i64, String)> {
+        self.with(|i| {
+            i.comments
+                .iter()
+                .map(|c| (c.repo.clone(), c.pull, c.body.clone()))
+                .collect()
+        })
+    }
+
+    /// Current comments with their ids and edit counts.
+    pub fn comment_records(&self) -> Vec<FakeComment> {
         self.with(|i| i.comments.clone())
+    }
+
+    /// Adds a comment (someone else's, or one left by an earlier proxy); returns its id.
+    pub fn add_comment(&self, repo: &str, pull: i64, body: &str) -> u64 {
+        self.with(|i| add_comment(i, repo, pull, body))
+    }
+
+    /// Deletes a comment, as a user could.
+    pub fn delete_comment(&self, id: u64) {
+        self.with(|i| i.comments.retain(|c| c.id != id));
+    }
+
+    /// The next `n` requests answer `status` (then normal service resumes).
+    pub fn fail_next(&self, n: u32, status: u16) {
+        self.with(|i| i.fail_next = (n, status));
+    }
+
+    /// Requests with this method whose path contains `needle`.
+    pub fn count_method(&self, method: &str, needle: &str) -> usize {
+        self.with(|i| {
+            i.requests
+                .iter()
+                .filter(|r| r.method == method && r.uri.contains(needle))
+                .count()
+        })
     }
 }
 
@@ -231,8 +290,8 @@ async fn serve_tls(listener: tokio::net::TcpListener, app: Router) {
     use rustls::pki_types::{CertificateDer, PrivateKeyDer};
     use tower::ServiceExt as _;
 
-    let certs = vec![CertificateDer::from_pem_slice(include_bytes!("tls/leaf.pem")).unwrap()];
-    let key = PrivateKeyDer::from_pem_slice(include_bytes!("tls/leaf.key")).unwrap();
+    let certs = vec![CertificateDer::from_pem_slice(include_bytes!("../tls/leaf.pem")).unwrap()];
+    let key = PrivateKeyDer::from_pem_slice(include_bytes!("../tls/leaf.key")).unwrap();
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
@@ -285,7 +344,14 @@ async fn record(State(s): State<Shared>, req: Request, next: Next) -> Response {
     let (delay, failure) = {
         let mut i = s.inner.lock().unwrap();
         i.requests.push(rec);
-        (i.delay, i.failure.clone())
+        let failure = match i.fail_next {
+            (0, _) => i.failure.clone(),
+            (n, status) => {
+                i.fail_next = (n - 1, status);
+                Failure::Status(status)
+            }
+        };
+        (i.delay, failure)
     };
     if !delay.is_zero() {
         tokio::time::sleep(delay).await;
@@ -368,7 +434,11 @@ fn github_routes() -> Router<Shared> {
         )
         .route(
             "/api/v3/repos/{owner}/{repo}/issues/{n}/comments",
-            post(gh_comment),
+            post(gh_comment).get(gh_list_comments),
+        )
+        .route(
+            "/api/v3/repos/{owner}/{repo}/issues/comments/{id}",
+            patch(gh_edit_comment),
         )
 }
 
@@ -488,24 +558,6 @@ fn gh_contents_at(s: &Shared, repo: &str, path: &str) -> Response {
     axum::Json(arr).into_response()
 }
 
-async fn gh_comment(
-    State(s): State<Shared>,
-    Path((owner, repo, n)): Path<(String, String, i64)>,
-    axum::Json(body): axum::Json<Value>,
-) -> Response {
-    let text = body["body"].as_str().unwrap_or_default().to_string();
-    s.inner
-        .lock()
-        .unwrap()
-        .comments
-        .push((format!("{owner}/{repo}"), n, text.clone()));
-    (
-        StatusCode::CREATED,
-        axum::Json(json!({"id": 1, "body": text})),
-    )
-        .into_response()
-}
-
 // ---------------------------------------------------------------- GitLab
 
 fn gitlab_routes() -> Router<Shared> {
@@ -522,7 +574,11 @@ fn gitlab_routes() -> Router<Shared> {
         .route("/api/v4/projects/{id}/repository/tree", get(gl_tree))
         .route(
             "/api/v4/projects/{id}/merge_requests/{iid}/notes",
-            post(gl_note),
+            post(gl_note).get(gl_list_notes),
+        )
+        .route(
+            "/api/v4/projects/{id}/merge_requests/{iid}/notes/{note}",
+            put(gl_edit_note),
         )
 }
 
@@ -615,22 +671,4 @@ async fn gl_tree(
     let mut headers = HeaderMap::new();
     headers.insert("x-next-page", HeaderValue::from_static(""));
     (headers, axum::Json(arr)).into_response()
-}
-
-async fn gl_note(
-    State(s): State<Shared>,
-    Path((id, iid)): Path<(String, i64)>,
-    axum::Json(body): axum::Json<Value>,
-) -> Response {
-    let text = body["body"].as_str().unwrap_or_default().to_string();
-    s.inner
-        .lock()
-        .unwrap()
-        .comments
-        .push((id, iid, text.clone()));
-    (
-        StatusCode::CREATED,
-        axum::Json(json!({"id": 1, "body": text})),
-    )
-        .into_response()
 }
