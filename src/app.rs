@@ -16,7 +16,8 @@ use crate::admin::{self, AdminState};
 use crate::classify::{ClassifyConfig, LockModeTable};
 use crate::config::{Backend, Config};
 use crate::engine::{build_engine, spawn_background};
-use crate::enhanced::{Enhanced, GateSettings};
+use crate::enhanced::{Enhanced, GateSettings, Parts as EnhancedParts};
+use crate::notify::{Notifier, NotifierSettings};
 use crate::proxy::{self, ProxyState};
 use crate::resolve::{Resolver, ResolverSettings};
 use crate::route::{Router, SplitRule, SplitState};
@@ -40,6 +41,9 @@ pub enum StartError {
     /// The lock engine's backend could not be reached.
     #[error("cannot start the lock engine: {0}")]
     Engine(#[from] crate::engine::EngineError),
+    /// The pull-request notifier could not start.
+    #[error("cannot start pull-request notifications: {0}")]
+    Notifier(String),
     /// A VCS API client could not be built from its settings.
     #[error("cannot set up the VCS API client: {0}")]
     Vcs(#[from] crate::vcs::VcsError),
@@ -80,14 +84,16 @@ impl App {
             resolver_settings(&config)?,
             config.repos.clone(),
         ));
-        let enhanced = Arc::new(Enhanced::new(
+        let notifier = notifier(&config, &metrics)?;
+        let enhanced = Arc::new(Enhanced::new(EnhancedParts {
             engine,
-            upstream.clone(),
+            upstream: upstream.clone(),
             resolver,
-            config.repos.clone(),
-            metrics.clone(),
-            GateSettings::from_config(&config),
-        ));
+            table: config.repos.clone(),
+            metrics: metrics.clone(),
+            settings: GateSettings::from_config(&config),
+            notifier,
+        }));
         let proxy_state = Arc::new(ProxyState {
             upstream: upstream.clone(),
             server: config.server.clone(),
@@ -186,6 +192,17 @@ impl App {
         }
         tracing::info!("atlantis-lock-proxy stopped");
     }
+}
+
+/// The pull-request notifier, when a GitHub or GitLab token is configured.
+fn notifier(config: &Config, metrics: &Arc<Metrics>) -> Result<Option<Arc<Notifier>>, StartError> {
+    let settings = NotifierSettings::from_config(config);
+    if settings.github.is_none() && settings.gitlab.is_none() {
+        return Ok(None);
+    }
+    let n = Notifier::new(settings, Some(metrics.clone()))
+        .map_err(|e| StartError::Notifier(e.to_string()))?;
+    Ok(Some(Arc::new(n)))
 }
 
 /// The resolver's settings: budget and VCS API clients from `atlantis:`.

@@ -153,6 +153,17 @@ impl CommandKind {
         }
     }
 
+    /// The command as a user types it after `atlantis` (autoplan and the API read as plan/apply).
+    pub fn as_typed(self) -> &'static str {
+        match self {
+            CommandKind::Plan | CommandKind::Autoplan | CommandKind::ApiPlan => "plan",
+            CommandKind::Apply | CommandKind::ApiApply => "apply",
+            CommandKind::ApprovePolicies => "approve_policies",
+            CommandKind::Import => "import",
+            CommandKind::StateRm => "state rm",
+        }
+    }
+
     /// True for `/api/plan|apply`, whose locks Atlantis drops when the HTTP call ends.
     pub fn is_api(self) -> bool {
         matches!(self, CommandKind::ApiPlan | CommandKind::ApiApply)
@@ -183,6 +194,21 @@ pub enum Vcs {
 }
 
 impl Vcs {
+    /// Every provider.
+    pub const ALL: [Vcs; 6] = [
+        Vcs::Github,
+        Vcs::Gitlab,
+        Vcs::BitbucketCloud,
+        Vcs::BitbucketServer,
+        Vcs::AzureDevops,
+        Vcs::Gitea,
+    ];
+
+    /// The provider named by [`Vcs::as_str`].
+    pub fn from_name(name: &str) -> Option<Vcs> {
+        Self::ALL.into_iter().find(|v| v.as_str() == name)
+    }
+
     /// Lowercase name for logs and metrics.
     pub fn as_str(self) -> &'static str {
         match self {

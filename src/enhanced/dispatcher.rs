@@ -127,6 +127,7 @@ impl Enhanced {
                 if let Err(e) = self.engine.confirm(&d).await {
                     tracing::warn!(waiter = %d.id, error = %e, "confirm failed; the dispatch may be replayed again");
                 }
+                self.notice_dispatch(&d, &stored).await;
             }
             ReplayOutcome::Failed(why) => {
                 tracing::Span::current().record("otel.status_code", "ERROR");

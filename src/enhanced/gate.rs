@@ -6,6 +6,7 @@ use serde_json::{Value, json};
 use tokio::time::Instant;
 
 use super::Enhanced;
+use super::notices::WaiterNote;
 use crate::classify::{Acquire, LockKey, LockSet, LockTarget, Priority, PullRef};
 use crate::engine::{AcquireOutcome, AcquireRequest, EngineError, QueueOutcome};
 use crate::resolve::{Filters, Resolution, ResolveRequest};
@@ -91,6 +92,14 @@ impl Enhanced {
                     priority = %gated.priority,
                     "queued behind a held lock"
                 );
+                let note = WaiterNote::new(
+                    acq.vcs,
+                    acq.command.as_typed(),
+                    &acq.user,
+                    gated.priority,
+                    &acq.pull,
+                );
+                self.notice_queued(note, &q);
                 let locks: Vec<Value> = q
                     .positions
                     .iter()

@@ -11,6 +11,7 @@
 
 mod dispatcher;
 mod gate;
+mod notices;
 mod priority;
 mod reconciler;
 
@@ -22,6 +23,7 @@ pub use priority::LabelPattern;
 
 use crate::config::{Config, RetryConfig};
 use crate::engine::LockEngine;
+use crate::notify::Notifier;
 use crate::resolve::{ProjectTable, Resolver};
 use crate::telemetry::Metrics;
 use crate::upstream::Upstream;
@@ -72,25 +74,40 @@ pub struct Enhanced {
     table: ProjectTable,
     metrics: Arc<Metrics>,
     settings: GateSettings,
+    notifier: Option<Arc<Notifier>>,
+    notes: notices::Notes,
+}
+
+/// The parts the enhanced path is built from.
+pub struct Parts {
+    /// The lock engine.
+    pub engine: Arc<dyn LockEngine>,
+    /// Client to Atlantis.
+    pub upstream: Upstream,
+    /// Finds a bare command's projects.
+    pub resolver: Arc<Resolver>,
+    /// The proxy's project table.
+    pub table: ProjectTable,
+    /// Metrics registry.
+    pub metrics: Arc<Metrics>,
+    /// Gate settings.
+    pub settings: GateSettings,
+    /// Pull-request comments, when a VCS token is configured.
+    pub notifier: Option<Arc<Notifier>>,
 }
 
 impl Enhanced {
     /// Wires the enhanced path.
-    pub fn new(
-        engine: Arc<dyn LockEngine>,
-        upstream: Upstream,
-        resolver: Arc<Resolver>,
-        table: ProjectTable,
-        metrics: Arc<Metrics>,
-        settings: GateSettings,
-    ) -> Self {
+    pub fn new(p: Parts) -> Self {
         Self {
-            engine,
-            upstream,
-            resolver,
-            table,
-            metrics,
-            settings,
+            engine: p.engine,
+            upstream: p.upstream,
+            resolver: p.resolver,
+            table: p.table,
+            metrics: p.metrics,
+            settings: p.settings,
+            notifier: p.notifier,
+            notes: notices::Notes::default(),
         }
     }
 

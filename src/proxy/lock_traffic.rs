@@ -94,7 +94,9 @@ async fn acquire(
     if route.path == EnginePath::Legacy {
         return (send(state, client, parts, bytes).await, "legacy");
     }
-    let stored = stored_request(&parts, &bytes, client);
+    let mut stored = stored_request(&parts, &bytes, client);
+    stored.vcs = Some(acq.vcs.as_str().to_string());
+    stored.command = Some(acq.command.as_typed().to_string());
     let decision = state
         .enhanced
         .acquire(&acq, &stored)

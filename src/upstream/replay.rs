@@ -27,6 +27,12 @@ pub struct StoredRequest {
     /// W3C `traceparent` of the request that was queued, so a replay can link to it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub traceparent: Option<String>,
+    /// The VCS the request came from (`github`, …), for pull-request notifications.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vcs: Option<String>,
+    /// The command as a user would type it after `atlantis` (`plan`, `apply`), for notifications.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<String>,
 }
 
 /// A stored request that cannot be read back (corrupt or from an incompatible version).
@@ -51,6 +57,8 @@ impl StoredRequest {
                 .collect(),
             body: B64.encode(body),
             traceparent: None,
+            vcs: None,
+            command: None,
         }
     }
 
