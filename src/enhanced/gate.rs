@@ -4,13 +4,14 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use tokio::time::Instant;
+use tracing::Instrument;
 
 use super::Enhanced;
 use super::notices::WaiterNote;
 use crate::classify::{Acquire, LockKey, LockSet, LockTarget, Priority, PullRef};
 use crate::engine::{AcquireOutcome, AcquireRequest, EngineError, QueueOutcome};
 use crate::resolve::{Filters, Resolution, ResolveRequest};
-use crate::telemetry::{FailReason, ReleaseReason};
+use crate::telemetry::{FailReason, ReleaseReason, spans};
 use crate::upstream::replay::StoredRequest;
 
 /// What to do with an `Acquire` on the enhanced path.
@@ -196,7 +197,12 @@ impl Enhanced {
                         workspace: Some(key.workspace.clone()),
                         project: None,
                     };
-                    match self.resolver.resolve(&request(filters)).await {
+                    match self
+                        .resolver
+                        .resolve(&request(filters))
+                        .instrument(spans::resolve())
+                        .await
+                    {
                         Resolution::Locks(found) => projects.extend(found),
                         Resolution::NoLocks => {}
                         Resolution::Unresolved { .. } => keys.push(key.clone()),
@@ -221,7 +227,12 @@ impl Enhanced {
                             project: None,
                         },
                     };
-                    match self.resolver.resolve(&request(filters)).await {
+                    match self
+                        .resolver
+                        .resolve(&request(filters))
+                        .instrument(spans::resolve())
+                        .await
+                    {
                         Resolution::Locks(found) => projects.extend(found),
                         Resolution::NoLocks => {}
                         Resolution::Unresolved { kind, reason } => {

@@ -484,3 +484,207 @@ async fn a_scraper_asking_for_openmetrics_gets_it() {
     assert!(scrape.text().ends_with("# EOF\n"));
     proxy.stop().await;
 }
+
+#[tokio::test]
+async fn a_queued_then_replayed_request_is_traced_end_to_end() {
+    use crate::enhanced::{REPO, SECRET, base_yaml};
+    use crate::support::fake_atlantis::FakeOptions;
+    use crate::support::webhooks::{github_comment, github_pull};
+
+    collector();
+    let fake = FakeAtlantis::start_with(FakeOptions {
+        github_secret: Some(SECRET.into()),
+        ..Default::default()
+    })
+    .await;
+    let proxy = spawn_proxy(&fake.url(), &base_yaml(None, "", "")).await;
+    let events = proxy.url("/events");
+    github_comment(SECRET, REPO, 1, "alice", "atlantis plan -d net")
+        .send_to(&events)
+        .await;
+    let held =
+        crate::support::eventually(Duration::from_secs(5), || !fake.locks().is_empty()).await;
+    assert!(held);
+
+    // PR 2 arrives with the VCS's trace context and is queued.
+    let trace_id = random_hex(16);
+    let caller = format!("00-{trace_id}-{}-01", random_hex(8));
+    let mut hook = github_comment(SECRET, REPO, 2, "bob", "atlantis plan -d net");
+    hook.headers.push(("traceparent".into(), caller.clone()));
+    assert_eq!(hook.send_to(&events).await.status, 202);
+    let queued = spans_of(&trace_id, &["POST events", "classify", "engine acquire"]).await;
+    let server = queued.iter().find(|s| s.name == "POST events").unwrap();
+    assert_eq!(server.attrs["alp.decision"], "queued");
+    assert_eq!(server.attrs["alp.engine_path"], "enhanced");
+    assert_eq!(server.attrs["alp.repo"], REPO);
+    assert_eq!(server.attrs["alp.pull"], "2");
+    assert_eq!(server.attrs["alp.queue_position"], "1");
+    assert!(server.attrs.contains_key("alp.waiter_id"));
+    for child in ["classify", "engine acquire"] {
+        let c = queued.iter().find(|s| s.name == child).unwrap();
+        assert_eq!(
+            c.parent, server.span_id,
+            "{child} is a child of the request span"
+        );
+    }
+    assert!(
+        queued
+            .iter()
+            .all(|s| s.name != "GET atlantis" && s.name != "POST atlantis"),
+        "a queued request never reaches Atlantis"
+    );
+
+    // PR 1 closes: the replay is a new trace linked to the queued request's span.
+    github_pull(SECRET, REPO, 1, "alice", "closed")
+        .send_to(&events)
+        .await;
+    let replayed = crate::support::eventually(Duration::from_secs(10), || {
+        fake.received_at("/events")
+            .iter()
+            .any(|r| r.body.as_ref() == hook.body.as_slice())
+    })
+    .await;
+    assert!(replayed);
+    let mut replay = None;
+    for _ in 0..50 {
+        tokio::task::spawn_blocking(|| collector().guard.force_flush())
+            .await
+            .unwrap();
+        replay = collector()
+            .spans
+            .0
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|s| {
+                s.name == "replay queued request"
+                    && s.links
+                        .contains(&(trace_id.clone(), server.span_id.clone()))
+            })
+            .cloned();
+        if replay.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let replay = replay.expect("the replay span links to the queued request");
+    assert_ne!(replay.trace_id, trace_id);
+    assert_eq!(replay.parent, "");
+    assert_eq!(replay.attrs["alp.pull"], "2");
+    let arrived = fake.received_at("/events");
+    let tp = arrived
+        .iter()
+        .filter(|r| r.body.as_ref() == hook.body.as_slice())
+        .filter_map(|r| r.headers.get("traceparent")?.to_str().ok())
+        .next()
+        .unwrap();
+    assert!(
+        tp.contains(&replay.trace_id),
+        "Atlantis continues the replay's trace: {tp}"
+    );
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn metrics_follow_a_scripted_lock_scenario() {
+    use crate::enhanced::{Backend, Setup};
+
+    let s = Setup::start(Backend::Memory, "  deadlock-check-interval: 200ms\n").await;
+    let scrape = || async { get(&s.proxy.admin_url("/metrics")).await.text() };
+    let m = |name: &str| format!("atlantis_enhanced_locking_{name}");
+
+    // One grant, then two waiters (high, low) behind it.
+    s.plan(1, "net", "prod").await;
+    assert!(s.wait_atlantis_holder("net", "prod", 1).await);
+    s.plan_labeled(2, "net", "prod", &["atlantis/priority:high"])
+        .await;
+    s.plan_labeled(3, "net", "prod", &["atlantis/priority:low"])
+        .await;
+    let mut text = String::new();
+    for _ in 0..40 {
+        text = scrape().await;
+        if sample(&text, &m("queue_depth{priority=\"high\"}")) == Some(1.0) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        sample(&text, &m("queue_depth{priority=\"high\"}")),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(
+        sample(&text, &m("queue_depth{priority=\"low\"}")),
+        Some(1.0)
+    );
+    assert_eq!(
+        sample(&text, &m("queue_depth{priority=\"normal\"}")),
+        Some(0.0)
+    );
+    assert_eq!(
+        sample(&text, &m("acquisitions_total")),
+        Some(1.0),
+        "queued ones count when they leave"
+    );
+    assert_eq!(sample(&text, &m("acquisitions_success_total")), Some(1.0));
+    assert_eq!(
+        sample(&text, &m("acquisition_duration_seconds_count")),
+        Some(3.0)
+    );
+
+    // PR 1 closes: its lock is released, PR 2 (high) leaves the queue granted.
+    s.close(1).await;
+    assert!(s.wait_atlantis_holder("net", "prod", 2).await);
+    for _ in 0..40 {
+        text = scrape().await;
+        if sample(&text, &m("queue_depth{priority=\"high\"}")) == Some(0.0)
+            && sample(&text, &m("acquisitions_total")) == Some(2.0)
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        sample(&text, &m("releases_total{reason=\"pull_closed\"}")),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(sample(&text, &m("acquisitions_total")), Some(2.0));
+    assert_eq!(
+        sample(&text, &m("queue_depth{priority=\"high\"}")),
+        Some(0.0)
+    );
+    assert_eq!(
+        sample(&text, &m("queue_depth{priority=\"low\"}")),
+        Some(1.0)
+    );
+    assert_eq!(
+        sample(&text, &m("queue_wait_duration_seconds_count")),
+        Some(1.0)
+    );
+    assert_eq!(
+        sample(
+            &text,
+            "atlantis_lock_proxy_replays_total{outcome=\"granted\"}"
+        ),
+        Some(1.0)
+    );
+
+    // A deadlock between PR 2 (holds net) and PR 4 (holds app).
+    assert_eq!(sample(&text, &m("deadlocks_detected_total")), Some(0.0));
+    s.plan(4, "app", "prod").await;
+    assert!(s.wait_atlantis_holder("app", "prod", 4).await);
+    s.plan(2, "app", "prod").await;
+    s.plan(4, "net", "prod").await;
+    let mut found = false;
+    for _ in 0..40 {
+        text = scrape().await;
+        if sample(&text, &m("deadlocks_detected_total")) == Some(1.0) {
+            found = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(found, "{text}");
+    s.proxy.stop().await;
+}
