@@ -119,6 +119,8 @@ pub struct AtlantisConfig {
     pub disable_autoplan: bool,
     /// Atlantis's `--disable-autoplan-label`.
     pub disable_autoplan_label: Option<String>,
+    /// Also comment when a queued command is granted (Atlantis's plan comment follows anyway).
+    pub notify_on_grant: bool,
     /// Atlantis's `--allow-commands` (None: Atlantis's default list).
     pub allow_commands: Option<Vec<CommentCommandName>>,
     /// VCS API tokens and base URLs.

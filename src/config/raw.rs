@@ -73,6 +73,7 @@ pub struct RawAtlantis {
     pub disable_autoplan: Option<bool>,
     pub disable_autoplan_label: Option<String>,
     pub allow_commands: Option<Vec<String>>,
+    pub notify_on_grant: Option<bool>,
     #[serde(default)]
     pub vcs_tokens: RawVcsTokens,
 }

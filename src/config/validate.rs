@@ -112,6 +112,7 @@ pub(super) fn validate(raw: RawConfig) -> Result<Config> {
         resolve_timeout: dur("atlantis.resolve-timeout", a.resolve_timeout, "2s")?,
         allow_draft_prs: a.allow_draft_prs.unwrap_or(false),
         disable_autoplan: a.disable_autoplan.unwrap_or(false),
+        notify_on_grant: a.notify_on_grant.unwrap_or(false),
         disable_autoplan_label: a.disable_autoplan_label.filter(|l| !l.is_empty()),
         allow_commands: a
             .allow_commands

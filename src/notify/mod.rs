@@ -231,6 +231,7 @@ impl NotifierSettings {
                 Self::api_config(url(&t.gitlab_api_url, "https://gitlab.com/api/v4"), tok)
             }),
             executable_name: cfg.atlantis.executable_name.clone(),
+            notify_on_grant: cfg.atlantis.notify_on_grant,
             ..Self::default()
         }
     }
