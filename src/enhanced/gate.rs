@@ -173,15 +173,6 @@ impl Enhanced {
     /// Which locks the request takes, per the command, the project table and the VCS API.
     async fn needed(&self, acq: &Acquire) -> Needed {
         let label_priority = self.settings.labels.priority(&acq.labels);
-        let request = |filters: Filters| ResolveRequest {
-            vcs: acq.vcs,
-            repo: acq.pull.repo.clone(),
-            pull: acq.pull.number,
-            head_sha: acq.meta.head_sha.clone(),
-            base_branch: acq.meta.base_branch.clone(),
-            command: acq.command,
-            filters,
-        };
         let mut projects = Vec::new();
         let mut keys = Vec::new();
         match &acq.locks {
@@ -197,12 +188,7 @@ impl Enhanced {
                         workspace: Some(key.workspace.clone()),
                         project: None,
                     };
-                    match self
-                        .resolver
-                        .resolve(&request(filters))
-                        .instrument(spans::resolve())
-                        .await
-                    {
+                    match self.resolve(acq, filters).await {
                         Resolution::Locks(found) => projects.extend(found),
                         Resolution::NoLocks => {}
                         Resolution::Unresolved { .. } => keys.push(key.clone()),
@@ -227,12 +213,7 @@ impl Enhanced {
                             project: None,
                         },
                     };
-                    match self
-                        .resolver
-                        .resolve(&request(filters))
-                        .instrument(spans::resolve())
-                        .await
-                    {
+                    match self.resolve(acq, filters).await {
                         Resolution::Locks(found) => projects.extend(found),
                         Resolution::NoLocks => {}
                         Resolution::Unresolved { kind, reason } => {
@@ -259,6 +240,23 @@ impl Enhanced {
             priority: project_priority.or(label_priority).unwrap_or_default(),
             hold_timeout,
         })
+    }
+
+    /// Asks the resolver for the projects of `acq` that match `filters`.
+    async fn resolve(&self, acq: &Acquire, filters: Filters) -> Resolution {
+        let req = ResolveRequest {
+            vcs: acq.vcs,
+            repo: acq.pull.repo.clone(),
+            pull: acq.pull.number,
+            head_sha: acq.meta.head_sha.clone(),
+            base_branch: acq.meta.base_branch.clone(),
+            command: acq.command,
+            filters,
+        };
+        self.resolver
+            .resolve(&req)
+            .instrument(spans::resolve())
+            .await
     }
 
     /// After Atlantis accepted a release, mirror it in the engine; grants follow through the

@@ -317,21 +317,10 @@ impl Metrics {
     /// Records an engine decision on a lock request that did not queue: `took` is the decision
     /// time; `Ok` is a grant, `Err` a failure (queue full, backend error).
     pub fn lock_acquired(&self, took: Duration, result: Result<(), FailReason>) {
-        let l = &self.locking;
-        l.acquisition_duration.observe(took.as_secs_f64());
-        l.acquisitions.inc();
-        match result {
-            Ok(()) => {
-                l.acquisitions_success.inc();
-            }
-            Err(reason) => {
-                l.acquisitions_failed
-                    .get_or_create(&ReasonLabel {
-                        reason: reason.as_str(),
-                    })
-                    .inc();
-            }
-        }
+        self.locking
+            .acquisition_duration
+            .observe(took.as_secs_f64());
+        self.count_acquisition(result);
     }
 
     /// Records an engine decision that queued the request; it is counted as an acquisition when
@@ -344,8 +333,12 @@ impl Metrics {
 
     /// Records a waiter leaving the queue after `waited`: granted (`Ok`) or given up (`Err`).
     pub fn queue_left(&self, waited: Duration, result: Result<(), FailReason>) {
+        self.locking.queue_wait.observe(waited.as_secs_f64());
+        self.count_acquisition(result);
+    }
+
+    fn count_acquisition(&self, result: Result<(), FailReason>) {
         let l = &self.locking;
-        l.queue_wait.observe(waited.as_secs_f64());
         l.acquisitions.inc();
         match result {
             Ok(()) => {
