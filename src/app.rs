@@ -15,7 +15,12 @@ use crate::admin::{self, AdminState};
 use crate::classify::{ClassifyConfig, LockModeTable};
 use crate::config::{Backend, Config};
 use crate::proxy::{self, ProxyState};
-use crate::route::{Router, SplitRule, SplitState};
+use crate::engine::{EngineSettings, MemoryEngine};
+use crate::proxy::ratelimit::RateLimits;
+use crate::route::shadow::{RECENT_DIFFS, ShadowRecorder};
+use crate::route::{
+    BreakerSettings, CircuitBreaker, ControlError, ControlStore, Router, SplitRule, SplitState,
+};
 use crate::telemetry::Metrics;
 use crate::upstream::Upstream;
 
@@ -32,6 +37,9 @@ pub enum StartError {
         /// The OS error.
         source: std::io::Error,
     },
+    /// The store of the routing state could not be set up.
+    #[error(transparent)]
+    Control(#[from] ControlError),
 }
 
 /// A built, bound application: call [`App::run`] to serve.
@@ -60,10 +68,25 @@ impl App {
             );
         }
         let e = &config.enhanced;
+        // The stored split wins; config only seeds a backend that holds none.
+        let control = Arc::new(ControlStore::connect(e).await?);
+        let initial = control
+            .load_or_init(SplitState::new(e.traffic_split, e.monitor_only, e.enabled))
+            .await;
+        metrics.set_split(initial.traffic_split, initial.monitor_only);
         let router = Arc::new(Router::new(
             SplitRule::new(&e.always_enhanced, &e.always_legacy),
-            SplitState::new(e.traffic_split, e.monitor_only, e.enabled),
+            initial,
         ));
+        let breaker = Arc::new(CircuitBreaker::new(
+            BreakerSettings::from_config(e.enable_circuit_breaker, &e.circuit_breaker),
+            Some(metrics.clone()),
+        ));
+        let shadow = Arc::new(ShadowRecorder::new(RECENT_DIFFS, Some(metrics.clone())));
+        let limits = Arc::new(RateLimits::from_config(&config));
+        // Placeholder until the enhanced path builds the configured engine (issue 5).
+        let engine: Arc<dyn crate::engine::LockEngine> =
+            Arc::new(MemoryEngine::new(EngineSettings::default()));
         let proxy_state = Arc::new(ProxyState {
             upstream: upstream.clone(),
             server: config.server.clone(),
@@ -80,6 +103,11 @@ impl App {
             backend,
             started_at: std::time::SystemTime::now(),
             router,
+            control,
+            breaker,
+            shadow,
+            engine,
+            limits,
         });
         Ok(App {
             config,
@@ -114,8 +142,14 @@ impl App {
             upstream = %self.config.upstream.url,
             "atlantis-lock-proxy started"
         );
+        let st = &self.admin_state;
+        let follower =
+            st.control
+                .spawn_follower(st.router.clone(), Some(st.metrics.clone()), stop.clone());
         let admin = {
-            let router = admin::router(self.admin_state.clone());
+            let router = admin::router(self.admin_state.clone())
+                // Client addresses for the admin rate limit.
+                .into_make_service_with_connect_info::<SocketAddr>();
             let stop = stop.clone();
             tokio::spawn(async move {
                 let serve = axum::serve(self.admin_listener, router)
@@ -142,6 +176,9 @@ impl App {
         }
         stop.cancel();
         let _ = admin.await;
+        if let Some(f) = follower {
+            let _ = f.await;
+        }
         tracing::info!("atlantis-lock-proxy stopped");
     }
 }

@@ -197,6 +197,28 @@ impl Default for RedisSettings {
 }
 
 impl RedisSettings {
+    /// From the validated `enhanced-locking.redis:` block.
+    pub fn from_config(c: &crate::config::RedisConfig) -> Self {
+        Self {
+            addr: c
+                .addr
+                .clone()
+                .or_else(|| c.cluster_nodes.first().cloned())
+                .unwrap_or_else(|| Self::default().addr),
+            cluster_nodes: c.cluster_nodes.clone(),
+            password: c.password.as_ref().map(|p| p.expose().to_owned()),
+            db: c.db,
+            cluster_mode: c.cluster_mode,
+            key_prefix: c.key_prefix.clone(),
+            pool_size: c.pool_size,
+            pool_timeout: c.pool_timeout,
+            dial_timeout: c.dial_timeout,
+            read_timeout: c.read_timeout,
+            write_timeout: c.write_timeout,
+            max_retries: c.max_retries,
+        }
+    }
+
     /// The same connection with the shadow keyspace, for the shadow engine instance.
     pub fn shadow(&self) -> Self {
         Self {

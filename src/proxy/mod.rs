@@ -2,6 +2,7 @@
 
 mod error;
 mod forward;
+pub mod ratelimit;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;

@@ -3,7 +3,10 @@
 //! The runtime state (split, shadow, master switch) is read lock-free on every request from an
 //! `ArcSwap`; the admin API and the backend's change feed replace it whole.
 
+pub mod breaker;
+pub mod shadow;
 mod split;
+pub mod store;
 
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -11,7 +14,9 @@ use std::time::SystemTime;
 use arc_swap::ArcSwap;
 use serde::{Deserialize, Serialize};
 
+pub use breaker::{BreakerError, BreakerSettings, CircuitBreaker};
 pub use split::{EnginePath, SplitRule, bucket};
+pub use store::{ControlError, ControlStore};
 
 /// The operator-controlled routing state, as `/admin/split` shows it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

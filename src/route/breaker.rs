@@ -1,0 +1,507 @@
+//! The circuit breaker around engine backend calls (DESIGN.md §3, `enable-circuit-breaker`).
+//!
+//! Closed: calls flow; `failure-threshold` consecutive backend failures (errors or timeouts) open
+//! it. Open: calls are refused at once (the caller takes the legacy path) for `timeout`. Then
+//! half-open: a few probes go through; `success-threshold` consecutive successes close it, one
+//! failure opens it again for another `timeout`.
+//!
+//! The state is one atomic, so the per-request check is a load; transitions take a short mutex.
+//! A call that started in an earlier state (a generation ago) does not count: a slow failure from
+//! before a reopen must not cut the new open period short or close a fresh one.
+
+use std::future::Future;
+use std::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use crate::config::BreakerConfig;
+use crate::engine::EngineError;
+use crate::telemetry::{BreakerState, Metrics};
+
+const CLOSED: u8 = 0;
+const OPEN: u8 = 1;
+const HALF_OPEN: u8 = 2;
+
+/// Whether an error says the backend is unwell (trips the breaker) or only that the request
+/// was refused on its merits (a full queue, a bad request), which says nothing about health.
+pub trait BackendFailure {
+    /// True when this error should count toward opening the breaker.
+    fn is_backend_failure(&self) -> bool;
+}
+
+impl BackendFailure for EngineError {
+    fn is_backend_failure(&self) -> bool {
+        matches!(
+            self,
+            EngineError::BackendUnavailable(_)
+                | EngineError::BackendTimeout
+                | EngineError::Protocol(_)
+        )
+    }
+}
+
+/// Why a call through the breaker did not produce a value.
+#[derive(Debug, thiserror::Error)]
+pub enum BreakerError<E> {
+    /// The breaker is open: the call was not made; take the legacy path.
+    #[error("circuit breaker open: engine backend skipped")]
+    Open,
+    /// The call ran past the breaker's deadline (counted as a failure).
+    #[error("engine call timed out after {0:?}")]
+    Timeout(Duration),
+    /// The call itself failed.
+    #[error(transparent)]
+    Inner(E),
+}
+
+/// Breaker thresholds, from `enhanced-locking.circuit-breaker.*`.
+#[derive(Clone, Debug)]
+pub struct BreakerSettings {
+    /// `enable-circuit-breaker`: when false the breaker never opens.
+    pub enabled: bool,
+    /// Consecutive failures that open it.
+    pub failure_threshold: u32,
+    /// Consecutive half-open successes that close it.
+    pub success_threshold: u32,
+    /// How long it stays open before probing.
+    pub open_for: Duration,
+}
+
+impl BreakerSettings {
+    /// From the validated config.
+    pub fn from_config(enabled: bool, cfg: &BreakerConfig) -> Self {
+        Self {
+            enabled,
+            failure_threshold: cfg.failure_threshold.max(1),
+            success_threshold: cfg.success_threshold.max(1),
+            open_for: cfg.timeout,
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Inner {
+    failures: u32,
+    successes: u32,
+    probes_in_flight: u32,
+    opened_at: Instant,
+}
+
+/// A circuit breaker; share it as `Arc<CircuitBreaker>`.
+pub struct CircuitBreaker {
+    settings: BreakerSettings,
+    state: AtomicU8,
+    // Bumped on every transition (under the mutex); read lock-free to stamp permits.
+    generation: AtomicU64,
+    // Closed-state failure streak mirrored outside the mutex, so the common success path
+    // (closed, no streak) never locks.
+    closed_failures: AtomicU32,
+    inner: Mutex<Inner>,
+    metrics: Option<Arc<Metrics>>,
+}
+
+impl std::fmt::Debug for CircuitBreaker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CircuitBreaker")
+            .field("state", &self.state())
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Permission to make one call; report its result with [`Permit::record`].
+///
+/// Dropping a permit unrecorded (the caller was cancelled) frees a half-open probe slot and counts
+/// as neither success nor failure.
+#[derive(Debug)]
+pub struct Permit<'a> {
+    breaker: &'a CircuitBreaker,
+    generation: u64,
+    probe: bool,
+    done: bool,
+}
+
+impl Permit<'_> {
+    /// Records the outcome: `true` for a healthy backend answer.
+    pub fn record(mut self, ok: bool) {
+        self.done = true;
+        self.breaker.record(self.generation, self.probe, ok);
+    }
+}
+
+impl Drop for Permit<'_> {
+    fn drop(&mut self) {
+        if !self.done && self.probe {
+            let mut inner = self.breaker.lock();
+            if self.breaker.generation.load(Ordering::Acquire) == self.generation {
+                inner.probes_in_flight = inner.probes_in_flight.saturating_sub(1);
+            }
+        }
+    }
+}
+
+impl CircuitBreaker {
+    /// A closed breaker; `metrics` receives every state change.
+    pub fn new(settings: BreakerSettings, metrics: Option<Arc<Metrics>>) -> Self {
+        if let Some(m) = &metrics {
+            m.set_breaker_state(BreakerState::Closed);
+        }
+        Self {
+            settings,
+            state: AtomicU8::new(CLOSED),
+            generation: AtomicU64::new(0),
+            closed_failures: AtomicU32::new(0),
+            inner: Mutex::new(Inner {
+                failures: 0,
+                successes: 0,
+                probes_in_flight: 0,
+                opened_at: Instant::now(),
+            }),
+            metrics,
+        }
+    }
+
+    /// The current state (lock-free). An open breaker whose `timeout` has passed still reads
+    /// `Open` until the next call turns it half-open.
+    pub fn state(&self) -> BreakerState {
+        match self.state.load(Ordering::Acquire) {
+            OPEN => BreakerState::Open,
+            HALF_OPEN => BreakerState::HalfOpen,
+            _ => BreakerState::Closed,
+        }
+    }
+
+    /// The state as the admin API names it: `closed`, `open` or `half-open`.
+    pub fn state_name(&self) -> &'static str {
+        state_name(self.state())
+    }
+
+    /// Asks to make one call: `None` means the breaker is open and the caller must not call.
+    pub fn allow(&self) -> Option<Permit<'_>> {
+        if !self.settings.enabled || self.state.load(Ordering::Acquire) == CLOSED {
+            return Some(self.permit(self.generation.load(Ordering::Acquire), false));
+        }
+        let mut inner = self.lock();
+        match self.state.load(Ordering::Acquire) {
+            CLOSED => Some(self.permit(self.generation.load(Ordering::Acquire), false)),
+            OPEN if inner.opened_at.elapsed() >= self.settings.open_for => {
+                let generation = self.generation.fetch_add(1, Ordering::AcqRel) + 1;
+                inner.successes = 0;
+                inner.probes_in_flight = 1;
+                self.set_state(HALF_OPEN);
+                tracing::info!("circuit breaker half-open: probing the engine backend");
+                Some(self.permit(generation, true))
+            }
+            HALF_OPEN if inner.probes_in_flight < self.probe_slots(&inner) => {
+                inner.probes_in_flight += 1;
+                Some(self.permit(self.generation.load(Ordering::Acquire), true))
+            }
+            _ => None,
+        }
+    }
+
+    /// Runs `fut` through the breaker; backend failures (see [`BackendFailure`]) count against it.
+    pub async fn call<T, E, F>(&self, fut: F) -> Result<T, BreakerError<E>>
+    where
+        F: Future<Output = Result<T, E>>,
+        E: BackendFailure,
+    {
+        let permit = self.allow().ok_or(BreakerError::Open)?;
+        let res = fut.await;
+        permit.record(match &res {
+            Ok(_) => true,
+            Err(e) => !e.is_backend_failure(),
+        });
+        res.map_err(BreakerError::Inner)
+    }
+
+    /// Like [`CircuitBreaker::call`], also failing (and counting) a call that takes longer than
+    /// `deadline`.
+    pub async fn call_within<T, E, F>(
+        &self,
+        deadline: Duration,
+        fut: F,
+    ) -> Result<T, BreakerError<E>>
+    where
+        F: Future<Output = Result<T, E>>,
+        E: BackendFailure,
+    {
+        let permit = self.allow().ok_or(BreakerError::Open)?;
+        match tokio::time::timeout(deadline, fut).await {
+            Err(_) => {
+                permit.record(false);
+                Err(BreakerError::Timeout(deadline))
+            }
+            Ok(res) => {
+                permit.record(match &res {
+                    Ok(_) => true,
+                    Err(e) => !e.is_backend_failure(),
+                });
+                res.map_err(BreakerError::Inner)
+            }
+        }
+    }
+
+    fn permit(&self, generation: u64, probe: bool) -> Permit<'_> {
+        Permit {
+            breaker: self,
+            generation,
+            probe,
+            done: false,
+        }
+    }
+
+    /// Concurrent probes allowed while half-open: enough to close it, never a flood.
+    fn probe_slots(&self, inner: &Inner) -> u32 {
+        self.settings
+            .success_threshold
+            .saturating_sub(inner.successes)
+            .max(1)
+    }
+
+    fn record(&self, generation: u64, probe: bool, ok: bool) {
+        if !self.settings.enabled {
+            return;
+        }
+        if ok && !probe && self.closed_failures.load(Ordering::Relaxed) == 0 {
+            return;
+        }
+        let mut inner = self.lock();
+        if self.generation.load(Ordering::Acquire) != generation {
+            return;
+        }
+        if probe {
+            inner.probes_in_flight = inner.probes_in_flight.saturating_sub(1);
+        }
+        match (self.state.load(Ordering::Acquire), ok) {
+            (CLOSED, true) => {
+                inner.failures = 0;
+                self.closed_failures.store(0, Ordering::Relaxed);
+            }
+            (CLOSED, false) => {
+                inner.failures += 1;
+                self.closed_failures.store(inner.failures, Ordering::Relaxed);
+                if inner.failures >= self.settings.failure_threshold {
+                    tracing::warn!(
+                        failures = inner.failures,
+                        open_for = ?self.settings.open_for,
+                        "circuit breaker open: enhanced traffic takes the legacy path"
+                    );
+                    self.open(&mut inner);
+                }
+            }
+            (HALF_OPEN, true) => {
+                inner.successes += 1;
+                if inner.successes >= self.settings.success_threshold {
+                    self.generation.fetch_add(1, Ordering::AcqRel);
+                    inner.failures = 0;
+                    inner.probes_in_flight = 0;
+                    self.closed_failures.store(0, Ordering::Relaxed);
+                    self.set_state(CLOSED);
+                    tracing::info!("circuit breaker closed: engine backend healthy again");
+                }
+            }
+            (HALF_OPEN, false) => {
+                tracing::warn!("circuit breaker probe failed: open again");
+                self.open(&mut inner);
+            }
+            _ => {}
+        }
+    }
+
+    fn open(&self, inner: &mut Inner) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        inner.opened_at = Instant::now();
+        inner.successes = 0;
+        inner.probes_in_flight = 0;
+        self.set_state(OPEN);
+    }
+
+    fn set_state(&self, s: u8) {
+        self.state.store(s, Ordering::Release);
+        if let Some(m) = &self.metrics {
+            m.set_breaker_state(self.state());
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // The critical sections cannot panic halfway; a poisoned lock still holds consistent data.
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// The API name of a breaker state: `closed`, `open` or `half-open`.
+pub fn state_name(state: BreakerState) -> &'static str {
+    match state {
+        BreakerState::Closed => "closed",
+        BreakerState::Open => "open",
+        BreakerState::HalfOpen => "half-open",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn breaker(failures: u32, successes: u32) -> CircuitBreaker {
+        CircuitBreaker::new(
+            BreakerSettings {
+                enabled: true,
+                failure_threshold: failures,
+                success_threshold: successes,
+                open_for: Duration::from_secs(30),
+            },
+            None,
+        )
+    }
+
+    async fn fail(b: &CircuitBreaker) -> Result<(), BreakerError<EngineError>> {
+        b.call(async { Err::<(), _>(EngineError::BackendTimeout) })
+            .await
+    }
+
+    async fn succeed(b: &CircuitBreaker) -> Result<(), BreakerError<EngineError>> {
+        b.call(async { Ok::<(), EngineError>(()) }).await
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn opens_after_consecutive_failures_and_refuses_calls() {
+        let b = breaker(3, 2);
+        fail(&b).await.unwrap_err();
+        fail(&b).await.unwrap_err();
+        succeed(&b).await.unwrap();
+        // The streak was broken: two more failures are not enough.
+        fail(&b).await.unwrap_err();
+        fail(&b).await.unwrap_err();
+        assert_eq!(b.state_name(), "closed");
+        fail(&b).await.unwrap_err();
+        assert_eq!(b.state_name(), "open");
+        let mut called = false;
+        let r = b
+            .call(async {
+                called = true;
+                Ok::<(), EngineError>(())
+            })
+            .await;
+        assert!(matches!(r, Err(BreakerError::Open)));
+        assert!(!called, "an open breaker must not call the backend");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn half_open_after_the_timeout_then_closes_after_enough_successes() {
+        let b = breaker(1, 2);
+        fail(&b).await.unwrap_err();
+        tokio::time::advance(Duration::from_secs(29)).await;
+        assert!(b.allow().is_none(), "still open before the timeout");
+        tokio::time::advance(Duration::from_secs(1)).await;
+        succeed(&b).await.unwrap();
+        assert_eq!(b.state_name(), "half-open");
+        succeed(&b).await.unwrap();
+        assert_eq!(b.state_name(), "closed");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_failed_probe_reopens_for_a_full_timeout() {
+        let b = breaker(1, 1);
+        fail(&b).await.unwrap_err();
+        tokio::time::advance(Duration::from_secs(30)).await;
+        fail(&b).await.unwrap_err();
+        assert_eq!(b.state_name(), "open");
+        tokio::time::advance(Duration::from_secs(20)).await;
+        assert!(b.allow().is_none());
+        tokio::time::advance(Duration::from_secs(10)).await;
+        succeed(&b).await.unwrap();
+        assert_eq!(b.state_name(), "closed");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn half_open_lets_only_a_few_probes_through_at_once() {
+        let b = breaker(1, 2);
+        fail(&b).await.unwrap_err();
+        tokio::time::advance(Duration::from_secs(30)).await;
+        let p1 = b.allow().expect("first probe");
+        let p2 = b.allow().expect("second probe");
+        assert!(b.allow().is_none(), "no more than success-threshold probes");
+        drop(p2); // a cancelled probe frees its slot
+        let p3 = b.allow().expect("slot freed");
+        p1.record(true);
+        p3.record(true);
+        assert_eq!(b.state_name(), "closed");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn timeouts_count_and_refusals_do_not() {
+        let b = breaker(2, 1);
+        let full = || async {
+            Err::<(), _>(EngineError::QueueFull {
+                key: "k".into(),
+                max: 1,
+            })
+        };
+        for _ in 0..5 {
+            assert!(matches!(b.call(full()).await, Err(BreakerError::Inner(_))));
+        }
+        assert_eq!(b.state_name(), "closed", "a full queue is not a sick backend");
+        for _ in 0..2 {
+            let r = b
+                .call_within(Duration::from_millis(100), async {
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    Ok::<(), EngineError>(())
+                })
+                .await;
+            assert!(matches!(r, Err(BreakerError::Timeout(_))));
+        }
+        assert_eq!(b.state_name(), "open");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_late_failure_from_before_the_reopen_is_ignored() {
+        let b = breaker(1, 1);
+        let stale = b.allow().unwrap();
+        fail(&b).await.unwrap_err();
+        tokio::time::advance(Duration::from_secs(30)).await;
+        succeed(&b).await.unwrap();
+        assert_eq!(b.state_name(), "closed");
+        stale.record(false);
+        assert_eq!(b.state_name(), "closed", "a stale result must not reopen");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn disabled_never_opens_and_the_gauge_follows_the_state() {
+        let off = CircuitBreaker::new(
+            BreakerSettings {
+                enabled: false,
+                failure_threshold: 1,
+                success_threshold: 1,
+                open_for: Duration::from_secs(1),
+            },
+            None,
+        );
+        for _ in 0..10 {
+            fail(&off).await.unwrap_err();
+        }
+        assert_eq!(off.state_name(), "closed");
+
+        let m = Arc::new(Metrics::new());
+        let b = CircuitBreaker::new(
+            BreakerSettings {
+                enabled: true,
+                failure_threshold: 1,
+                success_threshold: 1,
+                open_for: Duration::from_secs(1),
+            },
+            Some(m.clone()),
+        );
+        fail(&b).await.unwrap_err();
+        let text = m.encode();
+        assert!(
+            text.lines().any(|l| {
+                l.starts_with("atlantis_enhanced_locking_circuit_breaker_state ")
+                    && l.split_whitespace().last().and_then(|v| v.parse::<f64>().ok()) == Some(1.0)
+            }),
+            "{text}"
+        );
+    }
+}
