@@ -14,9 +14,9 @@ use tokio_util::task::TaskTracker;
 use crate::admin::{self, AdminState};
 use crate::classify::{ClassifyConfig, LockModeTable};
 use crate::config::{Backend, Config};
-use crate::proxy::{self, ProxyState};
 use crate::engine::{EngineSettings, MemoryEngine};
 use crate::proxy::ratelimit::RateLimits;
+use crate::proxy::{self, ProxyState};
 use crate::route::shadow::{RECENT_DIFFS, ShadowRecorder};
 use crate::route::{
     BreakerSettings, CircuitBreaker, ControlError, ControlStore, Router, SplitRule, SplitState,

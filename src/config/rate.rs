@@ -52,9 +52,32 @@ mod tests {
         let r = parse("k", Some("50/s burst 100")).unwrap().unwrap();
         assert_eq!((r.count, r.per, r.burst), (50, Duration::from_secs(1), 100));
         let r = parse("k", Some("600/m")).unwrap().unwrap();
-        assert_eq!((r.count, r.per, r.burst), (600, Duration::from_secs(60), 600));
+        assert_eq!(
+            (r.count, r.per, r.burst),
+            (600, Duration::from_secs(60), 600)
+        );
         assert_eq!(parse("k", Some("off")).unwrap(), None);
         assert_eq!(parse("k", None).unwrap(), None);
+    }
+
+    #[test]
+    fn limits_are_off_by_default_and_read_from_server_and_admin() {
+        let c = crate::config::Config::from_yaml("").unwrap();
+        assert!(c.server.rate_limit.per_ip.is_none() && c.server.rate_limit.per_repo.is_none());
+        assert!(c.admin.rate_limit.is_none());
+        let c = crate::config::Config::from_yaml(
+            "server:\n  rate-limit:\n    per-ip: 50/s burst 100\n    per-repo: 20/s\nadmin:\n  rate-limit: 10/m\n",
+        )
+        .unwrap();
+        assert_eq!(c.server.rate_limit.per_ip.map(|r| r.burst), Some(100));
+        assert_eq!(c.server.rate_limit.per_repo.map(|r| r.count), Some(20));
+        assert_eq!(
+            c.admin.rate_limit.map(|r| r.per),
+            Some(Duration::from_secs(60))
+        );
+        let e = crate::config::Config::from_yaml("server:\n  rate-limit:\n    per-host: 1/s\n")
+            .unwrap_err();
+        assert!(e.to_string().contains("per-host"), "{e}");
     }
 
     #[test]

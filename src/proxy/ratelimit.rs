@@ -54,9 +54,9 @@ impl<K: std::hash::Hash + Eq + Clone> Keyed<K> {
         if self.checks.fetch_add(1, Ordering::Relaxed) % SWEEP_EVERY == SWEEP_EVERY - 1 {
             self.limiter.retain_recent();
         }
-        self.limiter
-            .check_key(key)
-            .map_err(|not_until| RetryAfter(not_until.wait_time_from(DefaultClock::default().now())))
+        self.limiter.check_key(key).map_err(|not_until| {
+            RetryAfter(not_until.wait_time_from(DefaultClock::default().now()))
+        })
     }
 }
 

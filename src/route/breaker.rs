@@ -282,7 +282,8 @@ impl CircuitBreaker {
             }
             (CLOSED, false) => {
                 inner.failures += 1;
-                self.closed_failures.store(inner.failures, Ordering::Relaxed);
+                self.closed_failures
+                    .store(inner.failures, Ordering::Relaxed);
                 if inner.failures >= self.settings.failure_threshold {
                     tracing::warn!(
                         failures = inner.failures,
@@ -443,7 +444,11 @@ mod tests {
         for _ in 0..5 {
             assert!(matches!(b.call(full()).await, Err(BreakerError::Inner(_))));
         }
-        assert_eq!(b.state_name(), "closed", "a full queue is not a sick backend");
+        assert_eq!(
+            b.state_name(),
+            "closed",
+            "a full queue is not a sick backend"
+        );
         for _ in 0..2 {
             let r = b
                 .call_within(Duration::from_millis(100), async {
@@ -499,7 +504,10 @@ mod tests {
         assert!(
             text.lines().any(|l| {
                 l.starts_with("atlantis_enhanced_locking_circuit_breaker_state ")
-                    && l.split_whitespace().last().and_then(|v| v.parse::<f64>().ok()) == Some(1.0)
+                    && l.split_whitespace()
+                        .last()
+                        .and_then(|v| v.parse::<f64>().ok())
+                        == Some(1.0)
             }),
             "{text}"
         );

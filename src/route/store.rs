@@ -42,7 +42,7 @@ pub enum ControlStore {
     /// One replica: the router is the only copy.
     Memory,
     /// Shared through Redis.
-    Redis(RedisControl),
+    Redis(Box<RedisControl>),
 }
 
 /// The Redis side of [`ControlStore`].
@@ -72,7 +72,7 @@ impl ControlStore {
             BackendKind::Memory => Ok(ControlStore::Memory),
             BackendKind::Redis => Self::connect_redis(RedisSettings::from_config(&cfg.redis))
                 .await
-                .map(ControlStore::Redis),
+                .map(|r| ControlStore::Redis(Box::new(r))),
         }
     }
 
@@ -85,10 +85,7 @@ impl ControlStore {
         } else {
             let info =
                 connection_info(&settings.addr, &settings, settings.db).map_err(unavailable)?;
-            Some(
-                redis::Client::open(info)
-                    .map_err(|e| ControlError::Unavailable(e.to_string()))?,
-            )
+            Some(redis::Client::open(info).map_err(|e| ControlError::Unavailable(e.to_string()))?)
         };
         Ok(RedisControl {
             backend,

@@ -47,6 +47,20 @@ async fn a_split_change_reaches_every_replica_within_a_second_and_survives_resta
     let b = spawn_proxy(&fake.url(), &yaml(&redis, 10)).await;
     assert_eq!(split_of(&a).await["traffic_split"], 10);
     assert_eq!(split_of(&b).await["backend"], "redis");
+    // Both followers listen for announcements (the re-read is only the safety net).
+    let subscribed = async {
+        for _ in 0..100 {
+            let n = redis
+                .command(&["PUBSUB", "NUMSUB", "ctl-test:control:split"])
+                .unwrap();
+            if n.lines().last() == Some("2") {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        false
+    };
+    assert!(subscribed.await, "both replicas subscribe to split changes");
 
     let put = send(
         Method::PUT,
@@ -136,7 +150,10 @@ async fn diagnostics_show_the_breaker_shadow_diffs_and_deadlocks() {
     let diffs = send(Method::GET, &p.admin_url("/admin/shadow/diffs"), &AUTH, "").await;
     assert_eq!(diffs.status, 200);
     let d = diffs.json();
-    assert_eq!((d["compared"].as_u64(), d["mismatched"].as_u64()), (Some(0), Some(0)));
+    assert_eq!(
+        (d["compared"].as_u64(), d["mismatched"].as_u64()),
+        (Some(0), Some(0))
+    );
     assert!(d["recent"].as_array().unwrap().is_empty());
 
     let dl = send(Method::GET, &p.admin_url("/admin/deadlocks"), &AUTH, "").await;

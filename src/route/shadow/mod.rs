@@ -256,12 +256,13 @@ pub fn legacy_outcome_from_locks(
                 None => LegacyOutcome::Released,
             }
         }
-        ShadowOp::ReleaseKey { key } => match (before.map(|b| holder(key, b)), holder(key, after))
-        {
-            (_, Some(_)) => LegacyOutcome::Unknown,
-            (Some(None), None) => LegacyOutcome::NoOp,
-            _ => LegacyOutcome::Released,
-        },
+        ShadowOp::ReleaseKey { key } => {
+            match (before.map(|b| holder(key, b)), holder(key, after)) {
+                (_, Some(_)) => LegacyOutcome::Unknown,
+                (Some(None), None) => LegacyOutcome::NoOp,
+                _ => LegacyOutcome::Released,
+            }
+        }
     }
 }
 
