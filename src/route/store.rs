@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use redis::Value;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -24,6 +25,9 @@ use crate::telemetry::Metrics;
 
 /// Period of the follower's re-read, the safety net under pub/sub.
 pub const FOLLOW_INTERVAL: Duration = Duration::from_millis(500);
+
+/// Longest an admin request waits for the state to be stored before answering.
+const SAVE_WAIT: Duration = Duration::from_secs(1);
 
 /// Why the control state could not be read or written.
 #[derive(Debug, thiserror::Error)]
@@ -45,9 +49,18 @@ pub enum ControlStore {
     Redis(Box<RedisControl>),
 }
 
+/// How the store reaches Redis.
+enum Link {
+    // A self-reconnecting connection: the control state must come back after a Redis restart
+    // by itself, and it is a handful of commands a second at most, so one connection suffices.
+    Standalone(ConnectionManager),
+    // The cluster client routes the one key and re-discovers nodes itself.
+    Cluster(Backend),
+}
+
 /// The Redis side of [`ControlStore`].
 pub struct RedisControl {
-    backend: Backend,
+    link: Link,
     // The standalone client, for the pub/sub connection; `None` in cluster mode.
     client: Option<redis::Client>,
     settings: RedisSettings,
@@ -77,18 +90,30 @@ impl ControlStore {
     }
 
     /// A Redis store with the given connection settings (key under `settings.key_prefix`).
+    ///
+    /// Standalone connects lazily, so a Redis that is down at start-up delays nothing: the
+    /// configured state is used until the follower can read the stored one.
     pub async fn connect_redis(settings: RedisSettings) -> Result<RedisControl, ControlError> {
         let unavailable = |e: crate::engine::EngineError| ControlError::Unavailable(e.to_string());
-        let backend = Backend::connect(&settings).await.map_err(unavailable)?;
-        let client = if settings.cluster_mode {
-            None
+        let redis_err = |e: redis::RedisError| ControlError::Unavailable(e.to_string());
+        let (link, client) = if settings.cluster_mode {
+            let backend = Backend::connect(&settings).await.map_err(unavailable)?;
+            (Link::Cluster(backend), None)
         } else {
             let info =
                 connection_info(&settings.addr, &settings, settings.db).map_err(unavailable)?;
-            Some(redis::Client::open(info).map_err(|e| ControlError::Unavailable(e.to_string()))?)
+            let client = redis::Client::open(info).map_err(redis_err)?;
+            let config = ConnectionManagerConfig::new()
+                .set_connection_timeout(Some(settings.dial_timeout))
+                .set_response_timeout(Some(op_deadline(&settings)))
+                .set_number_of_retries(settings.max_retries as usize)
+                .set_max_delay(FOLLOW_INTERVAL);
+            let manager = ConnectionManager::new_lazy_with_config(client.clone(), config)
+                .map_err(redis_err)?;
+            (Link::Standalone(manager), Some(client))
         };
         Ok(RedisControl {
-            backend,
+            link,
             client,
             key: format!("{}control:split", settings.key_prefix),
             settings,
@@ -126,7 +151,11 @@ impl ControlStore {
         let ControlStore::Redis(r) = self else {
             return Ok(());
         };
-        let res = r.write(state).await;
+        // The operator's request waits at most this long; the follower finishes the job.
+        let res = match tokio::time::timeout(SAVE_WAIT, r.write(state)).await {
+            Ok(res) => res,
+            Err(_) => Err(ControlError::Unavailable("timed out".into())),
+        };
         let mut pending = r.lock_pending();
         *pending = match &res {
             Ok(()) => None,
@@ -160,7 +189,13 @@ impl RedisControl {
     }
 
     async fn query(&self, cmd: &redis::Cmd) -> Result<Value, ControlError> {
-        match tokio::time::timeout(op_deadline(&self.settings), self.backend.query(cmd)).await {
+        let call = async {
+            match &self.link {
+                Link::Standalone(m) => cmd.query_async(&mut m.clone()).await,
+                Link::Cluster(b) => b.query(cmd).await,
+            }
+        };
+        match tokio::time::timeout(op_deadline(&self.settings), call).await {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(e)) => Err(ControlError::Unavailable(e.to_string())),
             Err(_) => Err(ControlError::Unavailable("timed out".into())),
@@ -254,7 +289,15 @@ impl RedisControl {
         }
         match self.read().await {
             Ok(Some(state)) if self.lock_pending().is_none() => apply(router, metrics, state),
-            Ok(_) => {}
+            Ok(Some(_)) => {}
+            // The key is gone (Redis restarted without persistence): store what we follow, so
+            // a replica started now does not fall back to its own config.
+            Ok(None) => {
+                let json = encode(&router.state());
+                let _ = self
+                    .query(redis::cmd("SET").arg(&self.key).arg(&json).arg("NX"))
+                    .await;
+            }
             Err(e) => tracing::debug!(error = %e, "split follower: re-read failed"),
         }
     }

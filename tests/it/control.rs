@@ -166,3 +166,86 @@ async fn diagnostics_show_the_breaker_shadow_diffs_and_deadlocks() {
     );
     p.stop().await;
 }
+
+#[tokio::test]
+async fn a_rollback_during_a_redis_outage_holds_and_is_stored_when_redis_returns() {
+    let redis = RedisServer::start();
+    let port = redis.port;
+    let fake = FakeAtlantis::start().await;
+    let cfg = yaml(&redis, 40);
+    let a = spawn_proxy(&fake.url(), &cfg).await;
+    assert_eq!(split_of(&a).await["traffic_split"], 40);
+
+    drop(redis);
+    let started = Instant::now();
+    let rb = send(Method::POST, &a.admin_url("/admin/rollback"), &AUTH, "").await;
+    assert_eq!(rb.status, 200, "{}", rb.text());
+    assert!(
+        started.elapsed() < Duration::from_millis(1500),
+        "rollback answered after {:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        split_of(&a).await["traffic_split"],
+        0,
+        "applied here at once"
+    );
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    assert_eq!(
+        split_of(&a).await["traffic_split"],
+        0,
+        "not reverted meanwhile"
+    );
+
+    // Redis comes back empty on the same port: the pending rollback is written, not lost.
+    let redis = tokio::task::spawn_blocking(move || RedisServer::start_on(port))
+        .await
+        .unwrap();
+    let mut stored = String::new();
+    for _ in 0..150 {
+        stored = redis
+            .command(&["GET", "ctl-test:control:split"])
+            .unwrap_or_default();
+        if !stored.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(stored.contains("\"traffic_split\":0"), "stored: {stored:?}");
+    // A replica started now follows the stored rollback, not its config's 40.
+    let b = spawn_proxy(&fake.url(), &cfg).await;
+    assert_eq!(split_of(&b).await["traffic_split"], 0);
+    a.stop().await;
+    b.stop().await;
+}
+
+#[tokio::test]
+async fn the_redis_engine_serves_again_after_a_redis_restart() {
+    use atlantis_lock_proxy::engine::{EngineSettings, LockEngine, RedisEngine, RedisSettings};
+    let redis = RedisServer::start();
+    let port = redis.port;
+    let engine = RedisEngine::connect(
+        EngineSettings::default(),
+        RedisSettings {
+            addr: redis.addr.clone(),
+            ..RedisSettings::default()
+        },
+    )
+    .await
+    .unwrap();
+    engine.ping().await.unwrap();
+    drop(redis);
+    assert!(engine.ping().await.is_err());
+    let _redis = tokio::task::spawn_blocking(move || RedisServer::start_on(port))
+        .await
+        .unwrap();
+    let mut ok = false;
+    for _ in 0..50 {
+        if engine.ping().await.is_ok() {
+            ok = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(ok, "engine never recovered after a Redis restart");
+}

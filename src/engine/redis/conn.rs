@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use bb8_redis::RedisConnectionManager;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::ClusterClientBuilder;
 use redis::cluster_async::ClusterConnection;
 use redis::{
@@ -15,8 +15,8 @@ use crate::engine::{EngineError, RedisSettings};
 /// A live connection source for scripts and plain commands.
 #[derive(Clone)]
 pub enum Backend {
-    /// Standalone server behind a pool of multiplexed connections.
-    Pool(bb8::Pool<RedisConnectionManager>),
+    /// Standalone server behind a pool of multiplexed, self-reconnecting connections.
+    Pool(bb8::Pool<Reconnecting>),
     /// Redis Cluster; the client routes each script by its first key.
     Cluster(ClusterConnection),
 }
@@ -83,7 +83,15 @@ impl Backend {
             Ok(Backend::Cluster(conn))
         } else {
             let info = connection_info(&s.addr, s, s.db)?;
-            let manager = RedisConnectionManager::new(info).map_err(unavailable)?;
+            let manager = Reconnecting {
+                client: redis::Client::open(info).map_err(unavailable)?,
+                config: ConnectionManagerConfig::new()
+                    .set_connection_timeout(Some(s.dial_timeout))
+                    // Commands are bounded by the engine's own deadline (`op_deadline`).
+                    .set_response_timeout(None)
+                    .set_number_of_retries(s.max_retries as usize)
+                    .set_max_delay(Duration::from_secs(1)),
+            };
             let pool = bb8::Pool::builder()
                 .max_size(s.pool_size.max(1))
                 .connection_timeout(s.pool_timeout)
@@ -114,11 +122,35 @@ impl Backend {
     }
 }
 
+/// Pooled connections are `ConnectionManager`s: a plain multiplexed connection never recovers
+/// once its server goes away (bb8 cannot tell it is broken, and checking with a PING per
+/// checkout would double every round trip), so after a Redis restart the engine would fail
+/// forever. A `ConnectionManager` reconnects in the background after a dropped connection.
+pub struct Reconnecting {
+    client: redis::Client,
+    config: ConnectionManagerConfig,
+}
+
+impl bb8::ManageConnection for Reconnecting {
+    type Connection = ConnectionManager;
+    type Error = RedisError;
+
+    async fn connect(&self) -> Result<ConnectionManager, RedisError> {
+        ConnectionManager::new_with_config(self.client.clone(), self.config.clone()).await
+    }
+
+    async fn is_valid(&self, conn: &mut ConnectionManager) -> Result<(), RedisError> {
+        redis::cmd("PING").query_async::<()>(conn).await
+    }
+
+    fn has_broken(&self, _: &mut ConnectionManager) -> bool {
+        false
+    }
+}
+
 /// A multiplexed connection from the pool, returned to the pool at once: it pipelines requests,
 /// so holding the checkout across a round trip would only serialise callers behind it.
-async fn checkout(
-    pool: &bb8::Pool<RedisConnectionManager>,
-) -> Result<redis::aio::MultiplexedConnection, RedisError> {
+async fn checkout(pool: &bb8::Pool<Reconnecting>) -> Result<ConnectionManager, RedisError> {
     Ok(pool.get().await.map_err(pool_error)?.clone())
 }
 
