@@ -10,7 +10,7 @@ use tokio::time::Instant;
 use crate::support::fake_atlantis::FakeAtlantis;
 use crate::support::http::{get, send};
 use crate::support::proxy::{RunningProxy, spawn_proxy};
-use crate::support::redis::RedisServer;
+use crate::support::redis::{RedisCluster, RedisServer};
 
 const AUTH: [(&str, &str); 1] = [("authorization", "Bearer t")];
 
@@ -73,6 +73,7 @@ async fn a_split_change_reaches_every_replica_within_a_second_and_survives_resta
     let took = followed(&b, 60, Duration::from_secs(3))
         .await
         .expect("replica B never followed the change");
+    eprintln!("replica B followed the split change in {took:?}");
     assert!(took < Duration::from_secs(1), "B followed after {took:?}");
 
     // A restarted replica starts from the stored state, not from its config's 10.
@@ -248,4 +249,42 @@ async fn the_redis_engine_serves_again_after_a_redis_restart() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(ok, "engine never recovered after a Redis restart");
+}
+
+#[tokio::test]
+async fn on_a_redis_cluster_replicas_follow_by_re_reading() {
+    let cluster = tokio::task::spawn_blocking(RedisCluster::start)
+        .await
+        .unwrap();
+    let nodes = cluster
+        .addrs()
+        .iter()
+        .map(|a| format!("\"{a}\""))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let cfg = format!(
+        "admin:\n  listen: 127.0.0.1:0\n  token: t\nenhanced-locking:\n  traffic-split: 5\n  redis:\n    cluster-mode: true\n    cluster-nodes: [{nodes}]\n    key-prefix: \"ctl-cluster:\"\n"
+    );
+    let fake = FakeAtlantis::start().await;
+    let a = spawn_proxy(&fake.url(), &cfg).await;
+    let b = spawn_proxy(&fake.url(), &cfg).await;
+    // B has started following (its first re-read is done), so what follows measures the re-read.
+    assert_eq!(split_of(&b).await["traffic_split"], 5);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let put = send(
+        Method::PUT,
+        &a.admin_url("/admin/split"),
+        &AUTH,
+        r#"{"traffic_split": 70, "monitor_only": true}"#,
+    )
+    .await;
+    assert_eq!(put.status, 200, "{}", put.text());
+    let took = followed(&b, 70, Duration::from_secs(3))
+        .await
+        .expect("replica B never followed on the cluster");
+    eprintln!("replica B followed the split change in {took:?}");
+    assert!(took < Duration::from_secs(1), "B followed after {took:?}");
+    assert_eq!(split_of(&b).await["monitor_only"], true);
+    a.stop().await;
+    b.stop().await;
 }

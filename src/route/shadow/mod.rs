@@ -15,7 +15,10 @@ use serde::Serialize;
 pub use recorder::{RECENT_DIFFS, ShadowDiff, ShadowRecorder, ShadowSpawner};
 
 use crate::classify::{LockKey, PullRef};
-use crate::engine::{AcquireOutcome, QueueOutcome, ReleaseOutcome, ReleaseSummary};
+use crate::engine::{
+    AcquireOutcome, AcquireRequest, EngineResult, LockEngine, QueueOutcome, ReleaseOutcome,
+    ReleaseSummary,
+};
 use crate::upstream::Upstream;
 use crate::upstream::atlantis_api::{AtlantisLock, list_locks};
 
@@ -173,12 +176,7 @@ pub fn compare(legacy: LegacyOutcome, enhanced: EnhancedDecision) -> DiffKind {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ShadowOp {
     /// A pull takes these locks (plan, autoplan).
-    Acquire {
-        /// The pull.
-        pull: PullRef,
-        /// Its locks.
-        locks: Vec<LockKey>,
-    },
+    Acquire(AcquireRequest),
     /// A pull releases everything (closed, merged, `atlantis unlock`).
     ReleasePull {
         /// The pull.
@@ -195,10 +193,27 @@ impl ShadowOp {
     /// `acquire` or `release`, for diffs and traces.
     pub fn name(&self) -> &'static str {
         match self {
-            ShadowOp::Acquire { .. } => "acquire",
+            ShadowOp::Acquire(_) => "acquire",
             ShadowOp::ReleasePull { .. } | ShadowOp::ReleaseKey { .. } => "release",
         }
     }
+}
+
+/// What the engine would decide for `op`, evaluated for real in `engine` — the shadow engine,
+/// whose keyspace is separate (`RedisSettings::shadow`), so its state follows legacy's traffic
+/// without touching real locks. An acquire never queues there: "would queue" is the answer.
+pub async fn evaluate(engine: &dyn LockEngine, op: &ShadowOp) -> EngineResult<EnhancedDecision> {
+    Ok(match op {
+        ShadowOp::Acquire(req) => {
+            EnhancedDecision::from_acquire(&engine.acquire(req.clone()).await?)
+        }
+        ShadowOp::ReleasePull { pull } => {
+            EnhancedDecision::from_release_pull(&engine.release_pull(pull.clone()).await?)
+        }
+        ShadowOp::ReleaseKey { key } => {
+            EnhancedDecision::from_release(&engine.release(key.clone(), None).await?)
+        }
+    })
 }
 
 /// Whether Atlantis's listed lock is this key (full v0.40 name, or its parts when the name is
@@ -229,9 +244,10 @@ pub fn legacy_outcome_from_locks(
             .map(|l| l.pull().unwrap_or(i64::MIN))
     };
     match op {
-        ShadowOp::Acquire { pull, locks } => {
-            let mut all_ours = !locks.is_empty();
-            for k in locks {
+        ShadowOp::Acquire(req) => {
+            let pull = &req.pull;
+            let mut all_ours = !req.locks.is_empty();
+            for k in &req.locks {
                 match holder(k, after) {
                     Some(n) if n != pull.number => return LegacyOutcome::DeniedHeldBy(n),
                     Some(_) => {}

@@ -86,10 +86,10 @@ impl ShadowRecorder {
         }
         if kind != DiffKind::Match && self.keep > 0 {
             let (repo, pull, locks) = match op {
-                ShadowOp::Acquire { pull, locks } => (
-                    pull.repo.clone(),
-                    Some(pull.number),
-                    locks.iter().map(ToString::to_string).collect(),
+                ShadowOp::Acquire(req) => (
+                    req.pull.repo.clone(),
+                    Some(req.pull.number),
+                    req.locks.iter().map(ToString::to_string).collect(),
                 ),
                 ShadowOp::ReleasePull { pull } => (pull.repo.clone(), Some(pull.number), vec![]),
                 ShadowOp::ReleaseKey { key } => (key.repo.clone(), None, vec![key.to_string()]),

@@ -5,7 +5,7 @@ use http::StatusCode;
 
 use super::*;
 use crate::classify::{LockKey, PullRef};
-use crate::engine::{AcquireOutcome, Blocker};
+use crate::engine::{AcquireOutcome, Blocker, MemoryEngine};
 
 fn key(path: &str) -> LockKey {
     LockKey::new("acme/infra", path, "default", "")
@@ -16,6 +16,16 @@ fn pull(n: i64) -> PullRef {
         repo: "acme/infra".into(),
         number: n,
     }
+}
+
+fn acquire(n: i64, locks: Vec<LockKey>) -> ShadowOp {
+    ShadowOp::Acquire(AcquireRequest {
+        locks,
+        pull: pull(n),
+        user: "alice".into(),
+        priority: crate::classify::Priority::Normal,
+        hold_timeout: None,
+    })
 }
 
 fn atlantis_lock(path: &str, pull: i64) -> AtlantisLock {
@@ -107,10 +117,7 @@ fn engine_outcomes_map_to_decisions_naming_the_holder() {
 
 #[test]
 fn webhook_acquire_outcome_comes_from_the_lock_table() {
-    let op = ShadowOp::Acquire {
-        pull: pull(5),
-        locks: vec![key("a"), key("b")],
-    };
+    let op = acquire(5, vec![key("a"), key("b")]);
     let ours = [atlantis_lock("a", 5), atlantis_lock("b", 5)];
     assert_eq!(
         legacy_outcome_from_locks(&op, None, &ours),
@@ -129,10 +136,7 @@ fn webhook_acquire_outcome_comes_from_the_lock_table() {
     // A pre-v0.40 three-part name still matches by its parts.
     let mut old = atlantis_lock("a", 9);
     old.name = "acme/infra/a/default".into();
-    let op_a = ShadowOp::Acquire {
-        pull: pull(5),
-        locks: vec![key("a")],
-    };
+    let op_a = acquire(5, vec![key("a")]);
     assert_eq!(
         legacy_outcome_from_locks(&op_a, None, &[old]),
         LegacyOutcome::DeniedHeldBy(9)
@@ -193,10 +197,7 @@ fn api_answers_give_legacy_outcomes() {
 fn the_recorder_counts_by_kind_and_keeps_the_newest_diffs() {
     let m = Arc::new(crate::telemetry::Metrics::new());
     let rec = ShadowRecorder::new(2, Some(m.clone()));
-    let op = ShadowOp::Acquire {
-        pull: pull(5),
-        locks: vec![key("a")],
-    };
+    let op = acquire(5, vec![key("a")]);
     rec.record(&op, LegacyOutcome::Granted, EnhancedDecision::Granted, None);
     rec.record(
         &op,
@@ -255,4 +256,34 @@ async fn a_saturated_shadow_drops_and_counts_instead_of_waiting() {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     assert!(ok);
+}
+
+#[tokio::test]
+async fn a_seeded_divergence_is_reported_with_its_kind() {
+    // The shadow engine follows legacy's traffic; Atlantis holds a lock (taken before the
+    // migration) that the engine cannot know.
+    let shadow = MemoryEngine::new(Default::default());
+    let rec = ShadowRecorder::new(10, None);
+    let op = acquire(5, vec![key("a")]);
+    let enhanced = evaluate(&shadow, &op).await.unwrap();
+    let legacy = legacy_outcome_from_locks(&op, None, &[atlantis_lock("a", 9)]);
+    assert_eq!(
+        rec.record(&op, legacy, enhanced, None),
+        DiffKind::LegacyDeniedEnhancedWouldGrant
+    );
+    // Ordinary contention agrees in substance: legacy denies, the engine would queue.
+    let op = acquire(6, vec![key("a")]);
+    let enhanced = evaluate(&shadow, &op).await.unwrap();
+    assert_eq!(enhanced, EnhancedDecision::WouldQueueBehind(Some(5)));
+    let legacy = legacy_outcome_from_locks(&op, None, &[atlantis_lock("a", 5)]);
+    assert_eq!(
+        rec.record(&op, legacy, enhanced, None),
+        DiffKind::LegacyDeniedEnhancedWouldQueue
+    );
+    let release = ShadowOp::ReleasePull { pull: pull(5) };
+    assert_eq!(
+        evaluate(&shadow, &release).await.unwrap(),
+        EnhancedDecision::Released
+    );
+    assert_eq!(rec.mismatched(), 1);
 }
