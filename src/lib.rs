@@ -14,7 +14,7 @@
 //! | [`config`] | YAML + `ALP_*` env + CLI flags → validated [`config::Config`] |
 //! | [`app`] | builds everything, owns the listeners, graceful shutdown |
 //! | [`proxy`] | the main listener's tower stack and request handling |
-//! | [`route`] | traffic split (sticky per-repo hash), runtime state |
+//! | [`route`] | traffic split (sticky per-repo hash), runtime state stored in the backend, circuit breaker, shadow diffing |
 //! | [`classify`] | lock keys, pulls, priorities; later the `Operation` parser |
 //! | [`engine`] | the lock engine |
 //! | [`upstream`] | pooled client to Atlantis, header hygiene |

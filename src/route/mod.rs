@@ -2,6 +2,11 @@
 //!
 //! The runtime state (split, shadow, master switch) is read lock-free on every request from an
 //! `ArcSwap`; the admin API and the backend's change feed replace it whole.
+//!
+//! - [`store`]: the state persisted in the backend and followed by every replica;
+//! - [`breaker`]: the circuit breaker that sends enhanced traffic down the legacy path while the
+//!   engine backend is sick;
+//! - [`shadow`]: legacy-vs-engine decision diffing in shadow mode.
 
 pub mod breaker;
 pub mod shadow;
