@@ -16,8 +16,11 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
 use crate::config::BreakerConfig;
-use crate::engine::EngineError;
+use crate::engine::{EngineError, LockEngine};
 use crate::telemetry::{BreakerState, Metrics};
 
 const CLOSED: u8 = 0;
@@ -333,6 +336,38 @@ impl CircuitBreaker {
     }
 }
 
+/// How often the prober looks at an open breaker.
+const PROBE_EVERY: Duration = Duration::from_secs(1);
+
+impl CircuitBreaker {
+    /// Pings the engine backend while the breaker is not closed, so it closes again when the
+    /// backend is back even if no enhanced-routed request comes along to probe it (the
+    /// dispatcher and maintenance tasks need a closed breaker to resume).
+    pub fn spawn_prober(
+        self: &Arc<Self>,
+        engine: Arc<dyn LockEngine>,
+        stop: CancellationToken,
+    ) -> JoinHandle<()> {
+        let me = self.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(
+                PROBE_EVERY.min(me.settings.open_for.max(Duration::from_millis(10))),
+            );
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    () = stop.cancelled() => return,
+                    _ = tick.tick() => {}
+                }
+                if me.state() != BreakerState::Closed {
+                    // Refused while still open: nothing to do until the timeout passes.
+                    let _ = me.call(engine.ping()).await;
+                }
+            }
+        })
+    }
+}
+
 /// The API name of a breaker state: `closed`, `open` or `half-open`.
 pub fn state_name(state: BreakerState) -> &'static str {
     match state {
@@ -471,6 +506,22 @@ mod tests {
         assert_eq!(b.state_name(), "closed");
         stale.record(false);
         assert_eq!(b.state_name(), "closed", "a stale result must not reopen");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_prober_closes_the_breaker_without_any_traffic() {
+        let b = Arc::new(breaker(1, 3));
+        fail(&b).await.unwrap_err();
+        let engine: Arc<dyn LockEngine> =
+            Arc::new(crate::engine::MemoryEngine::new(Default::default()));
+        let stop = CancellationToken::new();
+        let prober = b.spawn_prober(engine, stop.clone());
+        tokio::time::sleep(Duration::from_secs(29)).await;
+        assert_eq!(b.state_name(), "open", "no probe before the timeout");
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        assert_eq!(b.state_name(), "closed", "three probes, one a second");
+        stop.cancel();
+        prober.await.unwrap();
     }
 
     #[tokio::test(start_paused = true)]
