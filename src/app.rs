@@ -18,8 +18,11 @@ use crate::config::{Backend, Config};
 use crate::engine::{build_engine, spawn_background};
 use crate::enhanced::{Enhanced, GateSettings, Parts as EnhancedParts};
 use crate::notify::{Notifier, NotifierSettings};
+use crate::proxy::ratelimit::RateLimits;
 use crate::proxy::{self, ProxyState};
 use crate::resolve::{Resolver, ResolverSettings};
+use crate::route::shadow::{RECENT_DIFFS, ShadowRecorder};
+use crate::route::{BreakerSettings, CircuitBreaker, ControlError, ControlStore};
 use crate::route::{Router, SplitRule, SplitState};
 use crate::telemetry::Metrics;
 use crate::upstream::Upstream;
@@ -47,6 +50,9 @@ pub enum StartError {
     /// A VCS API client could not be built from its settings.
     #[error("cannot set up the VCS API client: {0}")]
     Vcs(#[from] crate::vcs::VcsError),
+    /// The store of the routing state could not be set up.
+    #[error(transparent)]
+    Control(#[from] ControlError),
 }
 
 /// A built, bound application: call [`App::run`] to serve.
@@ -75,9 +81,15 @@ impl App {
             );
         }
         let e = &config.enhanced;
+        // The stored split wins; config only seeds a backend that holds none.
+        let control = Arc::new(ControlStore::connect(e).await?);
+        let initial = control
+            .load_or_init(SplitState::new(e.traffic_split, e.monitor_only, e.enabled))
+            .await;
+        metrics.set_split(initial.traffic_split, initial.monitor_only);
         let router = Arc::new(Router::new(
             SplitRule::new(&e.always_enhanced, &e.always_legacy),
-            SplitState::new(e.traffic_split, e.monitor_only, e.enabled),
+            initial,
         ));
         let engine = build_engine(e.engine_settings(), e.redis_settings(false)).await?;
         let resolver = Arc::new(Resolver::new(
@@ -94,6 +106,12 @@ impl App {
             settings: GateSettings::from_config(&config),
             notifier,
         }));
+        let breaker = Arc::new(CircuitBreaker::new(
+            BreakerSettings::from_config(e.enable_circuit_breaker, &e.circuit_breaker),
+            Some(metrics.clone()),
+        ));
+        let shadow = Arc::new(ShadowRecorder::new(RECENT_DIFFS, Some(metrics.clone())));
+        let limits = Arc::new(RateLimits::from_config(&config));
         let proxy_state = Arc::new(ProxyState {
             upstream: upstream.clone(),
             server: config.server.clone(),
@@ -114,6 +132,10 @@ impl App {
             started_at: std::time::SystemTime::now(),
             router,
             enhanced,
+            control,
+            breaker,
+            shadow,
+            limits,
         });
         Ok(App {
             config,
@@ -158,8 +180,14 @@ impl App {
             .map(|rx| enhanced.spawn_dispatcher(rx, stop.clone()));
         let reconciler = enhanced.spawn_reconciler(stop.clone());
         let stats = enhanced.spawn_stats(stop.clone());
+        let st = &self.admin_state;
+        let follower =
+            st.control
+                .spawn_follower(st.router.clone(), Some(st.metrics.clone()), stop.clone());
         let admin = {
-            let router = admin::router(self.admin_state.clone());
+            let router = admin::router(self.admin_state.clone())
+                // Client addresses for the admin rate limit.
+                .into_make_service_with_connect_info::<SocketAddr>();
             let stop = stop.clone();
             tokio::spawn(async move {
                 let serve = axum::serve(self.admin_listener, router)
@@ -189,6 +217,9 @@ impl App {
         let _ = tokio::join!(background, reconciler, stats);
         if let Some(d) = dispatcher {
             let _ = d.await;
+        }
+        if let Some(f) = follower {
+            let _ = f.await;
         }
         tracing::info!("atlantis-lock-proxy stopped");
     }

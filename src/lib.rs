@@ -16,7 +16,7 @@
 //! | [`proxy`] | the main listener's tower stack; lock traffic handed to the steps below |
 //! | [`classify`] | one request → one `Operation`, exactly as Atlantis parses it |
 //! | [`resolve`] | which projects a bare `atlantis plan` / autoplan locks (project table, VCS API) |
-//! | [`route`] | traffic split (sticky per-repo hash) and the live routing state |
+//! | [`route`] | traffic split, live routing state and its store, circuit breaker, shadow diffing |
 //! | [`enhanced`] | the enhanced path: gate, queue-and-replay dispatcher, reconciler |
 //! | [`engine`] | the lock engine: `LockEngine` with Redis and in-memory backends |
 //! | [`upstream`] | pooled client to Atlantis, header hygiene, stored requests and replay |

@@ -300,17 +300,77 @@ fn render_queues(v: &Value) -> String {
 
 fn render_diffs(v: &Value) -> String {
     let mut out = format!(
-        "compared: {}  mismatched: {}\n",
+        "compared: {}  mismatched: {}  dropped: {}\n",
         s(&v["compared"]),
-        s(&v["mismatched"])
+        s(&v["mismatched"]),
+        s(&v["dropped"])
     );
     if let Some(kinds) = v["by_kind"].as_object() {
         for (k, n) in kinds {
             let _ = writeln!(out, "  {k}: {}", s(n));
         }
     }
-    for d in v["recent"].as_array().into_iter().flatten() {
-        let _ = writeln!(out, "- {}", d);
+    // `{"outcome": "denied_held_by", "pull": 12}` reads as `denied_held_by #12`.
+    let side = |d: &Value, tag: &str| match d["pull"].as_i64() {
+        Some(n) => format!("{} #{n}", s(&d[tag])),
+        None => s(&d[tag]),
+    };
+    let recent = v["recent"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    if !recent.is_empty() {
+        out.push_str("recent (newest first):\n");
+    }
+    for d in recent {
+        let pull = d["pull"]
+            .as_i64()
+            .map(|n| format!("#{n}"))
+            .unwrap_or_default();
+        let locks: Vec<String> = d["locks"].as_array().into_iter().flatten().map(s).collect();
+        let _ = writeln!(
+            out,
+            "- {} {} {}{} {}: legacy {}, enhanced {} [{}]",
+            s(&d["at"]),
+            s(&d["kind"]),
+            s(&d["repo"]),
+            pull,
+            s(&d["operation"]),
+            side(&d["legacy"], "outcome"),
+            side(&d["enhanced"], "decision"),
+            locks.join(", ")
+        );
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn diffs_read_as_one_line_per_disagreement() {
+        let v = serde_json::json!({
+            "compared": 3, "mismatched": 1, "dropped": 0,
+            "by_kind": {"match": 2, "legacy_denied_enhanced_would_grant": 1},
+            "recent": [{
+                "at": "2026-11-26T17:00:00.000Z", "kind": "legacy_denied_enhanced_would_grant",
+                "operation": "acquire", "repo": "acme/infra", "pull": 5,
+                "locks": ["acme/infra/./default/"],
+                "legacy": {"outcome": "denied_held_by", "pull": 9},
+                "enhanced": {"decision": "granted"}
+            }]
+        });
+        let text = render_diffs(&v);
+        assert!(
+            text.starts_with("compared: 3  mismatched: 1  dropped: 0\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "acme/infra#5 acquire: legacy denied_held_by #9, enhanced granted [acme/infra/./default/]"
+            ),
+            "{text}"
+        );
+    }
 }

@@ -5,6 +5,8 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
+use crate::proxy::ratelimit::RetryAfter;
+
 /// Why an admin request failed.
 #[derive(Debug, thiserror::Error)]
 pub enum AdminError {
@@ -20,6 +22,9 @@ pub enum AdminError {
     /// The engine backend or Atlantis failed.
     #[error("{0}")]
     Unavailable(String),
+    /// The client is over `admin.rate-limit`.
+    #[error("{0}")]
+    TooManyRequests(RetryAfter),
 }
 
 impl IntoResponse for AdminError {
@@ -29,6 +34,11 @@ impl IntoResponse for AdminError {
             AdminError::BadRequest(_) => StatusCode::BAD_REQUEST,
             AdminError::NotFound(_) => StatusCode::NOT_FOUND,
             AdminError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            AdminError::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
+        };
+        let retry_after = match &self {
+            AdminError::TooManyRequests(r) => Some(r.secs()),
+            _ => None,
         };
         let mut resp = (status, Json(json!({ "error": self.to_string() }))).into_response();
         if status == StatusCode::UNAUTHORIZED {
@@ -36,6 +46,10 @@ impl IntoResponse for AdminError {
                 header::WWW_AUTHENTICATE,
                 HeaderValue::from_static("Bearer realm=\"atlantis-lock-proxy\""),
             );
+        }
+        if let Some(secs) = retry_after {
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
         resp
     }

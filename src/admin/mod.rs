@@ -2,7 +2,9 @@
 
 mod auth;
 pub mod client;
+mod diagnostics;
 mod error;
+mod limit;
 mod locks;
 mod split;
 
@@ -19,7 +21,9 @@ use serde_json::json;
 pub use error::AdminError;
 
 use crate::config::Secret;
-use crate::route::{Router as SplitRouter, SplitState};
+use crate::proxy::ratelimit::RateLimits;
+use crate::route::shadow::ShadowRecorder;
+use crate::route::{CircuitBreaker, ControlStore, Router as SplitRouter, SplitState};
 use crate::telemetry::Metrics;
 use crate::upstream::Upstream;
 
@@ -39,17 +43,34 @@ pub struct AdminState {
     pub router: Arc<SplitRouter>,
     /// The enhanced path (engine and its Atlantis client).
     pub enhanced: Arc<crate::enhanced::Enhanced>,
+    /// Where the routing state is persisted and shared with the other replicas.
+    pub control: Arc<ControlStore>,
+    /// The breaker around the engine backend.
+    pub breaker: Arc<CircuitBreaker>,
+    /// Shadow comparisons, for `/admin/shadow/diffs`.
+    pub shadow: Arc<ShadowRecorder>,
+    /// Rate limits; the admin one guards `/admin/*`.
+    pub limits: Arc<RateLimits>,
 }
 
 impl AdminState {
-    /// Circuit-breaker state as the API names it.
+    /// Circuit-breaker state as the API names it: `closed`, `open` or `half-open`.
     pub fn breaker_state(&self) -> &'static str {
-        "closed"
+        self.breaker.state_name()
     }
 
-    /// Makes a new split state take effect (and, with a shared backend, reach every replica).
+    /// Makes a new split state take effect here at once, then persists it so every replica
+    /// follows within a second and a restart keeps it.
+    ///
+    /// Applying locally first means a rollback works even while the backend is down; the store
+    /// then keeps the change pending and writes it when the backend is back (logged here).
     pub async fn apply_split(&self, state: SplitState) -> Result<(), AdminError> {
-        self.router.set(state);
+        self.metrics
+            .set_split(state.traffic_split, state.monitor_only);
+        self.router.set(state.clone());
+        if let Err(e) = self.control.save(&state).await {
+            tracing::warn!(error = %e, "split applied on this replica only for now; it is stored once the backend answers");
+        }
         Ok(())
     }
 }
@@ -64,11 +85,19 @@ pub fn router(state: Arc<AdminState>) -> Router {
         .route("/locks/{*key}", delete(locks::release_lock))
         .route("/queues", get(locks::list_queues))
         .route("/queues/{id}", delete(locks::remove_waiter))
+        .route("/shadow/diffs", get(diagnostics::shadow_diffs))
+        .route("/deadlocks", get(diagnostics::deadlocks))
         .fallback(|| async { AdminError::NotFound("no such admin route".into()) })
         // Everything under /admin, unknown routes included, needs the token.
         .layer(middleware::from_fn_with_state(
             state.clone(),
             auth::require_token,
+        ))
+        // Outermost: bound each client before any work (token check included, so guessing
+        // tokens is throttled too).
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            limit::limit_admin,
         ));
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
@@ -84,10 +113,23 @@ async fn readyz(State(st): State<Arc<AdminState>>) -> Response {
         Ok((s, _)) => Err(format!("Atlantis /healthz answered {s}")),
         Err(e) => Err(e.to_string()),
     };
-    let ready = atlantis.is_ok();
+    let engine = match tokio::time::timeout(Duration::from_secs(2), st.enhanced.engine.ping()).await
+    {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err(format!("{} backend did not answer within 2s", st.backend)),
+    };
+    st.metrics.set_backend_health(engine.is_ok());
+    let ready = atlantis.is_ok() && engine.is_ok();
     let body = json!({
         "status": if ready { "ready" } else { "unavailable" },
-        "checks": { "atlantis": atlantis.err().unwrap_or_else(|| "ok".into()) },
+        "checks": {
+            "atlantis": atlantis.err().unwrap_or_else(|| "ok".into()),
+            "engine": engine.err().unwrap_or_else(|| "ok".into()),
+        },
+        // Informational: an open breaker already means enhanced traffic takes the legacy path,
+        // so it does not make the replica unready.
+        "breaker": st.breaker_state(),
     });
     let code = if ready {
         StatusCode::OK

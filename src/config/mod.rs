@@ -5,6 +5,7 @@
 
 mod engine;
 mod load;
+mod rate;
 mod raw;
 mod secret;
 mod validate;
@@ -85,6 +86,28 @@ pub struct ServerConfig {
     pub body_read_timeout: Duration,
     /// How long in-flight requests may finish after SIGTERM.
     pub drain_period: Duration,
+    /// Limits on lock traffic (off unless configured).
+    pub rate_limit: RateLimitConfig,
+}
+
+/// `server.rate-limit:`.
+#[derive(Debug, Clone, Default)]
+pub struct RateLimitConfig {
+    /// Lock requests per client IP.
+    pub per_ip: Option<RateSpec>,
+    /// Lock requests per repository.
+    pub per_repo: Option<RateSpec>,
+}
+
+/// A token-bucket rate: `count` per `per`, with bursts of up to `burst`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateSpec {
+    /// Requests allowed per period, sustained.
+    pub count: u32,
+    /// The period.
+    pub per: Duration,
+    /// Requests allowed at once after a quiet spell.
+    pub burst: u32,
 }
 
 /// `admin:`.
@@ -94,6 +117,8 @@ pub struct AdminConfig {
     pub listen: SocketAddr,
     /// Bearer token for `/admin/*`.
     pub token: Option<Secret>,
+    /// Requests per client IP on `/admin/*` (off unless configured).
+    pub rate_limit: Option<RateSpec>,
 }
 
 /// `atlantis:`.

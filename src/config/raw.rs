@@ -47,6 +47,16 @@ pub struct RawServer {
     pub header_read_timeout: Option<String>,
     pub body_read_timeout: Option<String>,
     pub drain_period: Option<String>,
+    #[serde(default)]
+    pub rate_limit: RawRateLimit,
+}
+
+/// `server.rate-limit:` — per client and per repository limits on lock traffic.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RawRateLimit {
+    pub per_ip: Option<String>,
+    pub per_repo: Option<String>,
 }
 
 /// `admin:` — the operator's listener.
@@ -55,6 +65,7 @@ pub struct RawServer {
 pub struct RawAdmin {
     pub listen: Option<String>,
     pub token: Option<String>,
+    pub rate_limit: Option<String>,
 }
 
 /// `atlantis:` — what the proxy must know to read Atlantis traffic like Atlantis.

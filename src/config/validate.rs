@@ -37,6 +37,8 @@ pub(super) fn validate(raw: RawConfig) -> Result<Config> {
         ));
     }
 
+    let admin_rate = rate::parse("admin.rate-limit", raw.admin.rate_limit.as_deref())?;
+
     let url = raw
         .upstream
         .url
@@ -71,6 +73,16 @@ pub(super) fn validate(raw: RawConfig) -> Result<Config> {
             "30s",
         )?,
         drain_period: dur("server.drain-period", raw.server.drain_period, "30s")?,
+        rate_limit: RateLimitConfig {
+            per_ip: rate::parse(
+                "server.rate-limit.per-ip",
+                raw.server.rate_limit.per_ip.as_deref(),
+            )?,
+            per_repo: rate::parse(
+                "server.rate-limit.per-repo",
+                raw.server.rate_limit.per_repo.as_deref(),
+            )?,
+        },
     };
 
     let a = raw.atlantis;
@@ -153,6 +165,7 @@ pub(super) fn validate(raw: RawConfig) -> Result<Config> {
         admin: AdminConfig {
             listen: admin_listen,
             token: admin_token,
+            rate_limit: admin_rate,
         },
         atlantis,
         enhanced,

@@ -3,6 +3,7 @@
 mod error;
 mod forward;
 mod lock_traffic;
+pub mod ratelimit;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;

@@ -2,16 +2,27 @@
 //!
 //! The runtime state (split, shadow, master switch) is read lock-free on every request from an
 //! `ArcSwap`; the admin API and the backend's change feed replace it whole.
+//!
+//! - [`store`]: the state persisted in the backend and followed by every replica;
+//! - [`breaker`]: the circuit breaker that sends enhanced traffic down the legacy path while the
+//!   engine backend is sick;
+//! - [`shadow`]: legacy-vs-engine decision diffing in shadow mode.
 
+pub mod breaker;
+pub mod shadow;
 mod split;
+pub mod store;
 
 use std::sync::Arc;
 use std::time::SystemTime;
 
 use arc_swap::ArcSwap;
 use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
 
+pub use breaker::{BreakerError, BreakerSettings, CircuitBreaker};
 pub use split::{EnginePath, SplitRule, bucket};
+pub use store::{ControlError, ControlStore};
 
 /// The operator-controlled routing state, as `/admin/split` shows it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -51,14 +62,19 @@ pub struct Route {
 pub struct Router {
     rule: SplitRule,
     state: ArcSwap<SplitState>,
+    // Wakes whoever must act on a change (e.g. forward an enhanced repo's waiters to Atlantis
+    // when it moves back to legacy); requests read `state`, never this.
+    changes: watch::Sender<Arc<SplitState>>,
 }
 
 impl Router {
     /// A router starting from `initial`.
     pub fn new(rule: SplitRule, initial: SplitState) -> Self {
+        let initial = Arc::new(initial);
         Self {
             rule,
-            state: ArcSwap::from_pointee(initial),
+            state: ArcSwap::new(initial.clone()),
+            changes: watch::Sender::new(initial),
         }
     }
 
@@ -69,12 +85,23 @@ impl Router {
 
     /// Replaces the state; the very next request sees it.
     pub fn set(&self, state: SplitState) {
-        self.state.store(Arc::new(state));
+        let state = Arc::new(state);
+        self.state.store(state.clone());
+        self.changes.send_replace(state);
+    }
+
+    /// Every state change from now on (the receiver starts at the current state).
+    pub fn changes(&self) -> watch::Receiver<Arc<SplitState>> {
+        self.changes.subscribe()
     }
 
     /// Routes one repository's request.
     pub fn route(&self, repo: &str) -> Route {
-        let st = self.state.load();
+        self.route_under(repo, &self.state.load())
+    }
+
+    /// Where `repo` would go under `st`: compare two states to find repositories that moved.
+    pub fn route_under(&self, repo: &str, st: &SplitState) -> Route {
         if !st.enabled {
             return Route {
                 path: EnginePath::Legacy,
@@ -112,5 +139,20 @@ mod tests {
         );
         r.set(SplitState::new(100, false, false));
         assert_eq!(r.route("acme/infra").path, EnginePath::Legacy);
+    }
+
+    #[test]
+    fn watchers_see_a_rollback_and_can_tell_which_repos_moved_back() {
+        let r = Router::new(SplitRule::default(), SplitState::new(100, false, true));
+        let mut rx = r.changes();
+        let before = rx.borrow_and_update().clone();
+        r.set(SplitState::new(0, false, true));
+        assert!(rx.has_changed().unwrap());
+        let after = rx.borrow_and_update().clone();
+        assert_eq!(
+            r.route_under("acme/infra", &before).path,
+            EnginePath::Enhanced
+        );
+        assert_eq!(r.route_under("acme/infra", &after).path, EnginePath::Legacy);
     }
 }

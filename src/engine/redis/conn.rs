@@ -43,7 +43,11 @@ impl std::fmt::Debug for Backend {
     }
 }
 
-fn connection_info(addr: &str, s: &RedisSettings, db: i64) -> Result<ConnectionInfo, EngineError> {
+pub(crate) fn connection_info(
+    addr: &str,
+    s: &RedisSettings,
+    db: i64,
+) -> Result<ConnectionInfo, EngineError> {
     let bad =
         |why: String| EngineError::BackendUnavailable(format!("redis address {addr:?}: {why}"));
     let info = if addr.contains("://") {

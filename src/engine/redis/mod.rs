@@ -14,7 +14,7 @@
 //!   victim is still queued, so a cycle broken concurrently by a release costs at most one
 //!   needless victim, never a lost waiter (the victim is dispatched, not dropped).
 
-mod conn;
+pub(crate) mod conn;
 mod reply;
 mod scripts;
 

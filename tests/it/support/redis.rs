@@ -53,6 +53,22 @@ impl RedisServer {
         Self::start_retrying(false, extra)
     }
 
+    /// Starts a standalone server on a given port (to bring one back after stopping it).
+    pub fn start_on(port: u16) -> Self {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let server = Self::spawn(port, &[]);
+            if server.wait_ready() {
+                return server;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "redis-server did not start on port {port}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     /// Starts a cluster-enabled node (not yet part of any cluster).
     pub fn start_cluster_node() -> Self {
         // Cluster nodes also listen on port + 10000 (the bus), so both must be free.
