@@ -16,12 +16,12 @@ use crate::admin::{self, AdminState};
 use crate::classify::{ClassifyConfig, LockModeTable};
 use crate::config::{Backend, Config};
 use crate::engine::{build_engine, spawn_background};
-use crate::enhanced::{Enhanced, GateSettings, Parts as EnhancedParts};
+use crate::enhanced::{Enhanced, GateSettings, Parts as EnhancedParts, Shadow};
 use crate::notify::{Notifier, NotifierSettings};
 use crate::proxy::ratelimit::RateLimits;
 use crate::proxy::{self, ProxyState};
 use crate::resolve::{Resolver, ResolverSettings};
-use crate::route::shadow::{RECENT_DIFFS, ShadowRecorder};
+use crate::route::shadow::{RECENT_DIFFS, ShadowRecorder, ShadowSpawner};
 use crate::route::{BreakerSettings, CircuitBreaker, ControlError, ControlStore};
 use crate::route::{Router, SplitRule, SplitState};
 use crate::telemetry::Metrics;
@@ -97,6 +97,13 @@ impl App {
             config.repos.clone(),
         ));
         let notifier = notifier(&config, &metrics)?;
+        let breaker = Arc::new(CircuitBreaker::new(
+            BreakerSettings::from_config(e.enable_circuit_breaker, &e.circuit_breaker),
+            Some(metrics.clone()),
+        ));
+        let shadow = Arc::new(ShadowRecorder::new(RECENT_DIFFS, Some(metrics.clone())));
+        // The shadow engine evaluates legacy traffic in its own keyspace.
+        let shadow_engine = build_engine(e.engine_settings(), e.redis_settings(true)).await?;
         let enhanced = Arc::new(Enhanced::new(EnhancedParts {
             engine,
             upstream: upstream.clone(),
@@ -105,12 +112,12 @@ impl App {
             metrics: metrics.clone(),
             settings: GateSettings::from_config(&config),
             notifier,
+            breaker: breaker.clone(),
+            shadow: Shadow {
+                engine: shadow_engine,
+                spawner: ShadowSpawner::new(e.event_buffer_size, shadow.clone()),
+            },
         }));
-        let breaker = Arc::new(CircuitBreaker::new(
-            BreakerSettings::from_config(e.enable_circuit_breaker, &e.circuit_breaker),
-            Some(metrics.clone()),
-        ));
-        let shadow = Arc::new(ShadowRecorder::new(RECENT_DIFFS, Some(metrics.clone())));
         let limits = Arc::new(RateLimits::from_config(&config));
         let proxy_state = Arc::new(ProxyState {
             upstream: upstream.clone(),
@@ -123,6 +130,7 @@ impl App {
             router: router.clone(),
             enhanced: enhanced.clone(),
             global_apply_locked: AtomicBool::new(false),
+            limits: limits.clone(),
         });
         let admin_state = Arc::new(AdminState {
             metrics,
@@ -180,6 +188,11 @@ impl App {
             .map(|rx| enhanced.spawn_dispatcher(rx, stop.clone()));
         let reconciler = enhanced.spawn_reconciler(stop.clone());
         let stats = enhanced.spawn_stats(stop.clone());
+        let prober = self
+            .admin_state
+            .breaker
+            .spawn_prober(enhanced.engine.clone(), stop.clone());
+        let watcher = enhanced.spawn_path_watcher(self.proxy_state.router.clone(), stop.clone());
         let st = &self.admin_state;
         let follower =
             st.control
@@ -214,7 +227,7 @@ impl App {
         }
         stop.cancel();
         let _ = admin.await;
-        let _ = tokio::join!(background, reconciler, stats);
+        let _ = tokio::join!(background, reconciler, stats, prober, watcher);
         if let Some(d) = dispatcher {
             let _ = d.await;
         }

@@ -107,7 +107,18 @@ pub fn router(state: Arc<AdminState>) -> Router {
         .with_state(state)
 }
 
-async fn readyz(State(st): State<Arc<AdminState>>) -> Response {
+/// `?engine=optional` — for a Kubernetes readiness probe: with `legacy-fallback` on, a replica
+/// whose engine backend is down still serves every request (on the legacy path), so only Atlantis
+/// decides readiness.
+#[derive(serde::Deserialize, Default)]
+struct ReadyQuery {
+    engine: Option<String>,
+}
+
+async fn readyz(
+    State(st): State<Arc<AdminState>>,
+    axum::extract::Query(q): axum::extract::Query<ReadyQuery>,
+) -> Response {
     let atlantis = match st.upstream.get("/healthz", Duration::from_secs(2)).await {
         Ok((s, _)) if s.is_success() => Ok(()),
         Ok((s, _)) => Err(format!("Atlantis /healthz answered {s}")),
@@ -120,7 +131,9 @@ async fn readyz(State(st): State<Arc<AdminState>>) -> Response {
         Err(_) => Err(format!("{} backend did not answer within 2s", st.backend)),
     };
     st.metrics.set_backend_health(engine.is_ok());
-    let ready = atlantis.is_ok() && engine.is_ok();
+    let engine_optional =
+        q.engine.as_deref() == Some("optional") && st.enhanced.settings().legacy_fallback;
+    let ready = atlantis.is_ok() && (engine.is_ok() || engine_optional);
     let body = json!({
         "status": if ready { "ready" } else { "unavailable" },
         "checks": {

@@ -11,6 +11,7 @@ use super::notices::WaiterNote;
 use crate::classify::{Acquire, LockKey, LockSet, LockTarget, Priority, PullRef};
 use crate::engine::{AcquireOutcome, AcquireRequest, EngineError, QueueOutcome};
 use crate::resolve::{Filters, Resolution, ResolveRequest};
+use crate::route::BreakerError;
 use crate::telemetry::{FailReason, ReleaseReason, spans};
 use crate::upstream::replay::StoredRequest;
 
@@ -72,11 +73,20 @@ impl Enhanced {
             return self.wait_for_api(req).await;
         }
         let start = Instant::now();
-        let outcome = self
-            .engine
-            .acquire_or_enqueue(req, stored.encode())
+        let outcome = match self
+            .breaker
+            .call(self.engine.acquire_or_enqueue(req, stored.encode()))
             .await
-            .inspect_err(|e| self.engine_failed("acquire_or_enqueue", e))?;
+        {
+            Ok(o) => o,
+            // The backend is known to be down: don't wait on it, take the legacy path.
+            Err(BreakerError::Open) => return Ok(Decision::Legacy("breaker_open")),
+            Err(BreakerError::Timeout(_)) => return Err(EngineError::BackendTimeout),
+            Err(BreakerError::Inner(e)) => {
+                self.engine_failed("acquire_or_enqueue", &e);
+                return Err(e);
+            }
+        };
         self.metrics.engine_op("acquire_or_enqueue", true);
         match outcome {
             QueueOutcome::Granted(_) => {
@@ -134,11 +144,15 @@ impl Enhanced {
         let pull = req.pull.clone();
         let mut delay = self.settings.api_poll;
         loop {
-            let outcome = self
-                .engine
-                .acquire(req.clone())
-                .await
-                .inspect_err(|e| self.engine_failed("acquire", e))?;
+            let outcome = match self.breaker.call(self.engine.acquire(req.clone())).await {
+                Ok(o) => o,
+                Err(BreakerError::Open) => return Ok(Decision::Legacy("breaker_open")),
+                Err(BreakerError::Timeout(_)) => return Err(EngineError::BackendTimeout),
+                Err(BreakerError::Inner(e)) => {
+                    self.engine_failed("acquire", &e);
+                    return Err(e);
+                }
+            };
             match outcome {
                 AcquireOutcome::Granted(_) => {
                     self.metrics.lock_acquired(start.elapsed(), Ok(()));
@@ -168,6 +182,14 @@ impl Enhanced {
                 .lock_acquired(Duration::ZERO, Err(FailReason::QueueFull));
         }
         tracing::warn!(error = %e, operation = op, "engine call failed");
+    }
+
+    /// The locks an `Acquire` needs (shadow mode evaluates them without gating).
+    pub async fn gated(&self, acq: &Acquire) -> Option<Gated> {
+        match self.needed(acq).await {
+            Needed::Locks(g) => Some(g),
+            Needed::Nothing | Needed::Unresolved(_) => None,
+        }
     }
 
     /// Which locks the request takes, per the command, the project table and the VCS API.

@@ -14,6 +14,7 @@ mod gate;
 mod notices;
 mod priority;
 mod reconciler;
+mod shadowing;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,6 +26,8 @@ use crate::config::{Config, RetryConfig};
 use crate::engine::LockEngine;
 use crate::notify::Notifier;
 use crate::resolve::{ProjectTable, Resolver};
+use crate::route::CircuitBreaker;
+use crate::route::shadow::ShadowSpawner;
 use crate::telemetry::Metrics;
 use crate::upstream::Upstream;
 
@@ -76,6 +79,16 @@ pub struct Enhanced {
     settings: GateSettings,
     notifier: Option<Arc<Notifier>>,
     notes: notices::Notes,
+    breaker: Arc<CircuitBreaker>,
+    shadow: Shadow,
+}
+
+/// The shadow side: a separate engine keyspace that evaluates legacy traffic, and the recorder.
+pub struct Shadow {
+    /// The shadow engine (its own key prefix).
+    pub engine: Arc<dyn LockEngine>,
+    /// Bounded spawner that drops (and counts) when saturated.
+    pub spawner: ShadowSpawner,
 }
 
 /// The parts the enhanced path is built from.
@@ -94,6 +107,10 @@ pub struct Parts {
     pub settings: GateSettings,
     /// Pull-request comments, when a VCS token is configured.
     pub notifier: Option<Arc<Notifier>>,
+    /// Breaker around engine calls.
+    pub breaker: Arc<CircuitBreaker>,
+    /// Shadow evaluation.
+    pub shadow: Shadow,
 }
 
 impl Enhanced {
@@ -108,6 +125,8 @@ impl Enhanced {
             settings: p.settings,
             notifier: p.notifier,
             notes: notices::Notes::default(),
+            breaker: p.breaker,
+            shadow: p.shadow,
         }
     }
 
@@ -156,6 +175,57 @@ impl Enhanced {
                     .await
                     .is_ok_and(|r| r.is_ok());
                 this.metrics.set_backend_health(healthy);
+            }
+        })
+    }
+}
+
+impl Enhanced {
+    /// When the split moves repositories from enhanced back to legacy (lowered, rollback), their
+    /// waiters go to Atlantis at once, as the legacy path would have done; their engine locks stay
+    /// known (the reconciler keeps them in step).
+    pub fn spawn_path_watcher(
+        self: &Arc<Self>,
+        router: Arc<crate::route::Router>,
+        stop: tokio_util::sync::CancellationToken,
+    ) -> tokio::task::JoinHandle<()> {
+        use crate::route::EnginePath;
+
+        let this = self.clone();
+        tokio::spawn(async move {
+            let mut changes = router.changes();
+            let mut previous = changes.borrow_and_update().clone();
+            loop {
+                tokio::select! {
+                    () = stop.cancelled() => break,
+                    changed = changes.changed() => if changed.is_err() { break },
+                }
+                let current = changes.borrow_and_update().clone();
+                let Ok(queues) = this.engine.list_queues().await else {
+                    previous = current;
+                    continue;
+                };
+                let mut handed = 0usize;
+                for q in &queues {
+                    let repo = &q.key.repo;
+                    let was = router.route_under(repo, &previous).path;
+                    let now = router.route_under(repo, &current).path;
+                    if was != EnginePath::Enhanced || now != EnginePath::Legacy {
+                        continue;
+                    }
+                    for w in &q.waiters {
+                        if matches!(this.engine.remove_waiter(w.id.clone()).await, Ok(true)) {
+                            handed += 1;
+                        }
+                    }
+                }
+                if handed > 0 {
+                    tracing::info!(
+                        waiters = handed,
+                        "repositories moved to the legacy path: their waiters go to Atlantis now"
+                    );
+                }
+                previous = current;
             }
         })
     }

@@ -34,6 +34,9 @@ pub async fn carry(
     if let Some(repo) = op.repo() {
         span.record(spans::attr::REPO, repo);
     }
+    if let Some(limited) = rate_limited(state, client, &op) {
+        return (Ok(limited), "legacy");
+    }
     match op {
         Operation::Acquire(acq) => acquire(state, client, parts, bytes, acq).await,
         Operation::ReleasePull { pull, cause } => {
@@ -46,6 +49,9 @@ pub async fn carry(
                     ReleaseCause::UnlockComment => ReleaseReason::Unlock,
                 };
                 state.enhanced.release_pull(&pull, reason).await;
+                if state.router.route(&pull.repo).shadow {
+                    state.enhanced.shadow_release_pull(pull);
+                }
             }
             (resp, "legacy")
         }
@@ -92,7 +98,12 @@ async fn acquire(
     span.record(spans::attr::PULL, acq.pull.number);
     span.record(spans::attr::ENGINE_PATH, route.path.as_str());
     if route.path == EnginePath::Legacy {
-        return (send(state, client, parts, bytes).await, "legacy");
+        let resp = send(state, client, parts, bytes).await;
+        if route.shadow {
+            // Legacy decided; the engine evaluates the same request in its shadow keyspace.
+            state.enhanced.shadow_acquire(acq);
+        }
+        return (resp, "legacy");
     }
     let mut stored = stored_request(&parts, &bytes, client);
     stored.vcs = Some(acq.vcs.as_str().to_string());
@@ -127,6 +138,9 @@ async fn acquire(
         }
         Ok(Decision::Legacy(reason)) => {
             span.record(spans::attr::DECISION, reason);
+            if reason == "breaker_open" {
+                state.metrics.legacy_fallback();
+            }
             (send(state, client, parts, bytes).await, "legacy")
         }
         Err(e) => {
@@ -145,6 +159,26 @@ async fn acquire(
             )
         }
     }
+}
+
+/// The 429 for a client or repository over its rate limit, if any.
+fn rate_limited(
+    state: &ProxyState,
+    client: SocketAddr,
+    op: &Operation,
+) -> Option<Response<ProxyBody>> {
+    if matches!(op, Operation::Passthrough { .. } | Operation::ListLocks) {
+        return None;
+    }
+    if let Err(retry) = state.limits.check_ip(client.ip()) {
+        return Some(retry.response("client"));
+    }
+    let repo = op.repo()?;
+    state
+        .limits
+        .check_repo(repo)
+        .err()
+        .map(|retry| retry.response("repository"))
 }
 
 async fn send(

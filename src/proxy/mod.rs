@@ -44,6 +44,8 @@ pub struct ProxyState {
     pub enhanced: Arc<Enhanced>,
     /// Last known state of Atlantis's global apply lock, as seen through the proxy.
     pub global_apply_locked: AtomicBool,
+    /// Per-client and per-repository limits on lock traffic.
+    pub limits: Arc<ratelimit::RateLimits>,
 }
 
 /// The service for one client connection, outer layer first.

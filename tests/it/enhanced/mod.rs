@@ -2,6 +2,7 @@
 //! and a real redis-server).
 
 mod notices;
+mod operator;
 mod queue;
 mod recovery;
 

@@ -109,6 +109,15 @@ impl RedisServer {
 
     /// Stops the server and starts a fresh one (empty: nothing is persisted) on the same port,
     /// as a crash and restart of Redis would look to clients.
+    /// Stops the server but keeps its data directory, so [`RedisServer::restart`] brings the
+    /// same data back (with persistence on: `--appendonly yes`).
+    pub fn stop(&mut self) {
+        if let Some(mut g) = self.guard.take() {
+            let _ = g.write_all(b"keep\n");
+        }
+        let _ = self.child.wait();
+    }
+
     pub fn restart(&mut self) {
         drop(self.guard.take());
         let _ = self.child.wait();
@@ -148,7 +157,7 @@ impl RedisServer {
             .arg("-c")
             // $1 is the data directory: removed after the server stops, even for servers held
             // in a `static` (no Drop) whose guard sees EOF when the test process exits.
-            .arg(r#"d=$1; shift; redis-server "$@" & c=$!; read _x; kill $c; wait $c; rm -rf "$d""#)
+            .arg(r#"d=$1; shift; redis-server "$@" & c=$!; read x; kill $c; wait $c; [ "$x" = keep ] || rm -rf "$d""#)
             .arg("redis-guard")
             .arg(dir)
             .args(&args)

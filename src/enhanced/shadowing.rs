@@ -1,0 +1,120 @@
+//! Shadow mode (DESIGN.md §5): legacy decides; the shadow engine evaluates the same operation in
+//! its own keyspace, and the two decisions are compared. Spawned and bounded: never delays or
+//! changes the primary response.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::StatusCode;
+
+use super::Enhanced;
+use crate::classify::{Acquire, LockKey, PullRef};
+use crate::engine::AcquireRequest;
+use crate::route::shadow::{
+    LegacyOutcome, ShadowOp, evaluate, legacy_outcome_from_delete, observe_legacy,
+};
+use crate::telemetry;
+
+/// How long after forwarding a webhook Atlantis's lock table is read for legacy's decision
+/// (Atlantis runs webhook commands asynchronously).
+const LEGACY_SETTLE: Duration = Duration::from_secs(1);
+
+/// What legacy's outcome will be read from.
+#[derive(Clone, Copy, Debug)]
+pub enum LegacyEvidence {
+    /// Atlantis's lock table shortly after (webhooks).
+    LockTable,
+    /// The status of a `DELETE /locks` answer.
+    DeleteStatus(StatusCode),
+}
+
+impl Enhanced {
+    /// Shadows an acquire that legacy handled.
+    pub fn shadow_acquire(self: &Arc<Self>, acq: Acquire) {
+        let this = self.clone();
+        let trace = telemetry::traceparent_of(&tracing::Span::current());
+        self.spawn_shadow(async move {
+            let Some(g) = this.gated(&acq).await else {
+                return;
+            };
+            let op = ShadowOp::Acquire(AcquireRequest {
+                locks: g.locks,
+                pull: acq.pull.clone(),
+                user: acq.user.clone(),
+                priority: g.priority,
+                hold_timeout: g.hold_timeout,
+            });
+            this.compare(op, LegacyEvidence::LockTable, trace).await;
+        });
+    }
+
+    /// Shadows a release that legacy handled.
+    pub fn shadow_release_pull(self: &Arc<Self>, pull: PullRef) {
+        let this = self.clone();
+        let trace = telemetry::traceparent_of(&tracing::Span::current());
+        self.spawn_shadow(async move {
+            this.compare(
+                ShadowOp::ReleasePull { pull },
+                LegacyEvidence::LockTable,
+                trace,
+            )
+            .await;
+        });
+    }
+
+    /// Shadows a `DELETE /locks` that legacy answered with `status`.
+    pub fn shadow_release_key(self: &Arc<Self>, key: LockKey, status: StatusCode) {
+        let this = self.clone();
+        let trace = telemetry::traceparent_of(&tracing::Span::current());
+        self.spawn_shadow(async move {
+            this.compare(
+                ShadowOp::ReleaseKey { key },
+                LegacyEvidence::DeleteStatus(status),
+                trace,
+            )
+            .await;
+        });
+    }
+
+    fn spawn_shadow(&self, work: impl Future<Output = ()> + Send + 'static) {
+        if !self.shadow.spawner.spawn(work) {
+            tracing::debug!("shadow saturated: evaluation dropped");
+        }
+    }
+
+    /// Evaluates `op` in the shadow engine at once (so its state follows traffic in order), then
+    /// reads legacy's outcome and records the comparison.
+    async fn compare(&self, op: ShadowOp, evidence: LegacyEvidence, trace: Option<String>) {
+        let enhanced = match evaluate(self.shadow.engine.as_ref(), &op).await {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::debug!(error = %e, "shadow engine failed; comparison skipped");
+                return;
+            }
+        };
+        let legacy = match evidence {
+            LegacyEvidence::DeleteStatus(status) => legacy_outcome_from_delete(status),
+            LegacyEvidence::LockTable => {
+                observe_legacy(
+                    &self.upstream,
+                    &op,
+                    None,
+                    LEGACY_SETTLE,
+                    Duration::from_secs(5),
+                )
+                .await
+            }
+        };
+        let trace_id = trace.and_then(|t| t.split('-').nth(1).map(str::to_string));
+        let kind = self
+            .shadow
+            .spawner
+            .recorder()
+            .record(&op, legacy, enhanced, trace_id);
+        tracing::debug!(kind = kind.as_str(), legacy = ?legacy_name(&legacy), "shadow compared");
+    }
+}
+
+fn legacy_name(l: &LegacyOutcome) -> String {
+    format!("{l:?}")
+}

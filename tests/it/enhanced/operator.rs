@@ -1,0 +1,183 @@
+//! The operator's controls on the request path: rollback, shadow mode, the circuit breaker.
+
+use std::time::{Duration, Instant};
+
+use http::Method;
+
+use super::{Backend, REPO, SECRET, Setup, base_yaml, key};
+use crate::support::eventually;
+use crate::support::fake_atlantis::{FakeAtlantis, FakeLock, FakeOptions, locked_text};
+use crate::support::http::{get, send};
+use crate::support::proxy::spawn_proxy;
+use crate::support::redis::RedisServer;
+
+#[tokio::test]
+async fn rollback_sends_the_very_next_request_legacy_and_hands_waiters_to_atlantis() {
+    let s = Setup::start(Backend::Memory, "").await;
+    s.plan(1, "net", "prod").await;
+    assert!(s.wait_atlantis_holder("net", "prod", 1).await);
+    let (waiting, r) = s.plan(2, "net", "prod").await;
+    assert_eq!(r.status, 202);
+
+    let rb = send(Method::POST, &s.proxy.admin_url("/admin/rollback"), &[], "").await;
+    assert_eq!(rb.status, 200, "{}", rb.text());
+    // The next request takes the legacy path: Atlantis answers it, and says "locked".
+    let (_, r3) = s.plan(3, "net", "prod").await;
+    assert_eq!(r3.status, 200, "{}", r3.text());
+    assert_eq!(r3.text(), "Processing...\n");
+    assert!(
+        eventually(Duration::from_secs(5), || s
+            .fake
+            .comments()
+            .iter()
+            .any(|c| c.pull == 3 && c.body == locked_text(1)))
+        .await
+    );
+    // The repository left the enhanced path, so its waiter goes to Atlantis now (legacy behaviour).
+    assert!(s.wait_arrival(&waiting).await);
+    assert!(s.queue(&key("net", "prod")).await.is_empty());
+    let m = get(&s.proxy.admin_url("/metrics")).await.text();
+    assert!(
+        m.contains("atlantis_lock_proxy_traffic_split_percent 0"),
+        "{m}"
+    );
+    s.proxy.stop().await;
+}
+
+#[tokio::test]
+async fn shadow_mode_diffs_decisions_and_reports_a_seeded_divergence() {
+    let fake = FakeAtlantis::start_with(FakeOptions {
+        github_secret: Some(SECRET.into()),
+        ..Default::default()
+    })
+    .await;
+    let yaml = base_yaml(None, "  monitor-only: true\n", "")
+        .replace("traffic-split: 100", "traffic-split: 0");
+    let proxy = spawn_proxy(&fake.url(), &yaml).await;
+    let s = Setup {
+        fake,
+        proxy,
+        _redis: None,
+    };
+    // Mixed traffic: plans, a contended plan, a release, a plan after it.
+    s.plan(1, "net", "prod").await;
+    assert!(s.wait_atlantis_holder("net", "prod", 1).await);
+    let (_, r) = s.plan(2, "net", "prod").await;
+    assert_eq!(r.status, 200, "shadow mode never queues: legacy decides");
+    s.plan(3, "app", "prod").await;
+    tokio::time::sleep(Duration::from_millis(1300)).await;
+    s.close(1).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    s.plan(2, "net", "prod").await;
+    let diffs = |s: &Setup| {
+        let s = s.proxy.admin_url("/admin/shadow/diffs");
+        async move { get(&s).await.json() }
+    };
+    let mut d = serde_json::Value::Null;
+    for _ in 0..40 {
+        d = diffs(&s).await;
+        if d["compared"].as_u64() >= Some(5) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(d["compared"].as_u64() >= Some(5), "{d}");
+    assert_eq!(d["mismatched"], 0, "no unexpected mismatches: {d}");
+    assert_eq!(
+        d["by_kind"]["legacy_denied_enhanced_would_queue"], 1,
+        "the expected difference: {d}"
+    );
+
+    // Seeded divergence: Atlantis holds a lock the engine cannot know (taken behind its back).
+    s.fake.insert_lock(FakeLock {
+        repo: REPO.into(),
+        path: "dark".into(),
+        workspace: "default".into(),
+        project: String::new(),
+        pull: 9,
+        user: "mallory".into(),
+    });
+    s.plan(4, "dark", "default").await;
+    let mut found = false;
+    for _ in 0..40 {
+        d = diffs(&s).await;
+        if d["mismatched"] == 1 {
+            found = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(found, "{d}");
+    assert_eq!(d["by_kind"]["legacy_denied_enhanced_would_grant"], 1, "{d}");
+    let recent = d["recent"].as_array().unwrap();
+    assert!(
+        recent
+            .iter()
+            .any(|r| r["kind"] == "legacy_denied_enhanced_would_grant" && r["pull"] == 4),
+        "{d}"
+    );
+    s.proxy.stop().await;
+}
+
+#[tokio::test]
+async fn redis_down_opens_the_breaker_and_everything_still_reaches_atlantis() {
+    let fake = FakeAtlantis::start_with(FakeOptions {
+        github_secret: Some(SECRET.into()),
+        ..Default::default()
+    })
+    .await;
+    let mut redis = RedisServer::start_with(&["--appendonly", "yes", "--appendfsync", "always"]);
+    let extra = format!(
+        "  enable-circuit-breaker: true\n  circuit-breaker:\n    failure-threshold: 2\n    success-threshold: 1\n    timeout: 500ms\n  redis:\n    addr: {}\n    read-timeout: 300ms\n    dial-timeout: 300ms\n",
+        redis.addr
+    );
+    let yaml = base_yaml(None, &extra, "");
+    let proxy = spawn_proxy(&fake.url(), &yaml).await;
+    let s = Setup {
+        fake,
+        proxy,
+        _redis: None,
+    };
+    s.plan(1, "net", "prod").await;
+    assert!(s.wait_atlantis_holder("net", "prod", 1).await);
+    let (waiting, r) = s.plan(2, "net", "prod").await;
+    assert_eq!(r.status, 202);
+
+    redis.stop();
+    // Every request still gets Atlantis's own answer, through the legacy path.
+    let start = Instant::now();
+    for (pull, dir) in [(3, "a"), (4, "b"), (5, "c"), (6, "d")] {
+        let (hook, r) = s.plan(pull, dir, "default").await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert_eq!(r.text(), "Processing...\n");
+        assert_eq!(s.arrivals(&hook).len(), 1);
+    }
+    assert!(
+        start.elapsed() < Duration::from_secs(5),
+        "no request waits long on a dead backend"
+    );
+    let split = get(&s.proxy.admin_url("/admin/split")).await.json();
+    assert_eq!(split["breaker"], "open", "{split}");
+    assert!(
+        s.arrivals(&waiting).is_empty(),
+        "the queued request is still queued, not lost"
+    );
+
+    redis.restart();
+    let mut closed = false;
+    for _ in 0..50 {
+        if get(&s.proxy.admin_url("/admin/split")).await.json()["breaker"] == "closed" {
+            closed = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(closed, "the breaker closes once Redis is back");
+    s.close(1).await;
+    assert!(
+        s.wait_arrival(&waiting).await,
+        "the waiter queued before the outage is served"
+    );
+    assert!(s.wait_atlantis_holder("net", "prod", 2).await);
+    s.proxy.stop().await;
+}
