@@ -6,6 +6,7 @@ mod support;
 mod admin;
 mod classify;
 mod config_cli;
+mod deploy;
 mod engine;
 mod enhanced;
 mod forwarding;
