@@ -224,10 +224,23 @@ fn compose_ports_and_service_names_match_the_proxy_config() {
     let (host, port) = redis_addr.split_once(':').unwrap();
     assert_eq!(host, redis.name);
     assert!(redis.expose.contains(&port.parse().unwrap()));
+    let args: Vec<&str> = redis.raw["command"]
+        .as_sequence()
+        .expect("redis command as a list")
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    let after = |flag: &str| {
+        let i = args.iter().position(|a| *a == flag);
+        i.and_then(|i| args.get(i + 1).copied())
+    };
     assert_eq!(
         config.enhanced.redis.password.as_ref().map(|p| p.expose()),
-        Some(redis.environment["REDIS_PASSWORD"].as_str())
+        after("--requirepass")
     );
+    // Queued requests live in Redis: persistence must be on.
+    assert_eq!(after("--appendonly"), Some("yes"));
+    assert!(redis.volumes.iter().any(|(_, dst)| dst == "/data"));
     assert!(config.admin.token.is_some());
 }
 
