@@ -7,13 +7,17 @@
 #   scripts/check-dockerfile-build.sh
 #   DOCKERFILE_CHECK_TARGET_DIR=/dev/shm/alp-docker scripts/check-dockerfile-build.sh
 #
-# The target dir persists between runs (default: target/dockerfile-check), so a second run only
-# recompiles the crate itself, as a Docker build with a cached dependency layer does.
+# The target dir persists between runs (default: $CARGO_TARGET_DIR/dockerfile-check, else
+# target/dockerfile-check), so a second run only recompiles the crate itself, as a Docker build
+# with a cached dependency layer does. Measured on 2 shared cores: about 10 minutes cold,
+# 2m40s warm (the release build of the crate with thin LTO).
 set -euo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$repo"
 
-target="${DOCKERFILE_CHECK_TARGET_DIR:-$repo/target/dockerfile-check}"
+target="${DOCKERFILE_CHECK_TARGET_DIR:-${CARGO_TARGET_DIR:-$repo/target}/dockerfile-check}"
+mkdir -p "$target"
+target="$(cd "$target" && pwd)" # cargo runs from the scratch copy: a relative path would move
 # A fixed scratch path keeps the crate's artifact names stable, so reruns overwrite instead of piling up.
 work="$target.src"
 
@@ -37,7 +41,6 @@ fi
 
 export CARGO_TARGET_DIR="$target" CARGO_TERM_COLOR=never
 export "$ENV_STRIP"
-mkdir -p "$target"
 rm -rf "$work"
 mkdir -p "$work/scripts"
 trap 'rm -rf "$work"' EXIT
