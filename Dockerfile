@@ -3,8 +3,9 @@
 # runtime holding only the binary and the example config.
 #
 #   docker build -t atlantis-lock-proxy .
-#   docker run -e ALP_ADMIN_TOKEN=... -e ALP_UPSTREAM=http://atlantis:4142 \
+#   docker run -e ALP_ADMIN_TOKEN=... -e ALP_UPSTREAM=http://atlantis:4142 -e ALP_REDIS_ADDR=redis:6379 \
 #     -v $PWD/my-config.yaml:/etc/atlantis-lock-proxy/config.yaml:ro -p 4141:4141 atlantis-lock-proxy
+# (the engine connects to Redis at start; ALP_ENHANCED_LOCKING__BACKEND=memory runs without it)
 #
 # No Docker engine runs where this project is developed: scripts/check-dockerfile-build.sh runs
 # the same stub step and the same cargo commands outside Docker (and fails if they drift apart
