@@ -7,6 +7,7 @@ mod admin;
 mod classify;
 mod config_cli;
 mod control;
+mod deploy;
 mod engine;
 mod enhanced;
 mod forwarding;
