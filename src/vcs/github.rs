@@ -231,14 +231,7 @@ impl GithubClient {
     /// comment no longer exists (deleted by a user).
     pub async fn edit_comment(&self, repo: &str, id: u64, body: &str) -> Result<bool, VcsError> {
         let p = format!("/repos/{}/issues/comments/{id}", encode_path(repo));
-        let resp = self
-            .api
-            .send(Method::PATCH, &p, Some(body_json(body, &p)?))
-            .await?;
-        if resp.status == StatusCode::NOT_FOUND {
-            return Ok(false);
-        }
-        ok(resp, &p).map(|_| true)
+        replace_comment(&self.api, Method::PATCH, &p, body).await
     }
 
     /// `GET /repos/{repo}/issues/{n}/comments`, every page: the id of the first comment whose
@@ -304,6 +297,21 @@ pub(crate) fn next_link(resp: &ApiResponse) -> Option<String> {
                 .to_string()
         })
     })
+}
+
+/// Sends a comment's new text with `method`; `false` when the comment is gone (404), as both
+/// providers answer for a comment deleted by a user.
+pub(crate) async fn replace_comment(
+    api: &ApiClient,
+    method: Method,
+    path: &str,
+    body: &str,
+) -> Result<bool, VcsError> {
+    let resp = api.send(method, path, Some(body_json(body, path)?)).await?;
+    if resp.status == StatusCode::NOT_FOUND {
+        return Ok(false);
+    }
+    ok(resp, path).map(|_| true)
 }
 
 pub(crate) fn ok(resp: ApiResponse, path: &str) -> Result<ApiResponse, VcsError> {

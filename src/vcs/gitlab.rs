@@ -3,7 +3,7 @@
 use http::{Method, StatusCode};
 use serde::Deserialize;
 
-use super::github::{CommentJson, body_json, json, ok};
+use super::github::{CommentJson, body_json, json, ok, replace_comment};
 use super::http::{ApiClient, ApiConfig, ApiResponse, AuthStyle};
 use super::{ChangedFile, DirEntry, PullInfo, VcsError, encode_segment};
 
@@ -187,14 +187,7 @@ impl GitlabClient {
             "/projects/{}/merge_requests/{iid}/notes/{id}",
             encode_segment(repo)
         );
-        let resp = self
-            .api
-            .send(Method::PUT, &p, Some(body_json(body, &p)?))
-            .await?;
-        if resp.status == StatusCode::NOT_FOUND {
-            return Ok(false);
-        }
-        ok(resp, &p).map(|_| true)
+        replace_comment(&self.api, Method::PUT, &p, body).await
     }
 
     /// `GET /projects/:id/merge_requests/:iid/notes`, every page: the id of the first note whose
