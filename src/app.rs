@@ -3,7 +3,6 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
 
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -71,10 +70,6 @@ impl App {
         let admin_listener = bind("admin", config.admin.listen).await?;
         let metrics = Arc::new(Metrics::new());
         let upstream = Upstream::new(&config.upstream);
-        let backend = match config.enhanced.backend {
-            Backend::Memory => "memory",
-            Backend::Redis => "redis",
-        };
         if config.enhanced.backend == Backend::Memory {
             tracing::info!(
                 "engine backend: in-memory (single replica only; set enhanced-locking.redis.addr for Redis)"
@@ -129,14 +124,12 @@ impl App {
             metrics: metrics.clone(),
             router: router.clone(),
             enhanced: enhanced.clone(),
-            global_apply_locked: AtomicBool::new(false),
             limits: limits.clone(),
         });
         let admin_state = Arc::new(AdminState {
             metrics,
             upstream,
             token: config.admin.token.clone(),
-            backend,
             started_at: std::time::SystemTime::now(),
             router,
             enhanced,

@@ -35,8 +35,6 @@ pub struct AdminState {
     pub upstream: Upstream,
     /// Bearer token for `/admin/*`.
     pub token: Option<Secret>,
-    /// Engine backend name (`memory`, `redis`).
-    pub backend: &'static str,
     /// When the process started.
     pub started_at: std::time::SystemTime,
     /// Live routing state.
@@ -128,7 +126,10 @@ async fn readyz(
     {
         Ok(Ok(())) => Ok(()),
         Ok(Err(e)) => Err(e.to_string()),
-        Err(_) => Err(format!("{} backend did not answer within 2s", st.backend)),
+        Err(_) => Err(format!(
+            "{} backend did not answer within 2s",
+            st.enhanced.engine.backend_name()
+        )),
     };
     st.metrics.set_backend_health(engine.is_ok());
     let engine_optional =
@@ -164,7 +165,8 @@ async fn status(State(st): State<Arc<AdminState>>) -> Json<serde_json::Value> {
     Json(json!({
         "version": env!("CARGO_PKG_VERSION"),
         "upstream": st.upstream.base().to_string(),
-        "backend": st.backend,
+        "backend": st.enhanced.engine.backend_name(),
+        "global_apply_locked": st.enhanced.global_apply_locked(),
         "uptime_seconds": uptime,
     }))
 }

@@ -26,7 +26,7 @@ pub(super) fn view(st: &AdminState, state: &SplitState) -> Value {
         "monitor_only": state.monitor_only,
         "enabled": state.enabled,
         "breaker": st.breaker_state(),
-        "backend": st.backend,
+        "backend": st.enhanced.engine.backend_name(),
         "updated_at": state.updated_at,
     })
 }

@@ -391,9 +391,4 @@ impl Config {
         let raw = load::assemble(file, env, &overrides)?;
         validate::validate(raw)
     }
-
-    /// Config keys from the migration guide that are accepted but change nothing here.
-    pub fn inert_guide_keys() -> &'static [&'static str] {
-        validate::INERT_GUIDE_KEYS
-    }
 }

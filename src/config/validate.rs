@@ -7,9 +7,6 @@ use std::time::Duration;
 use super::raw::{RawConfig, RawEnhancedLocking, RawRedis};
 use super::*;
 
-/// Guide keys accepted for copy-paste compatibility that have no effect in the proxy.
-pub(super) const INERT_GUIDE_KEYS: &[&str] = &["enhanced-locking.preserve-legacy-format"];
-
 type Result<T> = std::result::Result<T, ConfigError>;
 
 pub(super) fn validate(raw: RawConfig) -> Result<Config> {

@@ -120,7 +120,7 @@ impl Enhanced {
             }
         }
         match replay(&self.upstream, &stored, &self.settings.retry).await {
-            ReplayOutcome::Delivered { status, .. } => {
+            ReplayOutcome::Delivered { status } => {
                 tracing::Span::current().record("http.response.status_code", status.as_u16());
                 tracing::info!(waiter = %d.id, pull = %d.pull, reason = d.reason.as_str(), %status, "replayed to Atlantis");
                 self.metrics.replay(d.reason.as_str());

@@ -81,6 +81,7 @@ pub struct Enhanced {
     notes: notices::Notes,
     breaker: Arc<CircuitBreaker>,
     shadow: Shadow,
+    global_apply_locked: std::sync::atomic::AtomicBool,
 }
 
 /// The shadow side: a separate engine keyspace that evaluates legacy traffic, and the recorder.
@@ -127,12 +128,25 @@ impl Enhanced {
             notes: notices::Notes::default(),
             breaker: p.breaker,
             shadow: p.shadow,
+            global_apply_locked: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
     /// The gate's settings.
     pub fn settings(&self) -> &GateSettings {
         &self.settings
+    }
+
+    /// Records Atlantis's global apply lock as last seen through this proxy (`/apply/lock`).
+    pub fn set_global_apply_locked(&self, locked: bool) {
+        self.global_apply_locked
+            .store(locked, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Atlantis's global apply lock as last seen through this proxy (shown in `/admin/status`).
+    pub fn global_apply_locked(&self) -> bool {
+        self.global_apply_locked
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// The client to Atlantis.

@@ -1,7 +1,7 @@
 //! What the enhanced path tells the pull request (through [`crate::notify`]): queued, moved up,
 //! handed to Atlantis. Notifications are fire-and-forget; nothing here can fail a request.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 
 use super::Enhanced;
@@ -28,7 +28,7 @@ pub struct WaiterNote {
 #[derive(Default)]
 pub struct Notes {
     waiters: Mutex<HashMap<WaiterId, WaiterNote>>,
-    removed_by_operator: Mutex<HashMap<WaiterId, ()>>,
+    removed_by_operator: Mutex<HashSet<WaiterId>>,
 }
 
 fn locked<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -61,7 +61,7 @@ impl Enhanced {
         if r.len() >= REMEMBERED_WAITERS {
             r.clear();
         }
-        r.insert(id.clone(), ());
+        r.insert(id.clone());
     }
 
     /// A waiter left the queue (granted, timed out, deadlock victim, removed): edit its comment,
@@ -109,9 +109,7 @@ impl Enhanced {
                 cycle: self.deadlock_cycle(d).await,
             },
             DispatchReason::Removed => {
-                let by_operator = locked(&self.notes.removed_by_operator)
-                    .remove(&d.id)
-                    .is_some();
+                let by_operator = locked(&self.notes.removed_by_operator).remove(&d.id);
                 NotifyEvent::Removed {
                     target,
                     command,

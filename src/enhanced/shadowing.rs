@@ -10,9 +10,7 @@ use http::StatusCode;
 use super::Enhanced;
 use crate::classify::{Acquire, LockKey, PullRef};
 use crate::engine::AcquireRequest;
-use crate::route::shadow::{
-    LegacyOutcome, ShadowOp, evaluate, legacy_outcome_from_delete, observe_legacy,
-};
+use crate::route::shadow::{ShadowOp, evaluate, legacy_outcome_from_delete, observe_legacy};
 use crate::telemetry;
 
 /// How long after forwarding a webhook Atlantis's lock table is read for legacy's decision
@@ -111,10 +109,6 @@ impl Enhanced {
             .spawner
             .recorder()
             .record(&op, legacy, enhanced, trace_id);
-        tracing::debug!(kind = kind.as_str(), legacy = ?legacy_name(&legacy), "shadow compared");
+        tracing::debug!(kind = kind.as_str(), "shadow compared");
     }
-}
-
-fn legacy_name(l: &LegacyOutcome) -> String {
-    format!("{l:?}")
 }

@@ -2,7 +2,6 @@
 //! mirror releases in the engine.
 
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering;
 
 use bytes::Bytes;
 use http::request::Parts;
@@ -72,7 +71,7 @@ pub async fn carry(
             let resp = send(state, client, parts, bytes).await;
             if resp.as_ref().is_ok_and(|r| r.status().is_success()) {
                 let locked = matches!(action, GlobalApplyAction::Lock);
-                state.global_apply_locked.store(locked, Ordering::Relaxed);
+                state.enhanced.set_global_apply_locked(locked);
                 tracing::info!(locked, "global apply lock changed");
             }
             (resp, "legacy")

@@ -8,7 +8,6 @@ pub mod ratelimit;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
 
 use http::{Method, Request, Response, header};
 use hyper::body::Incoming;
@@ -42,8 +41,6 @@ pub struct ProxyState {
     pub router: Arc<Router>,
     /// The enhanced path (engine, resolver, replay).
     pub enhanced: Arc<Enhanced>,
-    /// Last known state of Atlantis's global apply lock, as seen through the proxy.
-    pub global_apply_locked: AtomicBool,
     /// Per-client and per-repository limits on lock traffic.
     pub limits: Arc<ratelimit::RateLimits>,
 }

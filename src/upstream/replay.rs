@@ -122,8 +122,6 @@ pub enum ReplayOutcome {
     Delivered {
         /// Atlantis's status.
         status: StatusCode,
-        /// Atlantis's body.
-        body: Bytes,
     },
     /// Atlantis kept failing; the waiter stays durable and will be offered again.
     Failed(String),
@@ -146,13 +144,9 @@ pub async fn replay(
         match upstream.send(req).await {
             Ok(resp) if !resp.status().is_server_error() => {
                 let status = resp.status();
-                let body = resp
-                    .into_body()
-                    .collect()
-                    .await
-                    .map(|c| c.to_bytes())
-                    .unwrap_or_default();
-                return ReplayOutcome::Delivered { status, body };
+                // Read the answer to the end so the pooled connection can be reused.
+                let _ = resp.into_body().collect().await;
+                return ReplayOutcome::Delivered { status };
             }
             Ok(resp) => last = format!("Atlantis answered {}", resp.status()),
             Err(UpstreamError::Timeout(t)) => {

@@ -181,3 +181,24 @@ async fn redis_down_opens_the_breaker_and_everything_still_reaches_atlantis() {
     assert!(s.wait_atlantis_holder("net", "prod", 2).await);
     s.proxy.stop().await;
 }
+
+#[tokio::test]
+async fn the_global_apply_lock_passes_through_and_its_state_is_recorded() {
+    let s = Setup::start(Backend::Memory, "").await;
+    let status = || async { get(&s.proxy.admin_url("/admin/status")).await.json() };
+    assert_eq!(status().await["global_apply_locked"], false);
+    let r = send(Method::POST, &s.proxy.url("/apply/lock"), &[], "").await;
+    assert_eq!(r.status, 200, "Atlantis answers: {}", r.text());
+    assert!(r.text().starts_with("Apply Lock is acquired on"));
+    assert_eq!(status().await["global_apply_locked"], true);
+    // Atlantis's own 500 for a second lock passes through and changes nothing.
+    let again = send(Method::POST, &s.proxy.url("/apply/lock"), &[], "").await;
+    assert_eq!(again.status, 500);
+    assert!(!again.headers.contains_key("x-lock-proxy-error"));
+    assert_eq!(status().await["global_apply_locked"], true);
+    let r = send(Method::DELETE, &s.proxy.url("/apply/unlock"), &[], "").await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.text(), "Deleted apply lock\n");
+    assert_eq!(status().await["global_apply_locked"], false);
+    s.proxy.stop().await;
+}

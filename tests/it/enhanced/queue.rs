@@ -284,7 +284,18 @@ async fn a_deadlock_is_broken_by_failing_the_lower_priority_pull(backend: Backen
         "the higher-priority pull keeps waiting"
     );
     let d = s.admin("/admin/deadlocks").await;
-    let _ = d; // the admin view lands with the operator-controls work
+    let rec = &d["deadlocks"][0];
+    assert_eq!(rec["victim_pull"], 20, "{d}");
+    assert_eq!(rec["victim_priority"], "low", "{d}");
+    let mut cycle: Vec<i64> = rec["cycle"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p.as_i64().unwrap())
+        .collect();
+    cycle.sort_unstable();
+    cycle.dedup();
+    assert_eq!(cycle, vec![10, 20], "{d}");
     assert!(s.queue(&key("y", "default")).await == vec![10]);
     assert!(
         eventually(Duration::from_secs(5), || s
