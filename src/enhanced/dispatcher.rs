@@ -182,6 +182,11 @@ impl Enhanced {
                 return;
             }
         }
+        // An `unlock` of the pull being carried out makes this grant stale: wait for it.
+        let until = Instant::now() + self.settings.replay_wait;
+        while self.is_unlocking(&d.pull) && Instant::now() < until {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
         // The grant must still be this one when the bytes leave (§10.2): same holder, same token.
         match self.engine.admit(&d).await {
             Ok(Admission::Grant {

@@ -424,7 +424,19 @@ impl Enhanced {
     /// table no longer lists its locks (bounded by `replay-wait`; the reconciler covers the rest).
     pub fn release_pull_when_unlocked(self: &std::sync::Arc<Self>, pull: PullRef) {
         let this = self.clone();
+        // The pull's grants not sent yet wait until the unlock is carried out (then they are
+        // stale and cancelled) or refused.
+        self.set_unlocking(&pull, true);
         tokio::spawn(async move {
+            this.release_when_unlocked(&pull).await;
+            this.set_unlocking(&pull, false);
+        });
+    }
+
+    async fn release_when_unlocked(&self, pull: &PullRef) {
+        let this = self;
+        {
+            let pull = pull.clone();
             let deadline = Instant::now() + this.settings.replay_wait;
             let mut delay = Duration::from_millis(20);
             loop {
@@ -455,6 +467,6 @@ impl Enhanced {
                 delay = (delay * 2).min(Duration::from_secs(1));
             }
             this.release_pull(&pull, ReleaseReason::Unlock).await;
-        });
+        }
     }
 }

@@ -89,6 +89,8 @@ pub struct Enhanced {
     pending_releases: std::sync::Mutex<Vec<PendingRelease>>,
     /// Requests being forgotten in the engine (bounded).
     forgetting: Arc<std::sync::atomic::AtomicUsize>,
+    /// Pulls whose `unlock` Atlantis accepted and is carrying out: their grants wait.
+    unlocking: std::sync::Mutex<std::collections::HashSet<crate::classify::PullRef>>,
 }
 
 /// A release Atlantis made that the engine has not mirrored yet.
@@ -157,7 +159,27 @@ impl Enhanced {
             synced: std::sync::atomic::AtomicBool::new(true),
             pending_releases: std::sync::Mutex::new(Vec::new()),
             forgetting: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
+            unlocking: std::sync::Mutex::new(std::collections::HashSet::new()),
         }
+    }
+
+    fn set_unlocking(&self, pull: &crate::classify::PullRef, on: bool) {
+        let mut u = self
+            .unlocking
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if on {
+            u.insert(pull.clone());
+        } else {
+            u.remove(pull);
+        }
+    }
+
+    fn is_unlocking(&self, pull: &crate::classify::PullRef) -> bool {
+        self.unlocking
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .contains(pull)
     }
 
     /// Whether the engine is in step with Atlantis (no unrepaired outage).
