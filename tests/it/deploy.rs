@@ -5,6 +5,8 @@
 //! they probe are asked of a running proxy.
 
 mod files;
+mod kube;
+mod kubernetes;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
