@@ -124,7 +124,12 @@ pub fn port(container: &Value, port: &Value) -> u16 {
     let p = seq(&container["ports"], "ports")
         .iter()
         .find(|p| p["name"].as_str() == Some(wanted))
-        .unwrap_or_else(|| panic!("container {} has no port named {wanted}", container["name"].as_str().unwrap_or("?")));
+        .unwrap_or_else(|| {
+            panic!(
+                "container {} has no port named {wanted}",
+                container["name"].as_str().unwrap_or("?")
+            )
+        });
     u16::try_from(p["containerPort"].as_u64().expect("containerPort")).expect("port number")
 }
 
@@ -183,7 +188,11 @@ pub fn env_with_secrets(env: &BTreeMap<String, EnvValue>) -> BTreeMap<String, St
 /// `(path, port)` of a container's httpGet probe.
 pub fn http_probe(container: &Value, which: &str) -> (String, u16) {
     let get = &container[which]["httpGet"];
-    assert!(get.is_mapping(), "{} has no {which} httpGet", container["name"].as_str().unwrap_or("?"));
+    assert!(
+        get.is_mapping(),
+        "{} has no {which} httpGet",
+        container["name"].as_str().unwrap_or("?")
+    );
     (
         str_of(&get["path"], "probe path").to_string(),
         port(container, &get["port"]),

@@ -19,6 +19,7 @@ use super::{assert_alp_vars_are_config, host_port, load};
 use crate::support::fake_atlantis::FakeAtlantis;
 use crate::support::http::{get, send};
 use crate::support::proxy::spawn_config;
+use crate::support::redis::RedisServer;
 
 /// The proxy container of one pod, and the configuration it runs with.
 struct Proxy {
@@ -43,7 +44,11 @@ fn proxy_in(origin: &str, pod_spec: &Value, configmaps: &[&Value]) -> Proxy {
         .iter()
         .find(|m| m["mountPath"].as_str() == Some(dir))
         .unwrap_or_else(|| panic!("{origin}: nothing is mounted at {dir}"));
-    assert_eq!(mount["readOnly"].as_bool(), Some(true), "{origin}: config mount");
+    assert_eq!(
+        mount["readOnly"].as_bool(),
+        Some(true),
+        "{origin}: config mount"
+    );
     let volume = seq(&pod_spec["volumes"], "volumes")
         .iter()
         .find(|v| v["name"] == mount["name"])
@@ -83,7 +88,10 @@ fn sidecar_proxy(objects: &[Value]) -> Proxy {
 
 fn helm_proxy(values: &Value) -> Proxy {
     let manifests = seq(&values["extraManifests"], "extraManifests");
-    let cms: Vec<&Value> = manifests.iter().filter(|m| m["kind"] == "ConfigMap").collect();
+    let cms: Vec<&Value> = manifests
+        .iter()
+        .filter(|m| m["kind"] == "ConfigMap")
+        .collect();
     proxy_in(HELM_VALUES, &helm_pod_spec(values), &cms)
 }
 
@@ -97,31 +105,61 @@ fn assert_runs_as_configured(p: &Proxy, pod_spec: &Value) {
     assert_alp_vars_are_config(o, &env_with_secrets(&p.env), &p.file);
 
     // The listeners the config opens are the container's ports, reachable from the pod network.
-    assert!(config.listen.ip().is_unspecified(), "{o}: listen on loopback only");
-    assert!(config.admin.listen.ip().is_unspecified(), "{o}: admin on loopback only");
-    assert_eq!(named_port(c, "http"), config.listen.port(), "{o}: http port");
-    assert_eq!(named_port(c, "admin"), config.admin.listen.port(), "{o}: admin port");
-    assert!(config.admin.token.is_some(), "{o}: a public admin listener needs the token");
+    assert!(
+        config.listen.ip().is_unspecified(),
+        "{o}: listen on loopback only"
+    );
+    assert!(
+        config.admin.listen.ip().is_unspecified(),
+        "{o}: admin on loopback only"
+    );
+    assert_eq!(
+        named_port(c, "http"),
+        config.listen.port(),
+        "{o}: http port"
+    );
+    assert_eq!(
+        named_port(c, "admin"),
+        config.admin.listen.port(),
+        "{o}: admin port"
+    );
+    assert!(
+        config.admin.token.is_some(),
+        "{o}: a public admin listener needs the token"
+    );
     assert!(
         matches!(p.env.get("ALP_ADMIN_TOKEN"), Some(EnvValue::Secret(..))),
         "{o}: the admin token must come from a Secret"
     );
     for (k, v) in &p.env {
-        if ["TOKEN", "SECRET", "PASSWORD"].iter().any(|s| k.contains(s)) {
-            assert!(matches!(v, EnvValue::Secret(..)), "{o}: {k} is not from a Secret");
+        if ["TOKEN", "SECRET", "PASSWORD"]
+            .iter()
+            .any(|s| k.contains(s))
+        {
+            assert!(
+                matches!(v, EnvValue::Secret(..)),
+                "{o}: {k} is not from a Secret"
+            );
         }
     }
 
     // Probes: liveness on /healthz, readiness on /readyz?engine=optional, both on the admin port;
     // the engine is optional only because a failed engine falls back to Atlantis.
     let admin = config.admin.listen.port();
-    assert_eq!(http_probe(c, "livenessProbe"), ("/healthz".into(), admin), "{o}");
+    assert_eq!(
+        http_probe(c, "livenessProbe"),
+        ("/healthz".into(), admin),
+        "{o}"
+    );
     assert_eq!(
         http_probe(c, "readinessProbe"),
         ("/readyz?engine=optional".into(), admin),
         "{o}"
     );
-    assert!(config.enhanced.legacy_fallback, "{o}: engine=optional needs legacy-fallback");
+    assert!(
+        config.enhanced.legacy_fallback,
+        "{o}: engine=optional needs legacy-fallback"
+    );
 
     // The image's entry point with its default command; the image tag is this version.
     assert_eq!(c["args"], Value::from(vec!["serve"]), "{o}: args");
@@ -206,7 +244,10 @@ fn standalone_reaches_atlantis_and_redis_through_services_it_deploys() {
     let svc = find(&objects, "Service", PROXY);
     assert!(selects(&labels(&svc["spec"]["selector"]), &proxy_pods));
     let svc_port = &seq(&svc["spec"]["ports"], "ports")[0];
-    assert_eq!(port(&p.container, &svc_port["targetPort"]), p.config.listen.port());
+    assert_eq!(
+        port(&p.container, &svc_port["targetPort"]),
+        p.config.listen.port()
+    );
 
     // Atlantis through atlantis-internal, whose pods only the proxy may reach.
     let (host, up_port) = upstream(&p);
@@ -216,21 +257,32 @@ fn standalone_reaches_atlantis_and_redis_through_services_it_deploys() {
         .iter()
         .find(|sp| sp["port"].as_u64() == Some(u64::from(up_port)))
         .unwrap_or_else(|| panic!("{host} has no port {up_port}"));
-    let atlantis_port = internal_port["targetPort"].as_u64().expect("numeric targetPort");
+    let atlantis_port = internal_port["targetPort"]
+        .as_u64()
+        .expect("numeric targetPort");
     let np = find(&objects, "NetworkPolicy", "atlantis-only-from-proxy");
-    assert_eq!(labels(&np["spec"]["podSelector"]["matchLabels"]), atlantis_pods);
+    assert_eq!(
+        labels(&np["spec"]["podSelector"]["matchLabels"]),
+        atlantis_pods
+    );
     let rules = seq(&np["spec"]["ingress"], "ingress");
     assert_eq!(rules.len(), 1, "one rule: from the proxy");
     let from = seq(&rules[0]["from"], "from");
     assert_eq!(from.len(), 1);
-    assert!(selects(&labels(&from[0]["podSelector"]["matchLabels"]), &proxy_pods));
+    assert!(selects(
+        &labels(&from[0]["podSelector"]["matchLabels"]),
+        &proxy_pods
+    ));
     assert!(from[0].get("namespaceSelector").is_none() && from[0].get("ipBlock").is_none());
     let ports: Vec<u64> = seq(&rules[0]["ports"], "ports")
         .iter()
         .map(|x| x["port"].as_u64().unwrap())
         .collect();
     assert_eq!(ports, [atlantis_port]);
-    assert!(!selects(&atlantis_pods, &proxy_pods), "the policy must not select the proxy");
+    assert!(
+        !selects(&atlantis_pods, &proxy_pods),
+        "the policy must not select the proxy"
+    );
 
     // Redis: the address is its Service, the password the one Redis requires, AOF on a volume.
     let addr = p.config.enhanced.redis.addr.as_deref().expect("redis addr");
@@ -238,7 +290,10 @@ fn standalone_reaches_atlantis_and_redis_through_services_it_deploys() {
     let redis_svc = find(&objects, "Service", redis_host);
     let redis_sts = find(&objects, "StatefulSet", redis_host);
     let redis_pods = pod_labels(redis_sts);
-    assert!(selects(&labels(&redis_svc["spec"]["selector"]), &redis_pods));
+    assert!(selects(
+        &labels(&redis_svc["spec"]["selector"]),
+        &redis_pods
+    ));
     let redis = container(&redis_sts["spec"]["template"]["spec"], "redis");
     let rp = seq(&redis_svc["spec"]["ports"], "ports")
         .iter()
@@ -266,11 +321,21 @@ fn standalone_reaches_atlantis_and_redis_through_services_it_deploys() {
         .find(|m| m["mountPath"].as_str() == Some(dir))
         .expect("the AOF directory is a volume");
     let claims = seq(&redis_sts["spec"]["volumeClaimTemplates"], "claims");
-    assert!(claims.iter().any(|c| c["metadata"]["name"] == mount["name"]));
+    assert!(
+        claims
+            .iter()
+            .any(|c| c["metadata"]["name"] == mount["name"])
+    );
     let redis_np = find(&objects, "NetworkPolicy", redis_host);
-    assert!(selects(&labels(&redis_np["spec"]["podSelector"]["matchLabels"]), &redis_pods));
+    assert!(selects(
+        &labels(&redis_np["spec"]["podSelector"]["matchLabels"]),
+        &redis_pods
+    ));
     let rule = &seq(&redis_np["spec"]["ingress"], "ingress")[0];
-    assert!(selects(&labels(&rule["from"][0]["podSelector"]["matchLabels"]), &proxy_pods));
+    assert!(selects(
+        &labels(&rule["from"][0]["podSelector"]["matchLabels"]),
+        &proxy_pods
+    ));
     assert_eq!(
         rule["ports"][0]["port"].as_u64(),
         Some(u64::from(redis_container_port))
@@ -278,7 +343,10 @@ fn standalone_reaches_atlantis_and_redis_through_services_it_deploys() {
 
     // A drain keeps a replica; the PDB allows one to go.
     let pdb = find(&objects, "PodDisruptionBudget", PROXY);
-    assert!(selects(&labels(&pdb["spec"]["selector"]["matchLabels"]), &proxy_pods));
+    assert!(selects(
+        &labels(&pdb["spec"]["selector"]["matchLabels"]),
+        &proxy_pods
+    ));
     let min = pdb["spec"]["minAvailable"].as_u64().expect("minAvailable");
     assert!(min >= 1 && min < deployment["spec"]["replicas"].as_u64().unwrap());
 }
@@ -306,17 +374,27 @@ fn sidecar_puts_the_proxy_on_atlantis_port_and_atlantis_behind_it() {
     let svc = find(&objects, "Service", "atlantis");
     assert!(selects(&labels(&svc["spec"]["selector"]), &pod_labels(sts)));
     let sp = &seq(&svc["spec"]["ports"], "ports")[0];
-    assert_eq!(port(&p.container, &sp["targetPort"]), p.config.listen.port());
+    assert_eq!(
+        port(&p.container, &sp["targetPort"]),
+        p.config.listen.port()
+    );
     let mut all: Vec<u16> = container_ports(atlantis);
     all.extend(container_ports(&p.container));
-    assert_eq!(all.iter().collect::<BTreeSet<_>>().len(), all.len(), "{all:?}");
+    assert_eq!(
+        all.iter().collect::<BTreeSet<_>>().len(),
+        all.len(),
+        "{all:?}"
+    );
     // Links in Atlantis's comments go to the public URL, never to the inner port.
     let EnvValue::Plain(url) = &a_env["ATLANTIS_ATLANTIS_URL"] else {
         panic!("ATLANTIS_ATLANTIS_URL")
     };
     assert_ne!(host_port(url).1, up);
     // The proxy verifies what Atlantis verifies, with the same Secret keys.
-    assert_eq!(a_env["ATLANTIS_GH_WEBHOOK_SECRET"], p.env["ALP_GITHUB_WEBHOOK_SECRET"]);
+    assert_eq!(
+        a_env["ATLANTIS_GH_WEBHOOK_SECRET"],
+        p.env["ALP_GITHUB_WEBHOOK_SECRET"]
+    );
     assert_eq!(a_env["ATLANTIS_API_SECRET"], p.env["ALP_API_SECRET"]);
     assert_eq!(a_env["ATLANTIS_GH_TOKEN"], p.env["ALP_GITHUB_TOKEN"]);
 
@@ -327,7 +405,10 @@ fn sidecar_puts_the_proxy_on_atlantis_port_and_atlantis_behind_it() {
 
 /// The pod's ingress admits exactly the proxy's listeners, so Atlantis's port is closed.
 fn assert_only_proxy_ports(np_spec: &Value, pod: &BTreeMap<String, String>, p: &Proxy, up: u16) {
-    assert!(selects(&labels(&np_spec["podSelector"]["matchLabels"]), pod));
+    assert!(selects(
+        &labels(&np_spec["podSelector"]["matchLabels"]),
+        pod
+    ));
     assert_eq!(np_spec["policyTypes"], Value::from(vec!["Ingress"]));
     let open: BTreeSet<u64> = seq(&np_spec["ingress"], "ingress")
         .iter()
@@ -345,33 +426,119 @@ fn assert_only_proxy_ports(np_spec: &Value, pod: &BTreeMap<String, String>, p: &
 /// Value names of the official chart (runatlantis/helm-charts, chart `atlantis` 6.9.3,
 /// charts/atlantis/values.yaml): the top-level keys, and the nested ones the sidecar sets.
 const CHART_TOP_LEVEL: &[&str] = &[
-    "fullnameOverride", "nameOverride", "atlantisUrl", "orgAllowlist", "orgWhitelist", "logLevel",
-    "github", "githubApp", "gitea", "gitlab", "bitbucket", "azuredevops", "vcsSecretName",
-    "gitconfig", "gitconfigReadOnly", "gitconfigSecretName", "netrc", "netrcSecretName", "aws",
-    "awsSecretName", "serviceAccountSecrets", "containerPort", "image", "imagePullSecrets",
-    "config", "repoConfig", "allowForkPRs", "allowDraftPRs", "hidePrevPlanComments",
-    "hideUnchangedPlanComments", "defaultTFDistribution", "defaultTFVersion", "disableApply",
-    "disableApplyAll", "disableRepoLocking", "enableDiffMarkdownFormat", "basicAuth",
-    "basicAuthSecretName", "api", "apiSecretName", "command", "commonLabels", "livenessProbe",
-    "readinessProbe", "service", "podTemplate", "statefulSet", "ingress", "webhook_ingress",
-    "route", "customPem", "resources", "atlantisDataDirectory", "volumeClaim", "dataStorage",
-    "storageClassName", "replicaCount", "test", "nodeSelector", "tolerations", "affinity",
-    "topologySpreadConstraints", "serviceAccount", "enableKubernetesBackend", "tlsSecretName",
-    "extraPath", "environment", "environmentSecrets", "environmentRaw", "loadEnvFromSecrets",
-    "loadEnvFromConfigMaps", "googleServiceAccountSecrets", "extraVolumes", "extraVolumeMounts",
-    "extraManifests", "initContainers", "initConfig", "hostAliases", "dnsPolicy", "dnsConfig",
-    "hostNetwork", "secret", "extraAnnotations", "extraArgs", "extraContainers",
-    "containerSecurityContext", "servicemonitor", "podMonitor", "lockingDbType", "redis",
-    "redisSecretName", "redisSecretPasswordKey", "terminationGracePeriodSeconds", "lifecycle",
+    "fullnameOverride",
+    "nameOverride",
+    "atlantisUrl",
+    "orgAllowlist",
+    "orgWhitelist",
+    "logLevel",
+    "github",
+    "githubApp",
+    "gitea",
+    "gitlab",
+    "bitbucket",
+    "azuredevops",
+    "vcsSecretName",
+    "gitconfig",
+    "gitconfigReadOnly",
+    "gitconfigSecretName",
+    "netrc",
+    "netrcSecretName",
+    "aws",
+    "awsSecretName",
+    "serviceAccountSecrets",
+    "containerPort",
+    "image",
+    "imagePullSecrets",
+    "config",
+    "repoConfig",
+    "allowForkPRs",
+    "allowDraftPRs",
+    "hidePrevPlanComments",
+    "hideUnchangedPlanComments",
+    "defaultTFDistribution",
+    "defaultTFVersion",
+    "disableApply",
+    "disableApplyAll",
+    "disableRepoLocking",
+    "enableDiffMarkdownFormat",
+    "basicAuth",
+    "basicAuthSecretName",
+    "api",
+    "apiSecretName",
+    "command",
+    "commonLabels",
+    "livenessProbe",
+    "readinessProbe",
+    "service",
+    "podTemplate",
+    "statefulSet",
+    "ingress",
+    "webhook_ingress",
+    "route",
+    "customPem",
+    "resources",
+    "atlantisDataDirectory",
+    "volumeClaim",
+    "dataStorage",
+    "storageClassName",
+    "replicaCount",
+    "test",
+    "nodeSelector",
+    "tolerations",
+    "affinity",
+    "topologySpreadConstraints",
+    "serviceAccount",
+    "enableKubernetesBackend",
+    "tlsSecretName",
+    "extraPath",
+    "environment",
+    "environmentSecrets",
+    "environmentRaw",
+    "loadEnvFromSecrets",
+    "loadEnvFromConfigMaps",
+    "googleServiceAccountSecrets",
+    "extraVolumes",
+    "extraVolumeMounts",
+    "extraManifests",
+    "initContainers",
+    "initConfig",
+    "hostAliases",
+    "dnsPolicy",
+    "dnsConfig",
+    "hostNetwork",
+    "secret",
+    "extraAnnotations",
+    "extraArgs",
+    "extraContainers",
+    "containerSecurityContext",
+    "servicemonitor",
+    "podMonitor",
+    "lockingDbType",
+    "redis",
+    "redisSecretName",
+    "redisSecretPasswordKey",
+    "terminationGracePeriodSeconds",
+    "lifecycle",
 ];
 const CHART_NESTED: &[(&str, &[&str])] = &[
     ("github", &["user", "token", "secret", "hostname", "org"]),
     (
         "service",
         &[
-            "type", "annotations", "port", "portName", "nodePort", "targetPort", "extraPorts",
-            "loadBalancerIP", "loadBalancerSourceRanges", "externalTrafficPolicy",
-            "internalTrafficPolicy", "sessionAffinity", "sessionAffinityConfig",
+            "type",
+            "annotations",
+            "port",
+            "portName",
+            "nodePort",
+            "targetPort",
+            "extraPorts",
+            "loadBalancerIP",
+            "loadBalancerSourceRanges",
+            "externalTrafficPolicy",
+            "internalTrafficPolicy",
+            "sessionAffinity",
+            "sessionAffinityConfig",
         ],
     ),
     ("podTemplate", &["annotations", "labels"]),
@@ -388,11 +555,17 @@ fn helm_values_use_the_chart_names_and_agree_with_the_sidecar_overlay() {
     let values = helm_values();
     for (k, v) in values.as_mapping().expect("a values map") {
         let k = str_of(k, "key");
-        assert!(CHART_TOP_LEVEL.contains(&k), "{HELM_VALUES}: the chart has no value `{k}`");
+        assert!(
+            CHART_TOP_LEVEL.contains(&k),
+            "{HELM_VALUES}: the chart has no value `{k}`"
+        );
         if let Some((_, known)) = CHART_NESTED.iter().find(|(top, _)| *top == k) {
             for (sub, _) in v.as_mapping().expect("a map") {
                 let sub = str_of(sub, "key");
-                assert!(known.contains(&sub), "{HELM_VALUES}: the chart has no `{k}.{sub}`");
+                assert!(
+                    known.contains(&sub),
+                    "{HELM_VALUES}: the chart has no `{k}.{sub}`"
+                );
             }
         }
     }
@@ -435,7 +608,13 @@ fn helm_values_use_the_chart_names_and_agree_with_the_sidecar_overlay() {
         "the Helm values' config.yaml differs from deploy/kubernetes/base/config.yaml"
     );
     let overlay = sidecar_proxy(&render("sidecar"));
-    for field in ["ports", "livenessProbe", "readinessProbe", "resources", "securityContext"] {
+    for field in [
+        "ports",
+        "livenessProbe",
+        "readinessProbe",
+        "resources",
+        "securityContext",
+    ] {
         assert_eq!(p.container[field], overlay.container[field], "{field}");
     }
     assert_eq!(p.env, overlay.env);
@@ -483,13 +662,22 @@ fn prometheus_finds_the_admin_listener_in_both_overlays() {
             &of_kind(&objects, "ConfigMap").collect::<Vec<_>>(),
         );
         let svc = find(&objects, "Service", "atlantis-lock-proxy-metrics");
-        assert!(selects(&sm_selector, &labels(&svc["metadata"]["labels"])), "{overlay}");
-        assert!(selects(&labels(&svc["spec"]["selector"]), &pod_labels(w)), "{overlay}");
+        assert!(
+            selects(&sm_selector, &labels(&svc["metadata"]["labels"])),
+            "{overlay}"
+        );
+        assert!(
+            selects(&labels(&svc["spec"]["selector"]), &pod_labels(w)),
+            "{overlay}"
+        );
         let sp = seq(&svc["spec"]["ports"], "ports")
             .iter()
             .find(|sp| sp["name"] == endpoint["port"])
             .unwrap_or_else(|| panic!("{overlay}: no Service port named {:?}", endpoint["port"]));
-        assert_eq!(port(&p.container, &sp["targetPort"]), p.config.admin.listen.port());
+        assert_eq!(
+            port(&p.container, &sp["targetPort"]),
+            p.config.admin.listen.port()
+        );
         assert_scrape_annotations(&w["spec"]["template"]["metadata"]["annotations"], &p);
     }
 }
@@ -497,7 +685,9 @@ fn prometheus_finds_the_admin_listener_in_both_overlays() {
 #[test]
 fn readme_creates_every_secret_key_the_manifests_read() {
     let readme = read("README.md");
-    let start = readme.find("## Deploy on Kubernetes").expect("README section");
+    let start = readme
+        .find("## Deploy on Kubernetes")
+        .expect("README section");
     let section = &readme[start..];
     let section = &section[..section[3..].find("\n## ").map_or(section.len(), |i| i + 3)];
     let mut wanted = BTreeSet::new();
@@ -507,8 +697,11 @@ fn readme_creates_every_secret_key_the_manifests_read() {
     let containers = [
         standalone_proxy(&standalone).container,
         sidecar_proxy(&sidecar).container,
-        container(&find(&sidecar, "StatefulSet", "atlantis")["spec"]["template"]["spec"], "atlantis")
-            .clone(),
+        container(
+            &find(&sidecar, "StatefulSet", "atlantis")["spec"]["template"]["spec"],
+            "atlantis",
+        )
+        .clone(),
         container(&redis["spec"]["template"]["spec"], "redis").clone(),
         helm_proxy(&helm_values()).container,
     ];
@@ -571,7 +764,81 @@ async fn probe_and_scrape_paths_answer_without_the_token_on_the_deployed_config(
     assert_eq!(r.status, 401);
     let token = format!("Bearer {}", env["ALP_ADMIN_TOKEN"]);
     let headers = [("authorization", token.as_str())];
-    let r = send(http::Method::GET, &proxy.admin_url("/admin/status"), &headers, "").await;
+    let r = send(
+        http::Method::GET,
+        &proxy.admin_url("/admin/status"),
+        &headers,
+        "",
+    )
+    .await;
     assert_eq!(r.status, 200, "{}", r.text());
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn standalone_runs_on_a_real_redis_started_as_its_statefulset_starts_it() {
+    let objects = render("standalone");
+    let p = standalone_proxy(&objects);
+    let sts = find(&objects, "StatefulSet", "atlantis-lock-proxy-redis");
+    let redis = container(&sts["spec"]["template"]["spec"], "redis");
+    let mut args: Vec<String> = seq(&redis["args"], "redis args")
+        .iter()
+        .map(|a| str_of(a, "arg").to_string())
+        .collect();
+    assert_eq!(args.remove(0), "redis-server");
+    // The harness keeps its own port, bind address and directory; the password is set once the
+    // harness has seen the server answer (its PING carries no password).
+    let password_at = args.iter().position(|a| a == "--requirepass").unwrap();
+    args.drain(password_at..password_at + 2);
+    let dir_at = args.iter().position(|a| a == "--dir").unwrap();
+    args.drain(dir_at..dir_at + 2);
+    let mut server = tokio::task::spawn_blocking(move || {
+        let extra: Vec<&str> = args.iter().map(String::as_str).collect();
+        RedisServer::start_with(&extra)
+    })
+    .await
+    .unwrap();
+    for (key, want) in [
+        ("appendonly", "yes"),
+        ("appendfsync", "everysec"),
+        ("save", "300 1"),
+    ] {
+        let got = server.command(&["CONFIG", "GET", key]).unwrap();
+        assert!(got.contains(want), "redis {key}: {got}");
+    }
+    let mut env = env_with_secrets(&p.env);
+    let password = env["ALP_REDIS_PASSWORD"].clone();
+    server
+        .command(&["CONFIG", "SET", "requirepass", &password])
+        .unwrap();
+    env.insert("ALP_REDIS_ADDR".into(), server.addr.clone());
+
+    let fake = FakeAtlantis::start().await;
+    let overrides = CliOverrides {
+        listen: Some("127.0.0.1:0".into()),
+        upstream: Some(fake.url()),
+        admin_listen: Some("127.0.0.1:0".into()),
+    };
+    let env: std::collections::HashMap<String, String> = env.into_iter().collect();
+    let config = Config::load(Some(&p.file), &env, &overrides).unwrap();
+    let proxy = spawn_config(config).await;
+    let (readiness, _) = http_probe(&p.container, "readinessProbe");
+    let r = get(&proxy.admin_url("/readyz")).await;
+    assert_eq!(r.status, 200, "the engine must reach Redis: {}", r.text());
+    assert_eq!(r.json()["checks"]["engine"], "ok");
+
+    // Redis goes away: the engine is down, yet the readiness probe keeps the replica in service
+    // (requests fall back to Atlantis); plain /readyz would take every replica out.
+    tokio::task::spawn_blocking(move || {
+        server.stop();
+        server
+    })
+    .await
+    .unwrap();
+    let r = get(&proxy.admin_url("/readyz")).await;
+    assert_eq!(r.status, 503, "{}", r.text());
+    let r = get(&proxy.admin_url(&readiness)).await;
+    assert_eq!(r.status, 200, "{readiness}: {}", r.text());
+    assert_ne!(r.json()["checks"]["engine"], "ok");
     proxy.stop().await;
 }
