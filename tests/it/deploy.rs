@@ -6,6 +6,7 @@
 //! treatment in `kubernetes` (rendered by `kubectl kustomize`).
 
 mod files;
+mod helm;
 mod kube;
 mod kubernetes;
 

@@ -1,5 +1,6 @@
 //! The Kubernetes deployment against the proxy it deploys: both kustomize overlays as
-//! `kubectl kustomize` renders them, the optional ServiceMonitor and the Helm sidecar values.
+//! `kubectl kustomize` renders them and the optional ServiceMonitor (the Helm sidecar values'
+//! own checks are in `helm`).
 //! Every port, path, environment variable and config key they name must exist in the proxy, and
 //! the objects they wire together must agree on names, labels and ports.
 
@@ -22,13 +23,13 @@ use crate::support::proxy::spawn_config;
 use crate::support::redis::RedisServer;
 
 /// The proxy container of one pod, and the configuration it runs with.
-struct Proxy {
-    origin: String,
-    container: Value,
-    env: BTreeMap<String, EnvValue>,
+pub(super) struct Proxy {
+    pub(super) origin: String,
+    pub(super) container: Value,
+    pub(super) env: BTreeMap<String, EnvValue>,
     /// The ConfigMap's config file, written out as the container sees it at ALP_CONFIG.
-    file: PathBuf,
-    config: Config,
+    pub(super) file: PathBuf,
+    pub(super) config: Config,
 }
 
 /// Finds the ConfigMap mounted at ALP_CONFIG's directory and loads it with the container's
@@ -80,13 +81,13 @@ fn standalone_proxy(objects: &[Value]) -> Proxy {
     proxy_in("standalone", &deployment["spec"]["template"]["spec"], &cms)
 }
 
-fn sidecar_proxy(objects: &[Value]) -> Proxy {
+pub(super) fn sidecar_proxy(objects: &[Value]) -> Proxy {
     let sts = find(objects, "StatefulSet", "atlantis");
     let cms: Vec<&Value> = of_kind(objects, "ConfigMap").collect();
     proxy_in("sidecar", &sts["spec"]["template"]["spec"], &cms)
 }
 
-fn helm_proxy(values: &Value) -> Proxy {
+pub(super) fn helm_proxy(values: &Value) -> Proxy {
     let manifests = seq(&values["extraManifests"], "extraManifests");
     let cms: Vec<&Value> = manifests
         .iter()
@@ -95,7 +96,7 @@ fn helm_proxy(values: &Value) -> Proxy {
     proxy_in(HELM_VALUES, &helm_pod_spec(values), &cms)
 }
 
-fn upstream(p: &Proxy) -> (String, u16) {
+pub(super) fn upstream(p: &Proxy) -> (String, u16) {
     host_port(&p.config.upstream.url.to_string())
 }
 
@@ -404,7 +405,12 @@ fn sidecar_puts_the_proxy_on_atlantis_port_and_atlantis_behind_it() {
 }
 
 /// The pod's ingress admits exactly the proxy's listeners, so Atlantis's port is closed.
-fn assert_only_proxy_ports(np_spec: &Value, pod: &BTreeMap<String, String>, p: &Proxy, up: u16) {
+pub(super) fn assert_only_proxy_ports(
+    np_spec: &Value,
+    pod: &BTreeMap<String, String>,
+    p: &Proxy,
+    up: u16,
+) {
     assert!(selects(
         &labels(&np_spec["podSelector"]["matchLabels"]),
         pod
@@ -423,217 +429,7 @@ fn assert_only_proxy_ports(np_spec: &Value, pod: &BTreeMap<String, String>, p: &
     assert!(!open.contains(&u64::from(up)));
 }
 
-/// Value names of the official chart (runatlantis/helm-charts, chart `atlantis` 6.9.3,
-/// charts/atlantis/values.yaml): the top-level keys, and the nested ones the sidecar sets.
-const CHART_TOP_LEVEL: &[&str] = &[
-    "fullnameOverride",
-    "nameOverride",
-    "atlantisUrl",
-    "orgAllowlist",
-    "orgWhitelist",
-    "logLevel",
-    "github",
-    "githubApp",
-    "gitea",
-    "gitlab",
-    "bitbucket",
-    "azuredevops",
-    "vcsSecretName",
-    "gitconfig",
-    "gitconfigReadOnly",
-    "gitconfigSecretName",
-    "netrc",
-    "netrcSecretName",
-    "aws",
-    "awsSecretName",
-    "serviceAccountSecrets",
-    "containerPort",
-    "image",
-    "imagePullSecrets",
-    "config",
-    "repoConfig",
-    "allowForkPRs",
-    "allowDraftPRs",
-    "hidePrevPlanComments",
-    "hideUnchangedPlanComments",
-    "defaultTFDistribution",
-    "defaultTFVersion",
-    "disableApply",
-    "disableApplyAll",
-    "disableRepoLocking",
-    "enableDiffMarkdownFormat",
-    "basicAuth",
-    "basicAuthSecretName",
-    "api",
-    "apiSecretName",
-    "command",
-    "commonLabels",
-    "livenessProbe",
-    "readinessProbe",
-    "service",
-    "podTemplate",
-    "statefulSet",
-    "ingress",
-    "webhook_ingress",
-    "route",
-    "customPem",
-    "resources",
-    "atlantisDataDirectory",
-    "volumeClaim",
-    "dataStorage",
-    "storageClassName",
-    "replicaCount",
-    "test",
-    "nodeSelector",
-    "tolerations",
-    "affinity",
-    "topologySpreadConstraints",
-    "serviceAccount",
-    "enableKubernetesBackend",
-    "tlsSecretName",
-    "extraPath",
-    "environment",
-    "environmentSecrets",
-    "environmentRaw",
-    "loadEnvFromSecrets",
-    "loadEnvFromConfigMaps",
-    "googleServiceAccountSecrets",
-    "extraVolumes",
-    "extraVolumeMounts",
-    "extraManifests",
-    "initContainers",
-    "initConfig",
-    "hostAliases",
-    "dnsPolicy",
-    "dnsConfig",
-    "hostNetwork",
-    "secret",
-    "extraAnnotations",
-    "extraArgs",
-    "extraContainers",
-    "containerSecurityContext",
-    "servicemonitor",
-    "podMonitor",
-    "lockingDbType",
-    "redis",
-    "redisSecretName",
-    "redisSecretPasswordKey",
-    "terminationGracePeriodSeconds",
-    "lifecycle",
-];
-const CHART_NESTED: &[(&str, &[&str])] = &[
-    ("github", &["user", "token", "secret", "hostname", "org"]),
-    (
-        "service",
-        &[
-            "type",
-            "annotations",
-            "port",
-            "portName",
-            "nodePort",
-            "targetPort",
-            "extraPorts",
-            "loadBalancerIP",
-            "loadBalancerSourceRanges",
-            "externalTrafficPolicy",
-            "internalTrafficPolicy",
-            "sessionAffinity",
-            "sessionAffinityConfig",
-        ],
-    ),
-    ("podTemplate", &["annotations", "labels"]),
-];
-/// Key names inside the chart's Secrets (templates/secret-webhook.yaml, secret-api.yaml).
-const CHART_SECRET_KEYS: &[(&str, &str)] = &[
-    ("vcsSecretName", "github_token"),
-    ("vcsSecretName", "github_secret"),
-    ("apiSecretName", "apisecret"),
-];
-
-#[test]
-fn helm_values_use_the_chart_names_and_agree_with_the_sidecar_overlay() {
-    let values = helm_values();
-    for (k, v) in values.as_mapping().expect("a values map") {
-        let k = str_of(k, "key");
-        assert!(
-            CHART_TOP_LEVEL.contains(&k),
-            "{HELM_VALUES}: the chart has no value `{k}`"
-        );
-        if let Some((_, known)) = CHART_NESTED.iter().find(|(top, _)| *top == k) {
-            for (sub, _) in v.as_mapping().expect("a map") {
-                let sub = str_of(sub, "key");
-                assert!(
-                    known.contains(&sub),
-                    "{HELM_VALUES}: the chart has no `{k}.{sub}`"
-                );
-            }
-        }
-    }
-    let p = helm_proxy(&values);
-    // The chart sets ATLANTIS_PORT and Atlantis's probes from containerPort, and points the
-    // Service at service.targetPort: Atlantis on the inner port, the Service on the proxy.
-    let (host, up) = upstream(&p);
-    assert_eq!(host, "127.0.0.1");
-    assert_eq!(values["containerPort"].as_u64(), Some(u64::from(up)));
-    assert_eq!(
-        values["service"]["targetPort"].as_u64(),
-        Some(u64::from(p.config.listen.port()))
-    );
-    assert_eq!(values["replicaCount"].as_u64(), Some(1));
-    assert_eq!(p.config.enhanced.backend, Backend::Memory);
-    assert_eq!(
-        host_port(str_of(&values["atlantisUrl"], "atlantisUrl")).0,
-        "atlantis.example.com"
-    );
-
-    // The proxy reads the very Secret keys the chart gives Atlantis.
-    for (value, key) in CHART_SECRET_KEYS {
-        let secret = str_of(&values[*value], value);
-        assert!(
-            p.env
-                .values()
-                .any(|e| *e == EnvValue::Secret(secret.into(), (*key).into())),
-            "{HELM_VALUES}: the proxy does not read {key} from {value} ({secret})"
-        );
-    }
-
-    // Same config as the overlays, same container as the sidecar overlay's.
-    let cm = seq(&values["extraManifests"], "extraManifests")
-        .iter()
-        .find(|m| m["kind"] == "ConfigMap")
-        .unwrap();
-    assert_eq!(
-        str_of(&cm["data"]["config.yaml"], "config.yaml"),
-        read("deploy/kubernetes/base/config.yaml"),
-        "the Helm values' config.yaml differs from deploy/kubernetes/base/config.yaml"
-    );
-    let overlay = sidecar_proxy(&render("sidecar"));
-    for field in [
-        "ports",
-        "livenessProbe",
-        "readinessProbe",
-        "resources",
-        "securityContext",
-    ] {
-        assert_eq!(p.container[field], overlay.container[field], "{field}");
-    }
-    assert_eq!(p.env, overlay.env);
-
-    // Other pods reach only the proxy's listeners.
-    let np = seq(&values["extraManifests"], "extraManifests")
-        .iter()
-        .find(|m| m["kind"] == "NetworkPolicy")
-        .expect("a NetworkPolicy");
-    let chart_pod = BTreeMap::from([
-        ("app".to_string(), "atlantis".to_string()),
-        ("release".to_string(), "{{ .Release.Name }}".to_string()),
-    ]);
-    assert_only_proxy_ports(&np["spec"], &chart_pod, &p, up);
-    let scrape = &values["podTemplate"]["annotations"];
-    assert_scrape_annotations(scrape, &p);
-}
-
-fn assert_scrape_annotations(annotations: &Value, p: &Proxy) {
+pub(super) fn assert_scrape_annotations(annotations: &Value, p: &Proxy) {
     assert_eq!(annotations["prometheus.io/scrape"].as_str(), Some("true"));
     assert_eq!(
         annotations["prometheus.io/port"].as_str(),
