@@ -114,6 +114,10 @@ pub trait LockEngine: Send + Sync + 'static {
     /// Removes a queued waiter (dispatched as `Removed`); false when it is not queued.
     fn remove_waiter(&self, id: WaiterId) -> BoxFuture<'_, EngineResult<bool>>;
 
+    /// Drops a queued waiter whose pull left the queue (dispatched as `Dropped`: never
+    /// replayed); false when it is not queued.
+    fn drop_waiter(&self, id: WaiterId) -> BoxFuture<'_, EngineResult<bool>>;
+
     /// Every held lock.
     fn list_locks(&self) -> BoxFuture<'_, EngineResult<Vec<LockInfo>>>;
 

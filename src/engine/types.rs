@@ -254,8 +254,8 @@ pub struct LockInfo {
     pub expires_at: SystemTime,
     /// Fencing token of the grant.
     pub fencing_token: u64,
-    /// A grant of this lock is being replayed (not confirmed yet): the lock is not granted
-    /// again, nor repaired, until that replay is confirmed or cancelled.
+    /// The holder's grant of this lock is being replayed (not confirmed yet): the lock is not
+    /// granted again, nor repaired, until that replay is confirmed or cancelled.
     pub dispatching: bool,
 }
 

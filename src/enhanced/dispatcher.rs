@@ -79,8 +79,18 @@ impl Enhanced {
         })
     }
 
-    /// Handles one dispatch; what is neither sent nor settled comes back after the lease.
+    /// Handles one dispatch once at a time on this replica: a re-offer of a dispatch still being
+    /// handled here is skipped.
     async fn dispatch(&self, d: Dispatch) {
+        if !self.begin_handling(&d.id) {
+            return;
+        }
+        self.handle(d.clone()).await;
+        self.end_handling(&d.id);
+    }
+
+    /// Handles one dispatch; what is neither sent nor settled comes back after the lease.
+    async fn handle(&self, d: Dispatch) {
         match d.reason {
             DispatchReason::Dropped => return self.drop_dispatch(&d).await,
             DispatchReason::Expired => return self.expire(&d).await,
@@ -253,6 +263,42 @@ impl Enhanced {
                 return;
             }
         }
+        // Neither this pull nor a holder of a blocked lock may be releasing: an unlock Atlantis
+        // carries out before this hand-off would let Atlantis give the lock to this pull.
+        let until = Instant::now() + self.settings.replay_wait;
+        while Instant::now() < until
+            && (self.is_unlocking(&d.pull)
+                || blocked
+                    .iter()
+                    .filter_map(|b| b.held_by.as_ref())
+                    .any(|h| self.is_unlocking(h)))
+        {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        // Still a hand-off right before it leaves (its pull may have closed meanwhile).
+        match self.engine.admit(&d).await {
+            Ok(Admission::HandOff { blocked: now, .. }) if now == blocked => {}
+            Ok(Admission::HandOff { .. } | Admission::Grant { .. }) => {
+                // The locks changed hands meanwhile: admitted again from the start next offer.
+                tracing::info!(waiter = %d.id, "hand-off changed while waiting: admitted again later");
+                let _ = self.engine.hand_back(&d, None, Vec::new()).await;
+                return;
+            }
+            Ok(Admission::Dropped) => {
+                self.metrics.replay("dropped");
+                self.notice_dispatch(&d, &stored, DispatchReason::Dropped)
+                    .await;
+                return;
+            }
+            Ok(other) => {
+                tracing::info!(waiter = %d.id, admission = ?other, "hand-off changed while waiting for Atlantis: not sent");
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(waiter = %d.id, error = %e, "cannot re-check a hand-off; it is offered again later");
+                return;
+            }
+        }
         let why = match d.reason {
             DispatchReason::TimedOut => FailReason::QueueTimeout,
             DispatchReason::DeadlockVictim => FailReason::Deadlock,
@@ -269,7 +315,32 @@ impl Enhanced {
             stored.set_header(ADMITTED_HEADER, &t.to_string());
         }
         let waited = d.enqueued_at.elapsed().unwrap_or_default();
-        if self.send(&d, &mut stored, token).await {
+        if self.send_unconfirmed(&d, &mut stored, token).await {
+            // Atlantis answered before acting: the blocked locks stay in flight while it may
+            // still be carrying the hand-off out, then the dispatch is confirmed.
+            let settle = self
+                .settings
+                .replay_wait
+                .min(self.engine.settings().dispatch_lease / 2);
+            tokio::time::sleep(settle).await;
+            self.confirm(&d).await;
+            // A holder that released meanwhile let Atlantis give the lock to this pull after
+            // all: the engine follows (§10.1).
+            if let Ok(locks) =
+                atlantis_api::list_locks(&self.upstream, Duration::from_secs(5)).await
+            {
+                for (key, pull, user) in parse_locks(&locks) {
+                    if pull == d.pull && blocked.iter().any(|b| b.key == key) {
+                        match self.engine.adopt(key.clone(), pull, user, None).await {
+                            Ok(true) => {
+                                tracing::info!(%key, pull = %d.pull, "the hand-off took the lock in Atlantis: adopted")
+                            }
+                            Ok(false) => {}
+                            Err(e) => tracing::warn!(%key, error = %e, "could not adopt a lock"),
+                        }
+                    }
+                }
+            }
             self.metrics.queue_left(waited, Err(why));
             self.notice_dispatch(&d, &stored, d.reason).await;
         }
@@ -278,6 +349,20 @@ impl Enhanced {
     /// Sends the stored request (continuing a new trace linked to the original) and confirms it
     /// once Atlantis answered. False when it was not delivered (it is offered again later).
     async fn send(&self, d: &Dispatch, stored: &mut StoredRequest, token: Option<u64>) -> bool {
+        let sent = self.send_unconfirmed(d, stored, token).await;
+        if sent {
+            self.confirm(d).await;
+        }
+        sent
+    }
+
+    /// Sends the stored request; the caller confirms it.
+    async fn send_unconfirmed(
+        &self,
+        d: &Dispatch,
+        stored: &mut StoredRequest,
+        token: Option<u64>,
+    ) -> bool {
         let mut headers = http::HeaderMap::new();
         telemetry::inject_headers(&tracing::Span::current(), &mut headers);
         for (name, value) in &headers {
@@ -298,8 +383,11 @@ impl Enhanced {
                         .engine
                         .release_grant(d.pull.clone(), d.locks.clone(), token)
                         .await;
+                } else if token.is_some() {
+                    // Atlantis answers webhooks before it acts: the grant stays in flight (so
+                    // nobody else is granted the lock) until Atlantis lists the lock for the pull.
+                    self.wait_until_taken(d).await;
                 }
-                self.confirm(d).await;
                 true
             }
             ReplayOutcome::Failed(why) => {
@@ -308,6 +396,32 @@ impl Enhanced {
                 self.metrics.replay("failed");
                 false
             }
+        }
+    }
+
+    /// Waits (bounded by `replay-wait`) until Atlantis lists the dispatch's locks as held by its
+    /// pull, or has none of them for another pull and stopped changing (a plan that failed).
+    async fn wait_until_taken(&self, d: &Dispatch) {
+        let deadline = Instant::now() + self.settings.replay_wait;
+        let mut delay = Duration::from_millis(20);
+        while Instant::now() + delay <= deadline {
+            tokio::time::sleep(delay).await;
+            match atlantis_api::list_locks(&self.upstream, Duration::from_secs(5)).await {
+                Ok(locks) => {
+                    let locks = parse_locks(&locks);
+                    let taken = d.locks.iter().any(|k| {
+                        locks
+                            .iter()
+                            .any(|(lk, p, _)| lk == k && p.number == d.pull.number)
+                    });
+                    if taken {
+                        return;
+                    }
+                }
+                Err(LockListError::Unsupported) => return,
+                Err(_) => {}
+            }
+            delay = (delay * 2).min(Duration::from_millis(500));
         }
     }
 

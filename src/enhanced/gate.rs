@@ -42,14 +42,17 @@ pub struct Admitted {
     pub pull: PullRef,
     /// The locks the grant took (not those the pull held before).
     pub taken: Vec<LockKey>,
+    /// Every lock of the grant (a re-plan re-takes the ones it held).
+    pub locks: Vec<LockKey>,
     /// Its fencing token.
     pub fencing_token: u64,
 }
 
 impl Admitted {
-    fn of(pull: &PullRef, g: &crate::engine::Grant) -> Self {
+    fn of(pull: &PullRef, locks: &[LockKey], g: &crate::engine::Grant) -> Self {
         Self {
             pull: pull.clone(),
+            locks: locks.to_vec(),
             taken: g.taken.clone(),
             fencing_token: g.fencing_token,
         }
@@ -143,7 +146,7 @@ impl Enhanced {
                 self.delete_in_atlantis(&g.preempted).await;
                 Ok(Decision::Forward {
                     release_after: None,
-                    grant: Some(Admitted::of(&acq.pull, &g)),
+                    grant: Some(Admitted::of(&acq.pull, &gated.locks, &g)),
                 })
             }
             QueueOutcome::Queued(q) => {
@@ -209,7 +212,7 @@ impl Enhanced {
                     self.metrics.lock_acquired(start.elapsed(), Ok(()));
                     self.delete_in_atlantis(&g.preempted).await;
                     return Ok(Decision::Forward {
-                        grant: Some(Admitted::of(&pull, &g)),
+                        grant: Some(Admitted::of(&pull, &req.locks, &g)),
                         release_after: Some(pull),
                     });
                 }
@@ -422,51 +425,113 @@ impl Enhanced {
     /// An `unlock` comment Atlantis accepted: Atlantis acts after answering and may still refuse
     /// (a fork, the unlock label, an error), so the engine releases the pull once Atlantis's lock
     /// table no longer lists its locks (bounded by `replay-wait`; the reconciler covers the rest).
-    pub fn release_pull_when_unlocked(self: &std::sync::Arc<Self>, pull: PullRef) {
-        let this = self.clone();
+    pub async fn release_pull_when_unlocked(self: &std::sync::Arc<Self>, pull: PullRef) {
+        // What the unlock covers is what the pull had when Atlantis accepted it (read before the
+        // webhook is answered): locks granted later (a plan right after the unlock) keep their
+        // newer fencing token and stay, and waiters queued later stay queued.
+        let (Ok(locks), Ok(queues)) = (
+            self.engine.list_locks().await,
+            self.engine.list_queues().await,
+        ) else {
+            // The engine is down: the reconciler repairs it from Atlantis afterwards.
+            self.engine_lost_sync();
+            self.set_unlocking(&pull, false);
+            return;
+        };
+        let held: Vec<(LockKey, u64)> = locks
+            .into_iter()
+            .filter(|l| l.pull == pull)
+            .map(|l| (l.key, l.fencing_token))
+            .collect();
+        let mut waiters: Vec<crate::engine::WaiterId> = queues
+            .iter()
+            .flat_map(|q| q.waiters.iter())
+            .filter(|w| w.pull == pull)
+            .map(|w| w.id.clone())
+            .collect();
+        waiters.sort();
+        waiters.dedup();
         // The pull's grants not sent yet wait until the unlock is carried out (then they are
         // stale and cancelled) or refused.
         self.set_unlocking(&pull, true);
+        let this = self.clone();
         tokio::spawn(async move {
-            this.release_when_unlocked(&pull).await;
+            this.release_when_unlocked(&pull, held, waiters).await;
             this.set_unlocking(&pull, false);
         });
     }
 
-    async fn release_when_unlocked(&self, pull: &PullRef) {
-        let this = self;
-        {
-            let pull = pull.clone();
-            let deadline = Instant::now() + this.settings.replay_wait;
-            let mut delay = Duration::from_millis(20);
-            loop {
-                match crate::upstream::atlantis_api::list_locks(
-                    &this.upstream,
-                    Duration::from_secs(5),
-                )
+    async fn release_when_unlocked(
+        &self,
+        pull: &PullRef,
+        held: Vec<(LockKey, u64)>,
+        waiters: Vec<crate::engine::WaiterId>,
+    ) {
+        if !held.is_empty() && !self.wait_unlocked(pull, &held).await {
+            tracing::warn!(%pull, "Atlantis still lists the pull's locks after its unlock: the engine keeps them too");
+            return;
+        }
+        let mut released = 0;
+        for (key, token) in &held {
+            match self
+                .engine
+                .release_grant(pull.clone(), vec![key.clone()], *token)
                 .await
-                {
-                    Ok(locks) => {
-                        let held = super::dispatcher::parse_locks(&locks)
-                            .iter()
-                            .any(|(_, p, _)| *p == pull);
-                        if !held {
-                            break;
-                        }
-                    }
-                    Err(crate::upstream::atlantis_api::LockListError::Unsupported) => break,
-                    Err(e) => {
-                        tracing::debug!(error = %e, "cannot read Atlantis's locks after an unlock")
-                    }
+            {
+                Ok(n) => released += n,
+                Err(e) => {
+                    self.engine_failed("release_grant", &e);
+                    self.release_later(super::PendingRelease::Key(
+                        key.clone(),
+                        ReleaseReason::Unlock,
+                    ));
                 }
-                if Instant::now() + delay > deadline {
-                    tracing::warn!(%pull, "Atlantis still lists the pull's locks after its unlock: the engine keeps them too");
-                    return;
-                }
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_secs(1));
             }
-            this.release_pull(&pull, ReleaseReason::Unlock).await;
+        }
+        self.metrics.engine_op("release_pull", true);
+        self.metrics.locks_released(released, ReleaseReason::Unlock);
+        for id in waiters {
+            // The user unlocked: the pull's queued commands leave the queue, unreplayed.
+            let _ = self.engine.drop_waiter(id).await;
+        }
+        if released > 0 {
+            tracing::info!(%pull, released, "pull unlocked");
+        }
+    }
+
+    /// Polls Atlantis (bounded by `replay-wait`) until none of `held` is listed for `pull`,
+    /// after every direct grant among them was carried out by Atlantis.
+    async fn wait_unlocked(&self, pull: &PullRef, held: &[(LockKey, u64)]) -> bool {
+        let deadline = Instant::now() + self.settings.replay_wait;
+        while held.iter().any(|(k, _)| self.is_unsettled(k, pull)) {
+            if Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let mut delay = Duration::from_millis(20);
+        loop {
+            match crate::upstream::atlantis_api::list_locks(&self.upstream, Duration::from_secs(5))
+                .await
+            {
+                Ok(locks) => {
+                    let listed = super::dispatcher::parse_locks(&locks)
+                        .iter()
+                        .any(|(k, p, _)| p == pull && held.iter().any(|(h, _)| h == k));
+                    if !listed {
+                        return true;
+                    }
+                }
+                Err(crate::upstream::atlantis_api::LockListError::Unsupported) => return true,
+                Err(e) => {
+                    tracing::debug!(error = %e, "cannot read Atlantis's locks after an unlock")
+                }
+            }
+            if Instant::now() + delay > deadline {
+                return false;
+            }
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(Duration::from_secs(1));
         }
     }
 }

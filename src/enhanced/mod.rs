@@ -91,6 +91,13 @@ pub struct Enhanced {
     forgetting: Arc<std::sync::atomic::AtomicUsize>,
     /// Pulls whose `unlock` Atlantis accepted and is carrying out: their grants wait.
     unlocking: std::sync::Mutex<std::collections::HashSet<crate::classify::PullRef>>,
+    /// Dispatches this replica is handling now.
+    handling: std::sync::Mutex<std::collections::HashSet<crate::engine::WaiterId>>,
+    /// Grants forwarded directly whose command Atlantis has not carried out yet (it answers
+    /// webhooks first): lock → the holder and token. An unlock is not judged on them until then.
+    unsettled: std::sync::Mutex<
+        std::collections::HashMap<crate::classify::LockKey, (crate::classify::PullRef, u64)>,
+    >,
 }
 
 /// A release Atlantis made that the engine has not mirrored yet.
@@ -160,10 +167,109 @@ impl Enhanced {
             pending_releases: std::sync::Mutex::new(Vec::new()),
             forgetting: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
             unlocking: std::sync::Mutex::new(std::collections::HashSet::new()),
+            unsettled: std::sync::Mutex::new(std::collections::HashMap::new()),
+            handling: std::sync::Mutex::new(std::collections::HashSet::new()),
         }
     }
 
-    fn set_unlocking(&self, pull: &crate::classify::PullRef, on: bool) {
+    fn begin_handling(&self, id: &crate::engine::WaiterId) -> bool {
+        self.handling
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(id.clone())
+    }
+
+    fn end_handling(&self, id: &crate::engine::WaiterId) {
+        self.handling
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(id);
+    }
+
+    /// Whether `key`'s direct grant to `pull` is still unsettled (not yet seen in Atlantis).
+    fn is_unsettled(
+        &self,
+        key: &crate::classify::LockKey,
+        pull: &crate::classify::PullRef,
+    ) -> bool {
+        self.unsettled
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(key)
+            .is_some_and(|(p, _)| p == pull)
+    }
+
+    /// A direct grant Atlantis accepted the request of: until Atlantis lists its locks for the
+    /// pull (bounded by `replay-wait`), an unlock of the pull does not release them.
+    pub fn settle_grant(self: &Arc<Self>, grant: Admitted) {
+        if grant.locks.is_empty() {
+            return;
+        }
+        {
+            let mut u = self
+                .unsettled
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            for k in &grant.locks {
+                u.insert(k.clone(), (grant.pull.clone(), grant.fencing_token));
+            }
+        }
+        // A re-plan of a lock Atlantis already lists for the pull cannot be seen to land:
+        // it stays unsettled for a fixed window, as long as a hand-off's.
+        let replanned = grant.locks.len() > grant.taken.len();
+        let window = self
+            .settings
+            .replay_wait
+            .min(self.engine.settings().dispatch_lease / 2);
+        let this = self.clone();
+        tokio::spawn(async move {
+            let start = tokio::time::Instant::now();
+            let deadline = start + this.settings.replay_wait;
+            let mut delay = Duration::from_millis(10);
+            let mut taken_seen = grant.taken.is_empty();
+            while tokio::time::Instant::now() + delay <= deadline {
+                tokio::time::sleep(delay).await;
+                if !taken_seen {
+                    match crate::upstream::atlantis_api::list_locks(
+                        &this.upstream,
+                        Duration::from_secs(5),
+                    )
+                    .await
+                    {
+                        Ok(locks) => {
+                            let locks = dispatcher::parse_locks(&locks);
+                            taken_seen = grant.taken.iter().all(|k| {
+                                locks.iter().any(|(lk, p, _)| lk == k && *p == grant.pull)
+                            });
+                        }
+                        Err(crate::upstream::atlantis_api::LockListError::Unsupported) => {
+                            taken_seen = true
+                        }
+                        Err(_) => {}
+                    }
+                }
+                if taken_seen && (!replanned || start.elapsed() >= window) {
+                    break;
+                }
+                delay = (delay * 2).min(Duration::from_millis(500));
+            }
+            let mut u = this
+                .unsettled
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            for k in &grant.locks {
+                if u.get(k)
+                    .is_some_and(|(p, t)| *p == grant.pull && *t == grant.fencing_token)
+                {
+                    u.remove(k);
+                }
+            }
+        });
+    }
+
+    /// Marks a pull whose release (close or unlock) is on its way to Atlantis: its grants and
+    /// hand-offs are not sent meanwhile.
+    pub(crate) fn set_unlocking(&self, pull: &crate::classify::PullRef, on: bool) {
         let mut u = self
             .unlocking
             .lock()

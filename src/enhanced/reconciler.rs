@@ -184,7 +184,7 @@ impl Enhanced {
             held.get(k).is_some_and(|(_, _, dispatching)| !dispatching) && !in_atlantis.contains(k)
         });
         for l in &engine {
-            if in_atlantis.contains(&l.key) || l.dispatching {
+            if in_atlantis.contains(&l.key) || l.dispatching || self.is_unsettled(&l.key, &l.pull) {
                 continue;
             }
             let since = *state.missing_since.entry(l.key.clone()).or_insert(now);

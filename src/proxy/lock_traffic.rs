@@ -39,6 +39,9 @@ pub async fn carry(
     match op {
         Operation::Acquire(acq) => acquire(state, client, parts, bytes, acq).await,
         Operation::ReleasePull { pull, cause } => {
+            // Nothing of this pull is sent to Atlantis while its release is under way (bounded
+            // by `replay-wait` on the sending side).
+            state.enhanced.set_unlocking(&pull, true);
             let resp = send(state, client, parts, bytes).await;
             // Mirror the release only once Atlantis did release (§10.4), on every path, so the
             // engine never keeps a lock Atlantis let go nor frees one Atlantis keeps.
@@ -53,11 +56,16 @@ pub async fn carry(
                             .enhanced
                             .release_pull(&pull, ReleaseReason::PullClosed)
                             .await;
+                        state.enhanced.set_unlocking(&pull, false);
                     }
                     // Atlantis answers an `unlock` before acting and may still refuse it: the
                     // engine follows its lock table, in the background.
-                    ReleaseCause::UnlockComment => state.enhanced.release_pull_when_unlocked(pull),
+                    ReleaseCause::UnlockComment => {
+                        state.enhanced.release_pull_when_unlocked(pull).await;
+                    }
                 }
+            } else {
+                state.enhanced.set_unlocking(&pull, false);
             }
             (resp, "legacy")
         }
@@ -135,11 +143,14 @@ async fn acquire(
             }
             let resp = send(state, client, parts, bytes).await;
             // A grant whose request Atlantis refused (or never answered) must not stay (§10.4).
-            if let Some(g) = &grant
-                && !resp.as_ref().is_ok_and(|r| r.status().is_success())
+            if let Some(g) = grant
                 && release_after.is_none()
             {
-                state.enhanced.release_refused(g).await;
+                if resp.as_ref().is_ok_and(|r| r.status().is_success()) {
+                    state.enhanced.settle_grant(g);
+                } else {
+                    state.enhanced.release_refused(&g).await;
+                }
             }
             if let Some(pull) = release_after {
                 // Atlantis deletes every lock of the pull when an /api call ends.

@@ -13,4 +13,5 @@ mod enhanced;
 mod forwarding;
 mod notify;
 mod resolve;
+mod sim;
 mod telemetry;

@@ -471,6 +471,19 @@ impl LockEngine for MemoryEngine {
                         out.push(d);
                     }
                 }
+                // Hand-offs of the pull not sent yet are dropped too: it is closed or unlocked.
+                for p in repo.pending.values_mut() {
+                    if p.dispatch.pull.number == pull.number
+                        && matches!(
+                            p.dispatch.reason,
+                            DispatchReason::TimedOut
+                                | DispatchReason::DeadlockVictim
+                                | DispatchReason::Removed
+                        )
+                    {
+                        p.dispatch.reason = DispatchReason::Dropped;
+                    }
+                }
                 out.extend(repo.grant_pass(&touched, now));
                 self.released(fields.len(), &pull);
                 self.deliver(repo, out, now);
@@ -486,6 +499,20 @@ impl LockEngine for MemoryEngine {
                     return Ok(false);
                 };
                 let out = repo.remove(id.seq, DispatchReason::Removed, now);
+                let removed = !out.is_empty();
+                self.deliver(repo, out, now);
+                Ok(removed)
+            })
+        })
+    }
+
+    fn drop_waiter(&self, id: WaiterId) -> BoxFuture<'_, EngineResult<bool>> {
+        Box::pin(async move {
+            self.with(|repos, now| {
+                let Some(repo) = repos.get_mut(&id.repo) else {
+                    return Ok(false);
+                };
+                let out = repo.remove(id.seq, DispatchReason::Dropped, now);
                 let removed = !out.is_empty();
                 self.deliver(repo, out, now);
                 Ok(removed)
@@ -510,7 +537,7 @@ impl LockEngine for MemoryEngine {
                             acquired_at: from_unix_ms(h.acquired_ms),
                             expires_at: from_unix_ms(h.expires_ms),
                             fencing_token: h.token,
-                            dispatching: r.in_flight.contains_key(f),
+                            dispatching: r.in_flight_of(f, h.pull),
                         })
                     })
                     .collect();

@@ -100,14 +100,16 @@ impl RepoState {
         let mut preempt = Vec::new();
         for f in fields {
             let holder = self.holders.get(f);
-            if holder.is_some_and(|h| h.pull == pull) {
-                continue;
-            }
-            if let Some(other) = self.in_flight_pull(f).filter(|p| *p != pull) {
+            // Another pull's grant or hand-off of this lock is in flight: Atlantis may be giving
+            // it to that pull right now, even if its holder here is this pull.
+            if let Some(other) = self.in_flight_other(f, pull) {
                 blocked.push(Blocker {
                     key: lock_key(&self.repo, f),
                     held_by: Some(self.pull_ref(other)),
                 });
+                continue;
+            }
+            if holder.is_some_and(|h| h.pull == pull) {
                 continue;
             }
             let queued = self.queues.get(f).is_some_and(|q| !q.is_empty());
@@ -267,12 +269,24 @@ impl RepoState {
             .collect()
     }
 
-    /// The pull whose grant of `field` is being replayed, if any.
-    pub fn in_flight_pull(&self, field: &str) -> Option<i64> {
+    /// A pull other than `pull` with a dispatch of `field` in flight, if any.
+    pub fn in_flight_other(&self, field: &str, pull: i64) -> Option<i64> {
         self.in_flight
             .get(field)?
             .iter()
-            .find_map(|s| self.pending.get(s).map(|p| p.dispatch.pull.number))
+            .filter_map(|s| self.pending.get(s).map(|p| p.dispatch.pull.number))
+            .find(|p| *p != pull)
+    }
+
+    /// Whether `pull` has a dispatch of `field` in flight.
+    pub fn in_flight_of(&self, field: &str, pull: i64) -> bool {
+        self.in_flight.get(field).is_some_and(|seqs| {
+            seqs.iter().any(|s| {
+                self.pending
+                    .get(s)
+                    .is_some_and(|p| p.dispatch.pull.number == pull)
+            })
+        })
     }
 
     /// Marks `fields` as in flight for dispatch `seq`.
@@ -408,7 +422,7 @@ impl RepoState {
         }
         let mut preempt = Vec::new();
         for g in &w.fields {
-            if self.in_flight_pull(g).is_some_and(|p| p != w.pull) {
+            if self.in_flight_other(g, w.pull).is_some() {
                 return None;
             }
             match self.holders.get(g) {
@@ -536,6 +550,11 @@ impl RepoState {
             let out = self.grant_pass(&touched, now);
             return (Admission::Dropped, out);
         }
+        if d.reason == DispatchReason::Dropped {
+            let touched = self.finish(seq);
+            let out = self.grant_pass(&touched, now);
+            return (Admission::Dropped, out);
+        }
         if !matches!(
             d.reason,
             DispatchReason::TimedOut | DispatchReason::DeadlockVictim | DispatchReason::Removed
@@ -546,16 +565,16 @@ impl RepoState {
         let mut blocked = Vec::new();
         let mut free = Vec::new();
         for f in &fields {
-            let other_in_flight = self.in_flight_pull(f).filter(|p| *p != d.pull.number);
+            let other_in_flight = self.in_flight_other(f, d.pull.number);
             match (self.holders.get(f), other_in_flight) {
-                (Some(h), _) if h.pull == d.pull.number => {}
-                (Some(h), _) if h.expires_ms > now => blocked.push(Blocker {
-                    key: lock_key(&self.repo, f),
-                    held_by: Some(self.pull_ref(h.pull)),
-                }),
                 (_, Some(other)) => blocked.push(Blocker {
                     key: lock_key(&self.repo, f),
                     held_by: Some(self.pull_ref(other)),
+                }),
+                (Some(h), None) if h.pull == d.pull.number => {}
+                (Some(h), None) if h.expires_ms > now => blocked.push(Blocker {
+                    key: lock_key(&self.repo, f),
+                    held_by: Some(self.pull_ref(h.pull)),
                 }),
                 (Some(h), None) => {
                     let _ = h;
@@ -617,6 +636,10 @@ impl RepoState {
                 Vec::new(),
             );
         }
+        // Until Atlantis has carried out the hand-off, the blocked locks are not granted to
+        // anyone else even if their holders release: Atlantis might give them to this pull.
+        let blocked_fields: Vec<String> = blocked.iter().map(|b| lock_field(&b.key)).collect();
+        self.set_in_flight(seq, &blocked_fields);
         (
             Admission::HandOff {
                 blocked,
@@ -656,8 +679,7 @@ impl RepoState {
         }
         let requeued = self.requeue(seq);
         for (f, holder, user) in atlantis {
-            if *holder != pull && !self.holders.contains_key(f) && self.in_flight_pull(f).is_none()
-            {
+            if *holder != pull && !self.holders.contains_key(f) && !self.in_flight.contains_key(f) {
                 self.take(
                     std::slice::from_ref(f),
                     *holder,
@@ -707,10 +729,13 @@ impl RepoState {
         expect: Option<(i64, u64)>,
         now: i64,
     ) -> bool {
-        if self.in_flight.contains_key(field) {
+        let current = self.holders.get(field).map(|h| (h.pull, h.token));
+        // A grant being replayed is the dispatcher's to settle; a hand-off in flight is not.
+        if let Some((holder, _)) = current
+            && self.in_flight_of(field, holder)
+        {
             return false;
         }
-        let current = self.holders.get(field).map(|h| (h.pull, h.token));
         if current != expect || current.is_some_and(|(p, _)| p == pull) {
             return false;
         }

@@ -529,6 +529,10 @@ impl LockEngine for RedisEngine {
         Box::pin(async move { self.remove(&id, "removed", Vec::new()).await })
     }
 
+    fn drop_waiter(&self, id: WaiterId) -> BoxFuture<'_, EngineResult<bool>> {
+        Box::pin(async move { self.remove(&id, "dropped", Vec::new()).await })
+    }
+
     fn list_locks(&self) -> BoxFuture<'_, EngineResult<Vec<LockInfo>>> {
         Box::pin(async move {
             let mut all = Vec::new();

@@ -26,6 +26,8 @@ pub struct Recorded {
     pub body: Bytes,
     /// For `/events` with a GitHub secret configured: did `X-Hub-Signature-256` verify?
     pub signature_ok: Option<bool>,
+    /// When it arrived.
+    pub at: std::time::Instant,
 }
 
 /// A lock in the fake's table.
@@ -282,6 +284,7 @@ async fn record(
             headers: parts.headers.clone(),
             body: bytes.clone(),
             signature_ok,
+            at: std::time::Instant::now(),
         });
         inner.delay
     };
@@ -359,6 +362,12 @@ async fn events(State(fake): State<FakeAtlantis>, headers: HeaderMap, body: Byte
             };
             // Atlantis answers at once and runs the command asynchronously.
             let meta = Meta::of(&headers);
+            {
+                let mut inner = fake.inner.lock().unwrap();
+                if inner.closed.contains(&(repo.clone(), pull)) && !matches!(cmd, Cmd::Unlock) {
+                    inner.closed_pull_runs += 1;
+                }
+            }
             let delay = fake.processing_delay();
             tokio::spawn(async move {
                 tokio::time::sleep(delay).await;
@@ -493,9 +502,6 @@ impl FakeAtlantis {
         let closed = {
             let mut inner = self.inner.lock().unwrap();
             let closed = inner.closed.contains(&(repo.to_owned(), pull));
-            if closed {
-                inner.closed_pull_runs += 1;
-            }
             if meta.admitted.is_some() && !meta.handoff && !meta.delivery.is_empty() {
                 *inner
                     .admitted_runs

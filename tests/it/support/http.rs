@@ -56,3 +56,34 @@ pub async fn send(
 pub async fn get(url: &str) -> Reply {
     send(Method::GET, url, &[], Bytes::new()).await
 }
+
+/// Like [`send`], but a transport failure is an `Err` (for load and fault tests), and the whole
+/// exchange is bounded by `timeout`.
+pub async fn try_send(
+    method: Method,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: impl Into<Bytes>,
+    timeout: std::time::Duration,
+) -> Result<Reply, String> {
+    let mut req = Request::builder().method(method).uri(url);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let req = req
+        .body(Full::new(body.into()))
+        .map_err(|e| e.to_string())?;
+    let exchange = async {
+        let resp = client().request(req).await.map_err(|e| e.to_string())?;
+        let (parts, body) = resp.into_parts();
+        let body = body.collect().await.map_err(|e| e.to_string())?.to_bytes();
+        Ok(Reply {
+            status: parts.status,
+            headers: parts.headers,
+            body,
+        })
+    };
+    tokio::time::timeout(timeout, exchange)
+        .await
+        .unwrap_or_else(|_| Err(format!("no answer within {timeout:?}")))
+}

@@ -33,12 +33,14 @@ end
 local blocked, preempt, held = {}, {}, {}
 for _, f in ipairs(fields) do
   local h = holder(f)
-  local ifp = in_flight_pull(f)
-  if h and h.pull == pull then
-    held[f] = true
-  elseif ifp and ifp ~= pull then
+  local ifp = in_flight_other(f, pull)
+  -- Another pull's grant or hand-off of this lock is in flight: Atlantis may be giving it to that
+  -- pull right now, even if its holder here is this pull.
+  if ifp then
     blocked[#blocked + 1] = f
     blocked[#blocked + 1] = ifp
+  elseif h and h.pull == pull then
+    held[f] = true
   else
     local queued = redis.call('EXISTS', B .. 'q:' .. f) == 1
     if h and (h.exp > NOW or queued) then

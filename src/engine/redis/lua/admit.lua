@@ -30,20 +30,26 @@ if reason == 'granted' then
   grant_pass(touched, out)
   return { 'dropped', emit(out) }
 end
+if reason == 'dropped' then
+  local touched, out = {}, {}
+  finish(id, touched)
+  grant_pass(touched, out)
+  return { 'dropped', emit(out) }
+end
 if reason ~= 'timeout' and reason ~= 'deadlock' and reason ~= 'removed' then return { 'done' } end
 -- A hand-off: Atlantis will refuse the locks other pulls hold, and take the free ones.
 local blocked, free, pre = {}, {}, {}
 for _, f in ipairs(locks) do
   local h = holder(f)
-  local ifp = in_flight_pull(f)
-  if h and h.pull == pull then
+  local ifp = in_flight_other(f, pull)
+  if ifp then
+    blocked[#blocked + 1] = f
+    blocked[#blocked + 1] = ifp
+  elseif h and h.pull == pull then
     -- already the pull's
   elseif h and h.exp > NOW then
     blocked[#blocked + 1] = f
     blocked[#blocked + 1] = h.pull
-  elseif ifp and ifp ~= pull then
-    blocked[#blocked + 1] = f
-    blocked[#blocked + 1] = ifp
   else
     if h then pre[#pre + 1] = f .. '\t' .. h.pull end
     free[#free + 1] = f
@@ -74,4 +80,7 @@ if #blocked == 0 then
   redis.call('HSET', B .. 'w:' .. id, 'z', 'granted', 'k', tok, 'x', pre_text)
   return { 'grant', tok, pre_text }
 end
+-- Until Atlantis has carried out the hand-off, the blocked locks are not granted to anyone else
+-- even if their holders release: Atlantis might give them to this pull.
+for i = 1, #blocked, 2 do redis.call('SADD', B .. 'g:' .. blocked[i], id) end
 return { 'handoff', blocked, free, tok }

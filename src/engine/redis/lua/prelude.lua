@@ -68,6 +68,27 @@ local function in_flight_pull(f)
   return nil
 end
 
+-- A pull other than `pull` with a dispatch of lock field f in flight, if any.
+local function in_flight_other(f, pull)
+  for _, id in ipairs(redis.call('SMEMBERS', B .. 'g:' .. f)) do
+    local p = redis.call('HGET', B .. 'w:' .. id, 'p')
+    if not p then
+      redis.call('SREM', B .. 'g:' .. f, id)
+    elseif p ~= pull then
+      return p
+    end
+  end
+  return nil
+end
+
+-- Whether `pull` has a dispatch of lock field f in flight.
+local function in_flight_of(f, pull)
+  for _, id in ipairs(redis.call('SMEMBERS', B .. 'g:' .. f)) do
+    if redis.call('HGET', B .. 'w:' .. id, 'p') == pull then return true end
+  end
+  return false
+end
+
 local function set_in_flight(id, locks)
   for _, f in ipairs(locks) do redis.call('SADD', B .. 'g:' .. f, id) end
 end
@@ -129,8 +150,7 @@ local function try_grant(id, out)
       end
     end
     -- One grant in flight per lock: the next pull waits until that replay is confirmed.
-    local ifp = in_flight_pull(f)
-    if ifp and ifp ~= pull then return end
+    if in_flight_other(f, pull) then return end
   end
   local token = redis.call('INCR', B .. 'f')
   local exp = NOW + tonumber(w[5])

@@ -25,5 +25,12 @@ for _, id in ipairs(redis.call('ZRANGE', B .. 't', 0, -1)) do
     removed[#removed + 1] = id
   end
 end
+-- Hand-offs of the pull not sent yet are dropped too: it is closed or unlocked.
+for _, id in ipairs(redis.call('ZRANGE', B .. 'd', 0, -1)) do
+  local w = redis.call('HMGET', B .. 'w:' .. id, 'p', 'z')
+  if w[1] == pull and (w[2] == 'timeout' or w[2] == 'deadlock' or w[2] == 'removed') then
+    redis.call('HSET', B .. 'w:' .. id, 'z', 'dropped')
+  end
+end
 grant_pass(touched, out)
 return { 1, pull, released, removed, emit(out) }

@@ -1,4 +1,4 @@
--- ARGV[4] waiter id, ARGV[5] reason ('removed' | 'deadlock'), ARGV[6] deadlock record JSON or ''.
+-- ARGV[4] waiter id, ARGV[5] reason ('removed' | 'deadlock' | 'dropped'), ARGV[6] deadlock record JSON or ''.
 -- Replies {removed 0/1, dispatches}.
 local out, touched = {}, {}
 if not remove_waiter(ARGV[4], ARGV[5], out, touched) then return { 0, {} } end

@@ -1,7 +1,7 @@
 -- Repairs toward Atlantis. ARGV[4] mode:
 --   'adopt': ARGV[5] field, [6] pull, [7] user, [8] hold ms, [9] expected holder pull or '' (free),
---            [10] expected token. Makes pull the holder if the lock is as expected and no grant of it
---            is in flight; serves no waiter. Replies {adopted 0/1}.
+--            [10] expected token. Makes pull the holder if the lock is as expected and its holder's
+--            grant is not being replayed; serves no waiter. Replies {adopted 0/1}.
 --   'back':  ARGV[5] dispatch id, [6] token or '', [7] hold ms, [8..] triples field, pull, user.
 --            Releases the dispatch's locks held under token, queues its waiter again in its old
 --            place, adopts each listed holder where the lock is free. Replies {0/1, dispatches}.
@@ -11,8 +11,9 @@
 local mode = ARGV[4]
 if mode == 'adopt' then
   local f, pull = ARGV[5], ARGV[6]
-  if in_flight_pull(f) then return { 0 } end
   local h = holder(f)
+  -- A grant being replayed is the dispatcher's to settle; a hand-off in flight is not.
+  if h and in_flight_of(f, h.pull) then return { 0 } end
   if ARGV[9] == '' then
     if h then return { 0 } end
   elseif not h or h.pull ~= ARGV[9] or h.token ~= ARGV[10] then

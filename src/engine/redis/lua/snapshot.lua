@@ -23,6 +23,6 @@ for _, f in ipairs(fields) do
 end
 local inflight = {}
 for i = 1, #holders, 2 do
-  if in_flight_pull(holders[i]) then inflight[#inflight + 1] = holders[i] end
+  if in_flight_of(holders[i], split(holders[i + 1], '\t')[1]) then inflight[#inflight + 1] = holders[i] end
 end
 return { NOW, holders, queues, inflight }

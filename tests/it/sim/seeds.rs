@@ -1,0 +1,131 @@
+//! Seeded simulation: `ALP_SIM_SEEDS` runs per backend (default: 1,000 on memory, 12 on Redis),
+//! `ALP_SIM_SEED` replays one seed, `ALP_SIM_OPS` sets the operations per run.
+
+use std::time::{Duration, Instant};
+
+use super::world::{Rng, World};
+use crate::support::redis::RedisServer;
+
+const DIRS: [&str; 3] = ["net", "app", "db"];
+
+fn env_u64(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// One run: `ops` random steps from `seed`, invariants checked after each, then the end state.
+async fn run(seed: u64, ops: u64, redis: bool) {
+    if std::env::var_os("ALP_SIM_LOG").is_some() {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new("info"))
+            .with_test_writer()
+            .try_init();
+    }
+    let mut rng = Rng::new(seed);
+    let server = redis.then(|| RedisServer::start_with(&["--appendonly", "yes"]));
+    let replicas = if redis { 2 } else { 1 };
+    let mut w = World::new(seed, server, replicas, "700ms").await;
+    for _ in 0..ops {
+        let r = rng.below(w.replicas.len() as u64) as usize;
+        match rng.below(100) {
+            0..=49 => {
+                let pull = w.pick_pull(&mut rng, 5);
+                let dir = DIRS[rng.below(DIRS.len() as u64) as usize];
+                w.plan(r, pull, dir).await;
+            }
+            50..=59 => {
+                let pull = w.pick_pull(&mut rng, 5);
+                w.unlock(r, pull).await;
+            }
+            60..=67 => {
+                let pull = w.pick_pull(&mut rng, 5);
+                w.close(r, pull).await;
+            }
+            68..=93 => {
+                let ms = 5 + rng.below(250);
+                w.note(format!("wait {ms} ms"));
+                tokio::time::sleep(Duration::from_millis(ms)).await;
+            }
+            94..=95 if redis => w.pause_redis(200 + rng.below(800)),
+            96..=97 if redis => {
+                let down = Duration::from_millis(100 + rng.below(900));
+                w.restart_redis(down).await;
+            }
+            98..=99 if redis => {
+                let i = rng.below(w.replicas.len() as u64) as usize;
+                w.crash_replica(i).await;
+            }
+            _ => tokio::time::sleep(Duration::from_millis(20)).await,
+        }
+        w.check_no_conflict();
+    }
+    w.finish(Duration::from_secs(20)).await;
+}
+
+/// The seeds to run: one from `ALP_SIM_SEED`, else `count` from a base.
+fn seeds(count: u64, base: u64) -> Vec<u64> {
+    match std::env::var("ALP_SIM_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+    {
+        Some(seed) => vec![seed],
+        None => (0..env_u64("ALP_SIM_SEEDS", count))
+            .map(|i| base + i)
+            .collect(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "still finds rare races (issue 13 stays open): run by hand with --ignored"]
+async fn seeded_interleavings_keep_mutual_exclusion_memory() {
+    let ops = env_u64("ALP_SIM_OPS", 24);
+    let start = Instant::now();
+    let seeds = seeds(1000, 1);
+    let n = seeds.len();
+    // Runs are independent worlds: run many at once.
+    let mut tasks = tokio::task::JoinSet::new();
+    let mut it = seeds.into_iter();
+    for seed in it.by_ref().take(12) {
+        tasks.spawn(run(seed, ops, false));
+    }
+    while let Some(done) = tasks.join_next().await {
+        if let Err(e) = done {
+            std::panic::resume_unwind(e.into_panic());
+        }
+        if let Some(seed) = it.next() {
+            tasks.spawn(run(seed, ops, false));
+        }
+    }
+    eprintln!(
+        "simulation (memory): {n} seeds × {ops} operations in {:?}",
+        start.elapsed()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "still finds rare races (issue 13 stays open): run by hand with --ignored"]
+async fn seeded_interleavings_keep_mutual_exclusion_redis_with_faults() {
+    let ops = env_u64("ALP_SIM_OPS", 40);
+    let start = Instant::now();
+    let seeds = seeds(12, 100_001);
+    let n = seeds.len();
+    let mut tasks = tokio::task::JoinSet::new();
+    let mut it = seeds.into_iter();
+    for seed in it.by_ref().take(4) {
+        tasks.spawn(run(seed, ops, true));
+    }
+    while let Some(done) = tasks.join_next().await {
+        if let Err(e) = done {
+            std::panic::resume_unwind(e.into_panic());
+        }
+        if let Some(seed) = it.next() {
+            tasks.spawn(run(seed, ops, true));
+        }
+    }
+    eprintln!(
+        "simulation (redis, faults): {n} seeds × {ops} operations in {:?}",
+        start.elapsed()
+    );
+}
