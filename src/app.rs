@@ -114,13 +114,16 @@ impl App {
             },
         }));
         let limits = Arc::new(RateLimits::from_config(&config));
+        let classify = ClassifyConfig::from_config(
+            &config.atlantis,
+            LockModeTable::from_projects(&config.repos),
+        );
+        let unsigned_webhooks = classify.unsigned_gated();
+        warn_unsigned(&unsigned_webhooks);
         let proxy_state = Arc::new(ProxyState {
             upstream: upstream.clone(),
             server: config.server.clone(),
-            classify: ClassifyConfig::from_config(
-                &config.atlantis,
-                LockModeTable::from_projects(&config.repos),
-            ),
+            classify,
             metrics: metrics.clone(),
             router: router.clone(),
             enhanced: enhanced.clone(),
@@ -137,6 +140,7 @@ impl App {
             breaker,
             shadow,
             limits,
+            unsigned_webhooks,
         });
         Ok(App {
             config,
@@ -228,6 +232,18 @@ impl App {
             let _ = f.await;
         }
         tracing::info!("atlantis-lock-proxy stopped");
+    }
+}
+
+/// The loud start-up warning for `atlantis.allow-unsigned-webhooks`.
+fn warn_unsigned(vcs: &[crate::classify::Vcs]) {
+    for v in vcs {
+        tracing::warn!(
+            vcs = v.as_str(),
+            "UNSIGNED WEBHOOKS ARE GATED: {v} has no webhook secret but is listed in \
+             atlantis.allow-unsigned-webhooks, so anyone who can reach the webhook port can take \
+             and release its locks in the engine; set its webhook secret instead"
+        );
     }
 }
 

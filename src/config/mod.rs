@@ -18,7 +18,7 @@ use std::time::Duration;
 pub use load::Override;
 pub use secret::Secret;
 
-use crate::classify::{CommentCommandName, Priority};
+use crate::classify::{CommentCommandName, Priority, Vcs};
 
 /// A configuration problem: which key, and what is wrong with it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -130,6 +130,9 @@ pub struct AtlantisConfig {
     pub vcs_bot_users: Vec<String>,
     /// Webhook secrets per VCS.
     pub webhook_secrets: WebhookSecrets,
+    /// VCSs whose webhooks are gated although they carry no secret (`allow-unsigned-webhooks`):
+    /// anyone who reaches the webhook port can then move their locks.
+    pub allow_unsigned_webhooks: Vec<Vcs>,
     /// Atlantis's `--api-secret`.
     pub api_secret: Option<Secret>,
     /// Reconciler period.

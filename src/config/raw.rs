@@ -76,6 +76,7 @@ pub struct RawAtlantis {
     pub vcs_bot_users: Option<Vec<String>>,
     #[serde(default)]
     pub webhook_secrets: RawWebhookSecrets,
+    pub allow_unsigned_webhooks: Option<Vec<String>>,
     pub api_secret: Option<String>,
     pub lock_sync_interval: Option<String>,
     pub lock_sync_grace: Option<String>,

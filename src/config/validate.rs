@@ -115,6 +115,7 @@ pub(super) fn validate(raw: RawConfig) -> Result<Config> {
             gitea: secret("atlantis.webhook-secrets.gitea", a.webhook_secrets.gitea)?,
             azuredevops: azure,
         },
+        allow_unsigned_webhooks: allow_unsigned(a.allow_unsigned_webhooks.unwrap_or_default())?,
         api_secret: secret("atlantis.api-secret", a.api_secret)?,
         lock_sync_interval: dur("atlantis.lock-sync-interval", a.lock_sync_interval, "10s")?,
         lock_sync_grace: dur("atlantis.lock-sync-grace", a.lock_sync_grace, "30s")?,
@@ -170,6 +171,33 @@ pub(super) fn validate(raw: RawConfig) -> Result<Config> {
             .map_err(|e| ConfigError::new(e.at.clone(), e.problem.clone()))?,
         telemetry,
     })
+}
+
+/// `atlantis.allow-unsigned-webhooks`: VCS names as under `webhook-secrets` (`bitbucket` is
+/// Cloud and Server).
+fn allow_unsigned(names: Vec<String>) -> Result<Vec<Vcs>> {
+    let mut out = Vec::new();
+    for n in names {
+        let vcs: &[Vcs] = match n.to_ascii_lowercase().as_str() {
+            "github" => &[Vcs::Github],
+            "gitlab" => &[Vcs::Gitlab],
+            "bitbucket" => &[Vcs::BitbucketCloud, Vcs::BitbucketServer],
+            "gitea" => &[Vcs::Gitea],
+            "azuredevops" => &[Vcs::AzureDevops],
+            _ => {
+                return Err(ConfigError::new(
+                    "atlantis.allow-unsigned-webhooks",
+                    format!("'{n}' is not a VCS (github, gitlab, bitbucket, gitea, azuredevops)"),
+                ));
+            }
+        };
+        for v in vcs {
+            if !out.contains(v) {
+                out.push(*v);
+            }
+        }
+    }
+    Ok(out)
 }
 
 fn enhanced(e: RawEnhancedLocking) -> Result<EnhancedConfig> {
@@ -550,6 +578,27 @@ mod tests {
         assert_eq!(e.key, "repos[0].projects[0].repo_locks.timeout");
         let e = err("repos:\n  - name: acme/infra\n    projekts: []\n");
         assert!(e.message.contains("projekts"), "{e}");
+    }
+
+    #[test]
+    fn unsigned_webhooks_are_allowed_only_by_name() {
+        assert!(
+            Config::from_yaml("")
+                .unwrap()
+                .atlantis
+                .allow_unsigned_webhooks
+                .is_empty()
+        );
+        let c =
+            Config::from_yaml("atlantis: {allow-unsigned-webhooks: [gitlab, bitbucket]}").unwrap();
+        assert_eq!(
+            c.atlantis.allow_unsigned_webhooks,
+            [Vcs::Gitlab, Vcs::BitbucketCloud, Vcs::BitbucketServer]
+        );
+        assert_eq!(
+            err("atlantis: {allow-unsigned-webhooks: [svn]}").key,
+            "atlantis.allow-unsigned-webhooks"
+        );
     }
 
     #[test]
