@@ -25,7 +25,7 @@ use crate::enhanced::Enhanced;
 use crate::route::Router;
 use crate::telemetry::metrics::status_class;
 use crate::telemetry::{self, Metrics};
-use crate::upstream::{ProxyBody, Upstream, is_upgrade};
+use crate::upstream::{ProxyBody, Upstream, is_job_websocket};
 
 /// Everything the request path needs, shared by all connections.
 pub struct ProxyState {
@@ -111,7 +111,8 @@ async fn read_and_carry(
     client: SocketAddr,
     req: Request<TimeoutBody<Incoming>>,
 ) -> Result<Carried, ProxyError> {
-    if is_upgrade(req.headers()) {
+    // Only Atlantis's log stream is spliced; an `Upgrade` anywhere else changes nothing.
+    if is_job_websocket(req.method(), req.uri().path(), req.headers()) {
         return Ok((forward::upgrade(state, client, req).await, "legacy"));
     }
     let limit = state.server.max_body_size;

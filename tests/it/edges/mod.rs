@@ -2,3 +2,5 @@
 //! the real HTTP path.
 
 mod gating;
+mod raw;
+mod upgrade;
