@@ -88,6 +88,9 @@ pub struct ServerConfig {
     pub drain_period: Duration,
     /// Limits on lock traffic (off unless configured).
     pub rate_limit: RateLimitConfig,
+    /// Load balancers / Ingress controllers whose `X-Forwarded-For` names the client for the
+    /// per-IP limit (empty: the TCP peer is the client).
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 /// `server.rate-limit:`.

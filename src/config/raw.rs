@@ -49,6 +49,7 @@ pub struct RawServer {
     pub drain_period: Option<String>,
     #[serde(default)]
     pub rate_limit: RawRateLimit,
+    pub trusted_proxies: Option<Vec<String>>,
 }
 
 /// `server.rate-limit:` — per client and per repository limits on lock traffic.

@@ -80,6 +80,10 @@ pub(super) fn validate(raw: RawConfig) -> Result<Config> {
                 raw.server.rate_limit.per_repo.as_deref(),
             )?,
         },
+        trusted_proxies: cidrs(
+            "server.trusted-proxies",
+            raw.server.trusted_proxies.unwrap_or_default(),
+        )?,
     };
 
     let a = raw.atlantis;
@@ -468,6 +472,25 @@ fn opt_url(key: &str, value: Option<String>) -> Result<Option<http::Uri>> {
         .transpose()
 }
 
+/// CIDRs (`10.0.0.0/8`, `fd00::/8`); a bare address is one host.
+fn cidrs(key: &str, values: Vec<String>) -> Result<Vec<ipnet::IpNet>> {
+    values
+        .iter()
+        .map(|v| {
+            let t = v.trim();
+            t.parse::<ipnet::IpNet>()
+                .or_else(|_| t.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                .map(|n| n.trunc())
+                .map_err(|_| {
+                    ConfigError::new(
+                        key,
+                        format!("'{v}' is not a CIDR like 10.0.0.0/8 or an address"),
+                    )
+                })
+        })
+        .collect()
+}
+
 fn secret(key: &str, value: Option<String>) -> Result<Option<Secret>> {
     match value {
         None => Ok(None),
@@ -598,6 +621,25 @@ mod tests {
         assert_eq!(
             err("atlantis: {allow-unsigned-webhooks: [svn]}").key,
             "atlantis.allow-unsigned-webhooks"
+        );
+    }
+
+    #[test]
+    fn trusted_proxies_are_cidrs_or_addresses() {
+        let c = Config::from_yaml(
+            "server: {trusted-proxies: ['10.1.2.3/8', '192.168.0.7', 'fd00::/8']}",
+        )
+        .unwrap();
+        let shown: Vec<String> = c
+            .server
+            .trusted_proxies
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(shown, ["10.0.0.0/8", "192.168.0.7/32", "fd00::/8"]);
+        assert_eq!(
+            err("server: {trusted-proxies: ['10.0.0.0/33']}").key,
+            "server.trusted-proxies"
         );
     }
 
