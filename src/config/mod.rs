@@ -78,8 +78,16 @@ pub struct UpstreamConfig {
 /// `server:`.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
-    /// Largest request body accepted (413 above it).
+    /// Largest request body accepted on streamed routes (413 above it).
     pub max_body_size: usize,
+    /// Largest body of a lock route (`/events`, `/api/plan`, ...), which is buffered whole.
+    pub max_lock_body_size: usize,
+    /// Bytes of all buffered bodies at once; over it, 503 with `Retry-After`.
+    pub max_buffered_bytes: usize,
+    /// Open client connections on the main listener; more wait in the kernel's backlog.
+    pub max_connections: usize,
+    /// Slowest average body rate (bytes per second) tolerated after a short grace; 0 is off.
+    pub min_body_rate: usize,
     /// How long a client may take to send its request head.
     pub header_read_timeout: Duration,
     /// How long a client may pause while sending its body.
@@ -122,6 +130,12 @@ pub struct AdminConfig {
     pub token: Option<Secret>,
     /// Requests per client IP on `/admin/*` (off unless configured).
     pub rate_limit: Option<RateSpec>,
+    /// Open connections on the admin listener.
+    pub max_connections: usize,
+    /// How long a client may take to send a request head.
+    pub header_read_timeout: Duration,
+    /// How long a connection may stay without a byte read or written.
+    pub idle_timeout: Duration,
 }
 
 /// `atlantis:`.

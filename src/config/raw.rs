@@ -44,6 +44,10 @@ pub struct RawUpstream {
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct RawServer {
     pub max_body_size: Option<String>,
+    pub max_lock_body_size: Option<String>,
+    pub max_buffered_bytes: Option<String>,
+    pub max_connections: Option<usize>,
+    pub min_body_rate: Option<String>,
     pub header_read_timeout: Option<String>,
     pub body_read_timeout: Option<String>,
     pub drain_period: Option<String>,
@@ -67,6 +71,9 @@ pub struct RawAdmin {
     pub listen: Option<String>,
     pub token: Option<String>,
     pub rate_limit: Option<String>,
+    pub max_connections: Option<usize>,
+    pub header_read_timeout: Option<String>,
+    pub idle_timeout: Option<String>,
 }
 
 /// `atlantis:` — what the proxy must know to read Atlantis traffic like Atlantis.

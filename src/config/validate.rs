@@ -58,7 +58,30 @@ pub(super) fn validate(raw: RawConfig) -> Result<Config> {
     };
 
     let server = ServerConfig {
-        max_body_size: size("server.max-body-size", raw.server.max_body_size.as_deref())?,
+        max_body_size: size(
+            "server.max-body-size",
+            raw.server.max_body_size.as_deref(),
+            "25MiB",
+        )?,
+        max_lock_body_size: size(
+            "server.max-lock-body-size",
+            raw.server.max_lock_body_size.as_deref(),
+            "25MiB",
+        )?,
+        max_buffered_bytes: size(
+            "server.max-buffered-bytes",
+            raw.server.max_buffered_bytes.as_deref(),
+            "256MiB",
+        )?,
+        max_connections: count("server.max-connections", raw.server.max_connections, 1024)?,
+        min_body_rate: match raw.server.min_body_rate.as_deref().map(str::trim) {
+            Some("off") => 0,
+            other => size(
+                "server.min-body-rate",
+                other.map(|r| r.trim_end_matches("/s")),
+                "1KiB",
+            )?,
+        },
         header_read_timeout: dur(
             "server.header-read-timeout",
             raw.server.header_read_timeout,
@@ -168,6 +191,13 @@ pub(super) fn validate(raw: RawConfig) -> Result<Config> {
             listen: admin_listen,
             token: admin_token,
             rate_limit: admin_rate,
+            max_connections: count("admin.max-connections", raw.admin.max_connections, 64)?,
+            header_read_timeout: dur(
+                "admin.header-read-timeout",
+                raw.admin.header_read_timeout,
+                "10s",
+            )?,
+            idle_timeout: dur("admin.idle-timeout", raw.admin.idle_timeout, "60s")?,
         },
         atlantis,
         enhanced,
@@ -513,8 +543,15 @@ fn dur(key: &str, value: Option<String>, default: &str) -> Result<Duration> {
     })
 }
 
-fn size(key: &str, value: Option<&str>) -> Result<usize> {
-    let text = value.unwrap_or("25MiB").trim();
+fn count(key: &str, value: Option<usize>, default: usize) -> Result<usize> {
+    match value.unwrap_or(default) {
+        0 => Err(ConfigError::new(key, "must be at least 1")),
+        n => Ok(n),
+    }
+}
+
+fn size(key: &str, value: Option<&str>, default: &str) -> Result<usize> {
+    let text = value.unwrap_or(default).trim();
     let split = text
         .find(|c: char| !c.is_ascii_digit())
         .unwrap_or(text.len());
@@ -556,6 +593,20 @@ mod tests {
         assert_eq!(c.enhanced.traffic_split, 0);
         assert_eq!(c.enhanced.queue_timeout, Duration::from_secs(600));
         assert_eq!(c.server.max_body_size, 25 * 1024 * 1024);
+        assert_eq!(c.server.max_lock_body_size, 25 * 1024 * 1024);
+        assert_eq!(c.server.max_buffered_bytes, 256 * 1024 * 1024);
+        assert_eq!(c.server.max_connections, 1024);
+        assert_eq!(c.server.min_body_rate, 1024);
+        assert_eq!(c.admin.max_connections, 64);
+        assert_eq!(c.admin.header_read_timeout, Duration::from_secs(10));
+        let c = Config::from_yaml("server: {min-body-rate: off}").unwrap();
+        assert_eq!(c.server.min_body_rate, 0);
+        let c = Config::from_yaml("server: {min-body-rate: 2KiB/s}").unwrap();
+        assert_eq!(c.server.min_body_rate, 2048);
+        assert_eq!(
+            err("server: {max-connections: 0}").key,
+            "server.max-connections"
+        );
     }
 
     #[test]
@@ -655,9 +706,9 @@ mod tests {
 
     #[test]
     fn sizes_and_durations_read_like_people_write_them() {
-        assert_eq!(size("k", Some("5MiB")).unwrap(), 5 * 1024 * 1024);
-        assert_eq!(size("k", Some("1048576")).unwrap(), 1_048_576);
-        assert!(size("k", Some("0")).is_err());
+        assert_eq!(size("k", Some("5MiB"), "1").unwrap(), 5 * 1024 * 1024);
+        assert_eq!(size("k", Some("1048576"), "1").unwrap(), 1_048_576);
+        assert!(size("k", Some("0"), "1").is_err());
         assert_eq!(
             dur("k", Some("1h 30m".into()), "0s").unwrap(),
             Duration::from_secs(5400)

@@ -4,4 +4,5 @@
 mod forwarded;
 mod gating;
 mod raw;
+mod slow;
 mod upgrade;
