@@ -97,7 +97,9 @@ mod tests {
             })
         });
         let body = MinRate::new(StreamBody::new(trickle), 1024);
-        let err = body.collect().await.err().expect("cut off");
+        let Err(err) = body.collect().await else {
+            panic!("a trickle must be cut off");
+        };
         assert!(err.is::<TooSlow>());
 
         let steady = futures_util::stream::unfold(0u8, |n| async move {
