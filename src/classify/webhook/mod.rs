@@ -78,6 +78,13 @@ pub fn classify(
     }
 }
 
+/// Parses a JSON body into a typed, borrowing payload that keeps only the fields classification
+/// reads (unknown fields are skipped, never built into a tree), or says why Atlantis would not
+/// act on it.
+fn parse_typed<'a, T: serde::Deserialize<'a>>(body: &'a [u8]) -> Result<T, Box<Operation>> {
+    serde_json::from_slice(body).map_err(|_| Box::new(Operation::passthrough(R::Unparseable)))
+}
+
 /// Parses a JSON body, or says why Atlantis would not act on it.
 fn parse_json(body: &[u8]) -> Result<serde_json::Value, Box<Operation>> {
     serde_json::from_slice(body).map_err(|_| Box::new(Operation::passthrough(R::Unparseable)))
