@@ -34,7 +34,17 @@ fn payload<'a>(
             _ => unparseable(),
         };
     };
-    // go-github's ValidatePayload: media type parsed, then the signature over the raw body.
+    // The signature over the raw body comes first: nothing of an unauthenticated body is parsed.
+    let signature = header(headers, "x-hub-signature-256")
+        .or_else(|| header(headers, "x-hub-signature"))
+        .unwrap_or("");
+    verify_prefixed_hmac(body, signature, secret).map_err(|message| {
+        ClassifyError::BadSignature {
+            vcs: Vcs::Github,
+            message,
+        }
+    })?;
+    // go-github's ValidatePayload: the media type decides how the payload is carried.
     let media = content_type
         .split(';')
         .next()
@@ -49,15 +59,6 @@ fn payload<'a>(
         },
         _ => return unparseable(),
     };
-    let signature = header(headers, "x-hub-signature-256")
-        .or_else(|| header(headers, "x-hub-signature"))
-        .unwrap_or("");
-    verify_prefixed_hmac(body, signature, secret).map_err(|message| {
-        ClassifyError::BadSignature {
-            vcs: Vcs::Github,
-            message,
-        }
-    })?;
     Ok(Ok(json))
 }
 
