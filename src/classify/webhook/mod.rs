@@ -85,11 +85,6 @@ fn parse_typed<'a, T: serde::Deserialize<'a>>(body: &'a [u8]) -> Result<T, Box<O
     serde_json::from_slice(body).map_err(|_| Box::new(Operation::passthrough(R::Unparseable)))
 }
 
-/// Parses a JSON body, or says why Atlantis would not act on it.
-fn parse_json(body: &[u8]) -> Result<serde_json::Value, Box<Operation>> {
-    serde_json::from_slice(body).map_err(|_| Box::new(Operation::passthrough(R::Unparseable)))
-}
-
 /// A comment on a pull, as every VCS parser reduces it.
 struct CommentEvent {
     vcs: Vcs,
