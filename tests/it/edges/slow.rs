@@ -148,13 +148,17 @@ async fn a_trickled_body_is_cut_off_although_it_never_pauses_long() {
 
 #[tokio::test]
 async fn the_admin_listener_times_out_slow_heads_and_idle_connections() {
-    let s = start("admin:\n  listen: 127.0.0.1:0\n  header-read-timeout: 1s\n  idle-timeout: 1s\n")
-        .await;
+    let s = start("admin:\n  listen: 127.0.0.1:0\n  header-read-timeout: 1s\n").await;
     let mut slow = loris(s.proxy.admin).await.unwrap();
     assert!(
         raw::closed_within(&mut slow, Duration::from_secs(4)).await,
         "slow head cut off"
     );
+    s.proxy.stop().await;
+    // The idle timeout on its own (the header timeout is far longer).
+    let s =
+        start("admin:\n  listen: 127.0.0.1:0\n  header-read-timeout: 30s\n  idle-timeout: 1s\n")
+            .await;
     let mut idle = TcpStream::connect(s.proxy.admin).await.unwrap();
     idle.write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n")
         .await
@@ -223,5 +227,28 @@ async fn buffered_bodies_share_one_budget_and_lock_routes_their_own_limit() {
     // The budget was given back: a signed webhook still goes through.
     let hook = github_comment(SECRET, REPO, 1, "alice", "atlantis plan -d net");
     assert_eq!(hook.send_to(&s.proxy.url("/events")).await.status, 200);
+    s.proxy.stop().await;
+}
+
+#[tokio::test]
+async fn the_main_listener_closes_slow_heads_and_idle_keep_alive_connections() {
+    let s = start("server:\n  header-read-timeout: 1s\n").await;
+    let mut slow = loris(s.proxy.addr).await.unwrap();
+    assert!(
+        raw::closed_within(&mut slow, Duration::from_secs(4)).await,
+        "slow head cut off"
+    );
+    let mut idle = TcpStream::connect(s.proxy.addr).await.unwrap();
+    idle.write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let head = raw::read_head(&mut idle, Duration::from_secs(2))
+        .await
+        .unwrap();
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(
+        raw::closed_within(&mut idle, Duration::from_secs(4)).await,
+        "idle keep-alive closed"
+    );
     s.proxy.stop().await;
 }
