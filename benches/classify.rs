@@ -135,7 +135,7 @@ fn parts(signature: Option<&str>) -> http::request::Parts {
 
 fn bench(c: &mut Criterion) {
     let body = payload();
-    let unsigned = ClassifyConfig::default();
+    let unsigned = ClassifyConfig::accepting_unsigned();
     let req = parts(None);
     assert!(matches!(
         classify(&req, &body, &unsigned),
@@ -156,7 +156,7 @@ fn bench(c: &mut Criterion) {
             github: Some(Secret::new("webhook-secret")),
             ..Default::default()
         },
-        ..ClassifyConfig::default()
+        ..ClassifyConfig::accepting_unsigned()
     };
     let signed = parts(Some(&sig));
     assert!(matches!(

@@ -4,18 +4,17 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use hyper::server::conn::http1;
-use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
+use tower::ServiceExt as _;
 
 use crate::admin::{self, AdminState};
 use crate::classify::{ClassifyConfig, LockModeTable};
 use crate::config::{Backend, Config};
 use crate::engine::{build_engine, spawn_background};
 use crate::enhanced::{Enhanced, GateSettings, Parts as EnhancedParts, Shadow};
+use crate::listener;
 use crate::notify::{Notifier, NotifierSettings};
 use crate::proxy::ratelimit::RateLimits;
 use crate::proxy::{self, ProxyState};
@@ -114,17 +113,21 @@ impl App {
             },
         }));
         let limits = Arc::new(RateLimits::from_config(&config));
+        let classify = ClassifyConfig::from_config(
+            &config.atlantis,
+            LockModeTable::from_projects(&config.repos),
+        );
+        let unsigned_webhooks = classify.unsigned_gated();
+        warn_unsigned(&unsigned_webhooks);
         let proxy_state = Arc::new(ProxyState {
             upstream: upstream.clone(),
             server: config.server.clone(),
-            classify: ClassifyConfig::from_config(
-                &config.atlantis,
-                LockModeTable::from_projects(&config.repos),
-            ),
+            classify,
             metrics: metrics.clone(),
             router: router.clone(),
             enhanced: enhanced.clone(),
             limits: limits.clone(),
+            body_budget: proxy::budget::BodyBudget::new(config.server.max_buffered_bytes),
         });
         let admin_state = Arc::new(AdminState {
             metrics,
@@ -137,6 +140,7 @@ impl App {
             breaker,
             shadow,
             limits,
+            unsigned_webhooks,
         });
         Ok(App {
             config,
@@ -191,24 +195,37 @@ impl App {
             st.control
                 .spawn_follower(st.router.clone(), Some(st.metrics.clone()), stop.clone());
         let admin = {
-            let router = admin::router(self.admin_state.clone())
-                // Client addresses for the admin rate limit.
-                .into_make_service_with_connect_info::<SocketAddr>();
+            let router = admin::router(self.admin_state.clone());
+            let limits = admin_limits(&self.config);
             let stop = stop.clone();
+            let listener = self.admin_listener;
             tokio::spawn(async move {
-                let serve = axum::serve(self.admin_listener, router)
-                    .with_graceful_shutdown(async move { stop.cancelled().await });
-                if let Err(e) = serve.await {
-                    tracing::error!(error = %e, "admin listener failed");
-                }
+                let make = move |client: SocketAddr| {
+                    // Client addresses for the admin rate limit.
+                    let svc = router.clone().map_request(
+                        move |mut req: http::Request<hyper::body::Incoming>| {
+                            req.extensions_mut()
+                                .insert(axum::extract::ConnectInfo(client));
+                            req
+                        },
+                    );
+                    TowerToHyperService::new(svc)
+                };
+                listener::serve(listener, limits, make, stop).await;
             })
         };
-        let main = serve_main(
-            self.proxy_listener,
-            self.proxy_state.clone(),
-            &self.config,
-            stop.clone(),
-        );
+        let main = {
+            let state = self.proxy_state.clone();
+            let make = move |client: SocketAddr| {
+                TowerToHyperService::new(proxy::service(state.clone(), client))
+            };
+            listener::serve(
+                self.proxy_listener,
+                main_limits(&self.config),
+                make,
+                stop.clone(),
+            )
+        };
         tokio::pin!(main);
         tokio::select! {
             () = &mut main => {}
@@ -228,6 +245,18 @@ impl App {
             let _ = f.await;
         }
         tracing::info!("atlantis-lock-proxy stopped");
+    }
+}
+
+/// The loud start-up warning for `atlantis.allow-unsigned-webhooks`.
+fn warn_unsigned(vcs: &[crate::classify::Vcs]) {
+    for v in vcs {
+        tracing::warn!(
+            vcs = v.as_str(),
+            "UNSIGNED WEBHOOKS ARE GATED: {v} has no webhook secret but is listed in \
+             atlantis.allow-unsigned-webhooks, so anyone who can reach the webhook port can take \
+             and release its locks in the engine; set its webhook secret instead"
+        );
     }
 }
 
@@ -285,59 +314,25 @@ async fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, Start
         .map_err(|source| StartError::Bind { what, addr, source })
 }
 
-/// Accept loop of the main listener: HTTP/1.1 keep-alive, upgrades, bounded header reads.
-async fn serve_main(
-    listener: TcpListener,
-    state: Arc<ProxyState>,
-    config: &Config,
-    stop: CancellationToken,
-) {
-    let connections = TaskTracker::new();
-    let mut builder = http1::Builder::new();
-    builder
-        .timer(TokioTimer::new())
-        .keep_alive(true)
-        .header_read_timeout(config.server.header_read_timeout);
-    loop {
-        let (stream, client) = tokio::select! {
-            () = stop.cancelled() => break,
-            accepted = listener.accept() => match accepted {
-                Ok(pair) => pair,
-                Err(e) => {
-                    // Out of file descriptors and the like: back off instead of spinning.
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-        };
-        let _ = stream.set_nodelay(true);
-        let svc = TowerToHyperService::new(proxy::service(state.clone(), client));
-        let conn = builder
-            .serve_connection(TokioIo::new(stream), svc)
-            .with_upgrades();
-        let stop = stop.clone();
-        connections.spawn(async move {
-            tokio::pin!(conn);
-            let result = tokio::select! {
-                r = conn.as_mut() => r,
-                () = stop.cancelled() => {
-                    // Finish the request in flight, then close instead of keeping the connection alive.
-                    conn.as_mut().graceful_shutdown();
-                    conn.await
-                }
-            };
-            if let Err(e) = result {
-                tracing::debug!(error = %e, %client, "connection ended with an error");
-            }
-        });
+/// The main listener's limits (`server:`).
+fn main_limits(config: &Config) -> listener::Limits {
+    listener::Limits {
+        name: "main",
+        max_connections: config.server.max_connections,
+        header_read_timeout: config.server.header_read_timeout,
+        // A request held open while it waits for a lock moves no byte for minutes.
+        idle_timeout: None,
+        drain: config.server.drain_period,
     }
-    drop(listener);
-    connections.close();
-    if tokio::time::timeout(config.server.drain_period, connections.wait())
-        .await
-        .is_err()
-    {
-        tracing::warn!("drain period over: closing remaining connections");
+}
+
+/// The admin listener's limits (`admin:`).
+fn admin_limits(config: &Config) -> listener::Limits {
+    listener::Limits {
+        name: "admin",
+        max_connections: config.admin.max_connections,
+        header_read_timeout: config.admin.header_read_timeout,
+        idle_timeout: Some(config.admin.idle_timeout),
+        drain: config.server.drain_period,
     }
 }

@@ -31,6 +31,7 @@ pub mod classify;
 pub mod config;
 pub mod engine;
 pub mod enhanced;
+pub mod listener;
 pub mod notify;
 pub mod proxy;
 pub mod resolve;

@@ -49,6 +49,8 @@ pub struct AdminState {
     pub shadow: Arc<ShadowRecorder>,
     /// Rate limits; the admin one guards `/admin/*`.
     pub limits: Arc<RateLimits>,
+    /// VCSs whose webhooks are gated without a secret (`atlantis.allow-unsigned-webhooks`).
+    pub unsigned_webhooks: Vec<crate::classify::Vcs>,
 }
 
 impl AdminState {
@@ -168,5 +170,7 @@ async fn status(State(st): State<Arc<AdminState>>) -> Json<serde_json::Value> {
         "backend": st.enhanced.engine.backend_name(),
         "global_apply_locked": st.enhanced.global_apply_locked(),
         "uptime_seconds": uptime,
+        // Loud on purpose: anyone reaching the webhook port can move these VCSs' locks.
+        "unsigned_webhooks_gated": st.unsigned_webhooks.iter().map(|v| v.as_str()).collect::<Vec<_>>(),
     }))
 }

@@ -118,11 +118,14 @@ pub fn classify_api(
     cfg: &ClassifyConfig,
     command: CommandKind,
 ) -> Operation {
-    if let Some(secret) = super::config::configured(cfg.api_secret.as_ref()) {
-        let token = header(headers, "x-atlantis-token").unwrap_or("");
-        if !secret.matches(token.as_bytes()) {
-            return Operation::passthrough(R::ApiRejected);
-        }
+    // Gated only when the proxy knows Atlantis's API secret and the call carries it: anything
+    // else is Atlantis's to refuse (401, or "API is disabled"), and is never held open.
+    let Some(secret) = super::config::configured(cfg.api_secret.as_ref()) else {
+        return Operation::passthrough(R::ApiNotGated);
+    };
+    let token = header(headers, "x-atlantis-token").unwrap_or("");
+    if !secret.matches(token.as_bytes()) {
+        return Operation::passthrough(R::ApiRejected);
     }
     let Ok(req) = decode(body) else {
         return Operation::passthrough(R::ApiRejected);

@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 
 use super::key::LockMode;
-use super::operation::CommandKind;
+use super::operation::{CommandKind, Vcs};
 
 pub use crate::config::{Secret, WebhookSecrets};
 
@@ -180,6 +180,9 @@ pub struct ClassifyConfig {
     pub vcs_bot_users: Vec<String>,
     /// Webhook secrets as Atlantis has them.
     pub webhook_secrets: WebhookSecrets,
+    /// VCSs gated without a secret (`atlantis.allow-unsigned-webhooks`); empty by default, so an
+    /// unsigned VCS's webhooks pass through with no effect on the engine.
+    pub allow_unsigned_webhooks: Vec<Vcs>,
     /// `--api-secret`: when set, `/api/*` calls with another token are not lock traffic.
     pub api_secret: Option<Secret>,
     /// `--allow-draft-prs`.
@@ -204,6 +207,7 @@ impl ClassifyConfig {
             executable_name: a.executable_name.clone(),
             vcs_bot_users: a.vcs_bot_users.clone(),
             webhook_secrets: a.webhook_secrets.clone(),
+            allow_unsigned_webhooks: a.allow_unsigned_webhooks.clone(),
             api_secret: a.api_secret.clone(),
             allow_draft_prs: a.allow_draft_prs,
             disable_autoplan: a.disable_autoplan,
@@ -215,12 +219,55 @@ impl ClassifyConfig {
     }
 }
 
+impl ClassifyConfig {
+    /// Defaults, with every VCS gated although none has a secret: for tests, benches and
+    /// examples (in production, only `atlantis.allow-unsigned-webhooks` does this).
+    pub fn accepting_unsigned() -> Self {
+        Self {
+            allow_unsigned_webhooks: Vcs::ALL.to_vec(),
+            ..Self::default()
+        }
+    }
+
+    /// Whether `vcs`'s webhook secret is configured (so its signature is checked).
+    pub fn has_webhook_secret(&self, vcs: Vcs) -> bool {
+        let s = &self.webhook_secrets;
+        match vcs {
+            Vcs::Github => configured(s.github.as_ref()).is_some(),
+            Vcs::Gitlab => configured(s.gitlab.as_ref()).is_some(),
+            Vcs::BitbucketCloud | Vcs::BitbucketServer => {
+                configured(s.bitbucket.as_ref()).is_some()
+            }
+            Vcs::Gitea => configured(s.gitea.as_ref()).is_some(),
+            Vcs::AzureDevops => s
+                .azuredevops
+                .as_ref()
+                .is_some_and(|(u, p)| !u.is_empty() && !p.is_empty()),
+        }
+    }
+
+    /// Whether the proxy gates `vcs`'s webhooks: only with a secret, or when explicitly allowed
+    /// unsigned. Anything else is forwarded untouched and never reaches the engine.
+    pub fn gates_webhooks_of(&self, vcs: Vcs) -> bool {
+        self.has_webhook_secret(vcs) || self.allow_unsigned_webhooks.contains(&vcs)
+    }
+
+    /// VCSs gated without a secret, for the start-up warning and `/admin/status`.
+    pub fn unsigned_gated(&self) -> Vec<Vcs> {
+        Vcs::ALL
+            .into_iter()
+            .filter(|v| self.allow_unsigned_webhooks.contains(v) && !self.has_webhook_secret(*v))
+            .collect()
+    }
+}
+
 impl Default for ClassifyConfig {
     fn default() -> Self {
         Self {
             executable_name: "atlantis".to_owned(),
             vcs_bot_users: Vec::new(),
             webhook_secrets: WebhookSecrets::default(),
+            allow_unsigned_webhooks: Vec::new(),
             api_secret: None,
             allow_draft_prs: false,
             disable_autoplan: false,
@@ -247,6 +294,23 @@ mod tests {
             ..ClassifyConfig::default()
         };
         assert!(!format!("{cfg:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn only_vcss_with_a_secret_or_an_explicit_allowance_are_gated() {
+        let mut cfg = ClassifyConfig::default();
+        assert!(Vcs::ALL.iter().all(|v| !cfg.gates_webhooks_of(*v)));
+        cfg.webhook_secrets.github = Some(Secret::new("s"));
+        cfg.webhook_secrets.gitea = Some(Secret::new(""));
+        cfg.allow_unsigned_webhooks = vec![Vcs::Gitlab, Vcs::Github];
+        assert!(cfg.gates_webhooks_of(Vcs::Github));
+        assert!(cfg.gates_webhooks_of(Vcs::Gitlab));
+        assert!(
+            !cfg.gates_webhooks_of(Vcs::Gitea),
+            "an empty secret is no secret"
+        );
+        assert!(!cfg.gates_webhooks_of(Vcs::BitbucketCloud));
+        assert_eq!(cfg.unsigned_gated(), [Vcs::Gitlab]);
     }
 
     #[test]

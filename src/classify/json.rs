@@ -1,51 +1,4 @@
-//! Small, panic-free accessors over `serde_json::Value` for webhook payloads.
-
-use serde_json::Value;
-
-/// Follows `path` through nested objects.
-pub fn at<'a>(v: &'a Value, path: &[&str]) -> Option<&'a Value> {
-    path.iter().try_fold(v, |cur, k| cur.get(k))
-}
-
-/// A non-empty string at `path`.
-pub fn str_at<'a>(v: &'a Value, path: &[&str]) -> Option<&'a str> {
-    at(v, path)
-        .and_then(Value::as_str)
-        .filter(|s| !s.is_empty())
-}
-
-/// A string at `path`, empty when absent (Go's zero value).
-pub fn str_or_empty<'a>(v: &'a Value, path: &[&str]) -> &'a str {
-    at(v, path).and_then(Value::as_str).unwrap_or("")
-}
-
-/// An integer at `path`, 0 when absent (Go's zero value).
-pub fn int_at(v: &Value, path: &[&str]) -> i64 {
-    at(v, path).and_then(Value::as_i64).unwrap_or(0)
-}
-
-/// A bool at `path`, false when absent.
-pub fn bool_at(v: &Value, path: &[&str]) -> bool {
-    at(v, path).and_then(Value::as_bool).unwrap_or(false)
-}
-
-/// `field` of every object in the array at `path` (label names).
-pub fn names_at(v: &Value, path: &[&str], field: &str) -> Vec<String> {
-    at(v, path)
-        .and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .filter_map(|l| l.get(field).and_then(Value::as_str))
-                .map(str::to_owned)
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-/// Owned copy of a non-empty string at `path`.
-pub fn owned(v: &Value, path: &[&str]) -> Option<String> {
-    str_at(v, path).map(str::to_owned)
-}
+//! Shared checks over webhook payload values.
 
 /// Atlantis's `models.NewRepo` check for GitHub/GitLab/Gitea: a non-empty clone URL whose path
 /// is `/{full_name}.git` (`.git` appended when missing). GitLab may sit under a base path, so
@@ -74,18 +27,6 @@ pub fn clone_url_matches(full_name: &str, clone_url: &str, allow_base_path: bool
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn accessors_never_panic_on_odd_shapes() {
-        let v: Value =
-            serde_json::json!({"a": {"b": "x", "n": 3, "l": [{"name": "p"}, 1, {"name": 2}]}});
-        assert_eq!(str_at(&v, &["a", "b"]), Some("x"));
-        assert_eq!(str_at(&v, &["a", "n"]), None);
-        assert_eq!(int_at(&v, &["a", "n"]), 3);
-        assert_eq!(int_at(&v, &["a", "b", "c"]), 0);
-        assert_eq!(names_at(&v, &["a", "l"], "name"), ["p"]);
-        assert!(names_at(&v, &["zzz"], "name").is_empty());
-    }
 
     #[test]
     fn clone_urls_are_checked_like_new_repo() {

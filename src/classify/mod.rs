@@ -19,7 +19,7 @@
 //!     .body(())
 //!     .expect("valid request")
 //!     .into_parts();
-//! match classify(&parts, body, &ClassifyConfig::default()) {
+//! match classify(&parts, body, &ClassifyConfig::accepting_unsigned()) {
 //!     Ok(Operation::Acquire(a)) => assert_eq!(a.command, CommandKind::Plan),
 //!     Ok(other) => panic!("{other:?}"),
 //!     // A bad signature: answer `e.status()` / `e.body()` and do not forward.

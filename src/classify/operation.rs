@@ -283,6 +283,9 @@ pub enum PassthroughReason {
     NotLockRoute,
     /// `POST /events` without any VCS header Atlantis recognises.
     UnknownVcs,
+    /// A webhook of a VCS without a webhook secret (and not in `allow-unsigned-webhooks`):
+    /// anyone could have sent it, so it never moves a lock in the engine.
+    UngatedVcs,
     /// A webhook event type Atlantis ignores.
     IgnoredEvent,
     /// A PR event that is neither open/update nor close (labels, assignees, ...).
@@ -309,6 +312,9 @@ pub enum PassthroughReason {
     Unparseable,
     /// Payload misses a field Atlantis requires; it answers with an error.
     MissingField,
+    /// `/api/*` call while the proxy does not know Atlantis's `--api-secret`: it cannot tell a
+    /// caller Atlantis accepts from one it refuses, so it gates none.
+    ApiNotGated,
     /// `/api/*` call Atlantis would refuse (bad token, bad body, bad workspace, unknown `Type`).
     ApiRejected,
     /// Lock id Atlantis cannot decode or split.
@@ -321,6 +327,7 @@ impl PassthroughReason {
         match self {
             PassthroughReason::NotLockRoute => "not_lock_route",
             PassthroughReason::UnknownVcs => "unknown_vcs",
+            PassthroughReason::UngatedVcs => "ungated_vcs",
             PassthroughReason::IgnoredEvent => "ignored_event",
             PassthroughReason::IgnoredPullAction => "ignored_pull_action",
             PassthroughReason::CommentNotCreated => "comment_not_created",
@@ -334,6 +341,7 @@ impl PassthroughReason {
             PassthroughReason::AutoplanDisabled => "autoplan_disabled",
             PassthroughReason::Unparseable => "unparseable",
             PassthroughReason::MissingField => "missing_field",
+            PassthroughReason::ApiNotGated => "api_not_gated",
             PassthroughReason::ApiRejected => "api_rejected",
             PassthroughReason::BadLockId => "bad_lock_id",
         }

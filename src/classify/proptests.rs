@@ -151,7 +151,7 @@ fn secret_cfg() -> ClassifyConfig {
         },
         allow_commands: CommentCommandName::ALL.to_vec(),
         vcs_bot_users: vec!["bot".into()],
-        ..ClassifyConfig::default()
+        ..ClassifyConfig::accepting_unsigned()
     }
 }
 
@@ -164,7 +164,7 @@ proptest! {
         headers in prop::sample::select(HEADER_SETS),
         route in prop::sample::select(ROUTES),
     ) {
-        let op = run(route.0, route.1, headers, &body, &ClassifyConfig::default());
+        let op = run(route.0, route.1, headers, &body, &ClassifyConfig::accepting_unsigned());
         prop_assert!(op.is_ok());
         // With secrets the only other outcome is a signature rejection.
         let _ = run(route.0, route.1, headers, &body, &secret_cfg());
@@ -177,7 +177,7 @@ proptest! {
         route in prop::sample::select(ROUTES),
     ) {
         let body = v.to_string();
-        let cfg = ClassifyConfig { allow_commands: CommentCommandName::ALL.to_vec(), ..ClassifyConfig::default() };
+        let cfg = ClassifyConfig { allow_commands: CommentCommandName::ALL.to_vec(), ..ClassifyConfig::accepting_unsigned() };
         let op = run(route.0, route.1, headers, body.as_bytes(), &cfg);
         prop_assert!(op.is_ok());
     }
@@ -197,7 +197,7 @@ proptest! {
         let q = format!("/locks?id={}", id.replace(' ', "%20").replace('#', "%23"));
         // Only URIs a client can actually send reach the proxy.
         if q.parse::<http::Uri>().is_ok() {
-            let op = run("DELETE", &q, &[], b"", &ClassifyConfig::default());
+            let op = run("DELETE", &q, &[], b"", &ClassifyConfig::accepting_unsigned());
             prop_assert!(op.is_ok());
             if let Ok(Operation::ReleaseKey { key }) = op {
                 prop_assert!(key.to_string().matches('/').count() >= 4);

@@ -18,7 +18,7 @@ use std::time::Duration;
 pub use load::Override;
 pub use secret::Secret;
 
-use crate::classify::{CommentCommandName, Priority};
+use crate::classify::{CommentCommandName, Priority, Vcs};
 
 /// A configuration problem: which key, and what is wrong with it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -78,8 +78,16 @@ pub struct UpstreamConfig {
 /// `server:`.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
-    /// Largest request body accepted (413 above it).
+    /// Largest request body accepted on streamed routes (413 above it).
     pub max_body_size: usize,
+    /// Largest body of a lock route (`/events`, `/api/plan`, ...), which is buffered whole.
+    pub max_lock_body_size: usize,
+    /// Bytes of all buffered bodies at once; over it, 503 with `Retry-After`.
+    pub max_buffered_bytes: usize,
+    /// Open client connections on the main listener; more wait in the kernel's backlog.
+    pub max_connections: usize,
+    /// Slowest average body rate (bytes per second) tolerated after a short grace; 0 is off.
+    pub min_body_rate: usize,
     /// How long a client may take to send its request head.
     pub header_read_timeout: Duration,
     /// How long a client may pause while sending its body.
@@ -88,6 +96,9 @@ pub struct ServerConfig {
     pub drain_period: Duration,
     /// Limits on lock traffic (off unless configured).
     pub rate_limit: RateLimitConfig,
+    /// Load balancers / Ingress controllers whose `X-Forwarded-For` names the client for the
+    /// per-IP limit (empty: the TCP peer is the client).
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 /// `server.rate-limit:`.
@@ -119,6 +130,12 @@ pub struct AdminConfig {
     pub token: Option<Secret>,
     /// Requests per client IP on `/admin/*` (off unless configured).
     pub rate_limit: Option<RateSpec>,
+    /// Open connections on the admin listener.
+    pub max_connections: usize,
+    /// How long a client may take to send a request head.
+    pub header_read_timeout: Duration,
+    /// How long a connection may stay without a byte read or written.
+    pub idle_timeout: Duration,
 }
 
 /// `atlantis:`.
@@ -130,6 +147,9 @@ pub struct AtlantisConfig {
     pub vcs_bot_users: Vec<String>,
     /// Webhook secrets per VCS.
     pub webhook_secrets: WebhookSecrets,
+    /// VCSs whose webhooks are gated although they carry no secret (`allow-unsigned-webhooks`):
+    /// anyone who reaches the webhook port can then move their locks.
+    pub allow_unsigned_webhooks: Vec<Vcs>,
     /// Atlantis's `--api-secret`.
     pub api_secret: Option<Secret>,
     /// Reconciler period.

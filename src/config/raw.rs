@@ -44,11 +44,16 @@ pub struct RawUpstream {
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct RawServer {
     pub max_body_size: Option<String>,
+    pub max_lock_body_size: Option<String>,
+    pub max_buffered_bytes: Option<String>,
+    pub max_connections: Option<usize>,
+    pub min_body_rate: Option<String>,
     pub header_read_timeout: Option<String>,
     pub body_read_timeout: Option<String>,
     pub drain_period: Option<String>,
     #[serde(default)]
     pub rate_limit: RawRateLimit,
+    pub trusted_proxies: Option<Vec<String>>,
 }
 
 /// `server.rate-limit:` — per client and per repository limits on lock traffic.
@@ -66,6 +71,9 @@ pub struct RawAdmin {
     pub listen: Option<String>,
     pub token: Option<String>,
     pub rate_limit: Option<String>,
+    pub max_connections: Option<usize>,
+    pub header_read_timeout: Option<String>,
+    pub idle_timeout: Option<String>,
 }
 
 /// `atlantis:` — what the proxy must know to read Atlantis traffic like Atlantis.
@@ -76,6 +84,7 @@ pub struct RawAtlantis {
     pub vcs_bot_users: Option<Vec<String>>,
     #[serde(default)]
     pub webhook_secrets: RawWebhookSecrets,
+    pub allow_unsigned_webhooks: Option<Vec<String>>,
     pub api_secret: Option<String>,
     pub lock_sync_interval: Option<String>,
     pub lock_sync_grace: Option<String>,

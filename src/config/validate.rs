@@ -58,7 +58,30 @@ pub(super) fn validate(raw: RawConfig) -> Result<Config> {
     };
 
     let server = ServerConfig {
-        max_body_size: size("server.max-body-size", raw.server.max_body_size.as_deref())?,
+        max_body_size: size(
+            "server.max-body-size",
+            raw.server.max_body_size.as_deref(),
+            "25MiB",
+        )?,
+        max_lock_body_size: size(
+            "server.max-lock-body-size",
+            raw.server.max_lock_body_size.as_deref(),
+            "25MiB",
+        )?,
+        max_buffered_bytes: size(
+            "server.max-buffered-bytes",
+            raw.server.max_buffered_bytes.as_deref(),
+            "256MiB",
+        )?,
+        max_connections: count("server.max-connections", raw.server.max_connections, 1024)?,
+        min_body_rate: match raw.server.min_body_rate.as_deref().map(str::trim) {
+            Some("off") => 0,
+            other => size(
+                "server.min-body-rate",
+                other.map(|r| r.trim_end_matches("/s")),
+                "1KiB",
+            )?,
+        },
         header_read_timeout: dur(
             "server.header-read-timeout",
             raw.server.header_read_timeout,
@@ -80,6 +103,10 @@ pub(super) fn validate(raw: RawConfig) -> Result<Config> {
                 raw.server.rate_limit.per_repo.as_deref(),
             )?,
         },
+        trusted_proxies: cidrs(
+            "server.trusted-proxies",
+            raw.server.trusted_proxies.unwrap_or_default(),
+        )?,
     };
 
     let a = raw.atlantis;
@@ -115,6 +142,7 @@ pub(super) fn validate(raw: RawConfig) -> Result<Config> {
             gitea: secret("atlantis.webhook-secrets.gitea", a.webhook_secrets.gitea)?,
             azuredevops: azure,
         },
+        allow_unsigned_webhooks: allow_unsigned(a.allow_unsigned_webhooks.unwrap_or_default())?,
         api_secret: secret("atlantis.api-secret", a.api_secret)?,
         lock_sync_interval: dur("atlantis.lock-sync-interval", a.lock_sync_interval, "10s")?,
         lock_sync_grace: dur("atlantis.lock-sync-grace", a.lock_sync_grace, "30s")?,
@@ -163,6 +191,13 @@ pub(super) fn validate(raw: RawConfig) -> Result<Config> {
             listen: admin_listen,
             token: admin_token,
             rate_limit: admin_rate,
+            max_connections: count("admin.max-connections", raw.admin.max_connections, 64)?,
+            header_read_timeout: dur(
+                "admin.header-read-timeout",
+                raw.admin.header_read_timeout,
+                "10s",
+            )?,
+            idle_timeout: dur("admin.idle-timeout", raw.admin.idle_timeout, "60s")?,
         },
         atlantis,
         enhanced,
@@ -170,6 +205,33 @@ pub(super) fn validate(raw: RawConfig) -> Result<Config> {
             .map_err(|e| ConfigError::new(e.at.clone(), e.problem.clone()))?,
         telemetry,
     })
+}
+
+/// `atlantis.allow-unsigned-webhooks`: VCS names as under `webhook-secrets` (`bitbucket` is
+/// Cloud and Server).
+fn allow_unsigned(names: Vec<String>) -> Result<Vec<Vcs>> {
+    let mut out = Vec::new();
+    for n in names {
+        let vcs: &[Vcs] = match n.to_ascii_lowercase().as_str() {
+            "github" => &[Vcs::Github],
+            "gitlab" => &[Vcs::Gitlab],
+            "bitbucket" => &[Vcs::BitbucketCloud, Vcs::BitbucketServer],
+            "gitea" => &[Vcs::Gitea],
+            "azuredevops" => &[Vcs::AzureDevops],
+            _ => {
+                return Err(ConfigError::new(
+                    "atlantis.allow-unsigned-webhooks",
+                    format!("'{n}' is not a VCS (github, gitlab, bitbucket, gitea, azuredevops)"),
+                ));
+            }
+        };
+        for v in vcs {
+            if !out.contains(v) {
+                out.push(*v);
+            }
+        }
+    }
+    Ok(out)
 }
 
 fn enhanced(e: RawEnhancedLocking) -> Result<EnhancedConfig> {
@@ -440,6 +502,25 @@ fn opt_url(key: &str, value: Option<String>) -> Result<Option<http::Uri>> {
         .transpose()
 }
 
+/// CIDRs (`10.0.0.0/8`, `fd00::/8`); a bare address is one host.
+fn cidrs(key: &str, values: Vec<String>) -> Result<Vec<ipnet::IpNet>> {
+    values
+        .iter()
+        .map(|v| {
+            let t = v.trim();
+            t.parse::<ipnet::IpNet>()
+                .or_else(|_| t.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                .map(|n| n.trunc())
+                .map_err(|_| {
+                    ConfigError::new(
+                        key,
+                        format!("'{v}' is not a CIDR like 10.0.0.0/8 or an address"),
+                    )
+                })
+        })
+        .collect()
+}
+
 fn secret(key: &str, value: Option<String>) -> Result<Option<Secret>> {
     match value {
         None => Ok(None),
@@ -462,8 +543,15 @@ fn dur(key: &str, value: Option<String>, default: &str) -> Result<Duration> {
     })
 }
 
-fn size(key: &str, value: Option<&str>) -> Result<usize> {
-    let text = value.unwrap_or("25MiB").trim();
+fn count(key: &str, value: Option<usize>, default: usize) -> Result<usize> {
+    match value.unwrap_or(default) {
+        0 => Err(ConfigError::new(key, "must be at least 1")),
+        n => Ok(n),
+    }
+}
+
+fn size(key: &str, value: Option<&str>, default: &str) -> Result<usize> {
+    let text = value.unwrap_or(default).trim();
     let split = text
         .find(|c: char| !c.is_ascii_digit())
         .unwrap_or(text.len());
@@ -505,6 +593,20 @@ mod tests {
         assert_eq!(c.enhanced.traffic_split, 0);
         assert_eq!(c.enhanced.queue_timeout, Duration::from_secs(600));
         assert_eq!(c.server.max_body_size, 25 * 1024 * 1024);
+        assert_eq!(c.server.max_lock_body_size, 25 * 1024 * 1024);
+        assert_eq!(c.server.max_buffered_bytes, 256 * 1024 * 1024);
+        assert_eq!(c.server.max_connections, 1024);
+        assert_eq!(c.server.min_body_rate, 1024);
+        assert_eq!(c.admin.max_connections, 64);
+        assert_eq!(c.admin.header_read_timeout, Duration::from_secs(10));
+        let c = Config::from_yaml("server: {min-body-rate: off}").unwrap();
+        assert_eq!(c.server.min_body_rate, 0);
+        let c = Config::from_yaml("server: {min-body-rate: 2KiB/s}").unwrap();
+        assert_eq!(c.server.min_body_rate, 2048);
+        assert_eq!(
+            err("server: {max-connections: 0}").key,
+            "server.max-connections"
+        );
     }
 
     #[test]
@@ -553,6 +655,46 @@ mod tests {
     }
 
     #[test]
+    fn unsigned_webhooks_are_allowed_only_by_name() {
+        assert!(
+            Config::from_yaml("")
+                .unwrap()
+                .atlantis
+                .allow_unsigned_webhooks
+                .is_empty()
+        );
+        let c =
+            Config::from_yaml("atlantis: {allow-unsigned-webhooks: [gitlab, bitbucket]}").unwrap();
+        assert_eq!(
+            c.atlantis.allow_unsigned_webhooks,
+            [Vcs::Gitlab, Vcs::BitbucketCloud, Vcs::BitbucketServer]
+        );
+        assert_eq!(
+            err("atlantis: {allow-unsigned-webhooks: [svn]}").key,
+            "atlantis.allow-unsigned-webhooks"
+        );
+    }
+
+    #[test]
+    fn trusted_proxies_are_cidrs_or_addresses() {
+        let c = Config::from_yaml(
+            "server: {trusted-proxies: ['10.1.2.3/8', '192.168.0.7', 'fd00::/8']}",
+        )
+        .unwrap();
+        let shown: Vec<String> = c
+            .server
+            .trusted_proxies
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(shown, ["10.0.0.0/8", "192.168.0.7/32", "fd00::/8"]);
+        assert_eq!(
+            err("server: {trusted-proxies: ['10.0.0.0/33']}").key,
+            "server.trusted-proxies"
+        );
+    }
+
+    #[test]
     fn a_redis_address_selects_the_redis_backend() {
         let c = Config::from_yaml("enhanced-locking: {redis: {addr: 'localhost:6379'}}").unwrap();
         assert_eq!(c.enhanced.backend, Backend::Redis);
@@ -564,9 +706,9 @@ mod tests {
 
     #[test]
     fn sizes_and_durations_read_like_people_write_them() {
-        assert_eq!(size("k", Some("5MiB")).unwrap(), 5 * 1024 * 1024);
-        assert_eq!(size("k", Some("1048576")).unwrap(), 1_048_576);
-        assert!(size("k", Some("0")).is_err());
+        assert_eq!(size("k", Some("5MiB"), "1").unwrap(), 5 * 1024 * 1024);
+        assert_eq!(size("k", Some("1048576"), "1").unwrap(), 1_048_576);
+        assert!(size("k", Some("0"), "1").is_err());
         assert_eq!(
             dur("k", Some("1h 30m".into()), "0s").unwrap(),
             Duration::from_secs(5400)

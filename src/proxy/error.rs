@@ -30,6 +30,9 @@ pub enum ProxyError {
     /// The client's body could not be read (connection reset, bad chunking).
     #[error("request body could not be read: {0}")]
     BodyUnreadable(String),
+    /// The bytes of all buffered bodies reached `server.max-buffered-bytes`.
+    #[error("too many request bodies are being read at once; retry shortly")]
+    Overloaded,
     /// The engine failed and `legacy-fallback` is off.
     #[error("the lock engine is unavailable: {0}")]
     EngineUnavailable(String),
@@ -63,6 +66,7 @@ impl ProxyError {
             ProxyError::BodyUnreadable(_) => "body-unreadable",
             ProxyError::BadSignature { .. } => "bad-signature",
             ProxyError::EngineUnavailable(_) => "engine-unavailable",
+            ProxyError::Overloaded => "overloaded",
         }
     }
 
@@ -75,7 +79,9 @@ impl ProxyError {
             ProxyError::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
             ProxyError::BodyUnreadable(_) => StatusCode::BAD_REQUEST,
             ProxyError::BadSignature { status, .. } => *status,
-            ProxyError::EngineUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ProxyError::EngineUnavailable(_) | ProxyError::Overloaded => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
         }
     }
 
@@ -102,6 +108,9 @@ impl ProxyError {
             HeaderValue::from_static("text/plain; charset=utf-8"),
         );
         h.insert(ERROR_HEADER, HeaderValue::from_static(kind));
+        if matches!(self, ProxyError::Overloaded) {
+            h.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
         resp
     }
 }

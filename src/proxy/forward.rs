@@ -14,20 +14,9 @@ use super::{ProxyError, ProxyState};
 use crate::telemetry::{self, metrics::status_class};
 use crate::upstream::{BoxError, ProxyBody, add_forwarded, full, strip_hop_by_hop};
 
-/// Reads a whole request body, bounded by `server.max-body-size`, so classification and a later
-/// replay share the exact bytes.
-pub async fn buffer<B>(body: B, limit: usize) -> Result<Bytes, ProxyError>
-where
-    B: Body<Data = Bytes>,
-    B::Error: Into<BoxError>,
-{
-    Limited::new(body, limit)
-        .collect()
-        .await
-        .map(|c| c.to_bytes())
-        .map_err(|e| {
-            body_error(&*e, limit).unwrap_or_else(|| ProxyError::BodyUnreadable(e.to_string()))
-        })
+/// The error a failed body read becomes: too large, too slow, or unreadable.
+pub fn read_error(e: BoxError, limit: usize) -> ProxyError {
+    body_error(&*e, limit).unwrap_or_else(|| ProxyError::BodyUnreadable(e.to_string()))
 }
 
 /// Wraps a body for streaming to Atlantis, still bounded by the size limit.
@@ -139,7 +128,7 @@ fn body_error(err: &(dyn std::error::Error + 'static), limit: usize) -> Option<P
         if e.is::<http_body_util::LengthLimitError>() {
             return Some(ProxyError::BodyTooLarge(limit));
         }
-        if e.is::<tower_http::timeout::TimeoutError>() {
+        if e.is::<tower_http::timeout::TimeoutError>() || e.is::<super::rate::TooSlow>() {
             return Some(ProxyError::BodyTimeout);
         }
         cur = e.source();

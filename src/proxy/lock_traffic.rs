@@ -33,7 +33,7 @@ pub async fn carry(
     if let Some(repo) = op.repo() {
         span.record(spans::attr::REPO, repo);
     }
-    if let Some(limited) = rate_limited(state, client, &op) {
+    if let Some(limited) = rate_limited(state, client, &parts.headers, &op) {
         return (Ok(limited), "legacy");
     }
     match op {
@@ -225,12 +225,13 @@ fn request_identity(parts: &Parts, bytes: &Bytes) -> String {
 fn rate_limited(
     state: &ProxyState,
     client: SocketAddr,
+    headers: &http::HeaderMap,
     op: &Operation,
 ) -> Option<Response<ProxyBody>> {
     if matches!(op, Operation::Passthrough { .. } | Operation::ListLocks) {
         return None;
     }
-    if let Err(retry) = state.limits.check_ip(client.ip()) {
+    if let Err(retry) = state.limits.check_client(client.ip(), headers) {
         return Some(retry.response("client"));
     }
     let repo = op.repo()?;

@@ -1,8 +1,10 @@
 //! proxy: the main listener's request path. This file is the one place that composes its stack.
 
+pub mod budget;
 mod error;
 mod forward;
 mod lock_traffic;
+pub mod rate;
 pub mod ratelimit;
 
 use std::convert::Infallible;
@@ -25,7 +27,7 @@ use crate::enhanced::Enhanced;
 use crate::route::Router;
 use crate::telemetry::metrics::status_class;
 use crate::telemetry::{self, Metrics};
-use crate::upstream::{ProxyBody, Upstream, is_upgrade};
+use crate::upstream::{ProxyBody, Upstream, is_job_websocket};
 
 /// Everything the request path needs, shared by all connections.
 pub struct ProxyState {
@@ -43,7 +45,12 @@ pub struct ProxyState {
     pub enhanced: Arc<Enhanced>,
     /// Per-client and per-repository limits on lock traffic.
     pub limits: Arc<ratelimit::RateLimits>,
+    /// Bytes of all buffered bodies at once (`server.max-buffered-bytes`).
+    pub body_budget: budget::BodyBudget,
 }
+
+/// A client's request body: paused no longer than the body timeout, and not trickled.
+type ClientBody = rate::MinRate<TimeoutBody<Incoming>>;
 
 /// The service for one client connection, outer layer first.
 pub fn service(
@@ -51,9 +58,14 @@ pub fn service(
     client: SocketAddr,
 ) -> BoxCloneService<Request<Incoming>, Response<ProxyBody>, Infallible> {
     let body_timeout = state.server.body_read_timeout;
+    let min_rate = state.server.min_body_rate;
     let svc = ServiceBuilder::new()
         // A client that stalls mid-body must not hold a connection (and an upstream slot) forever.
         .layer(RequestBodyTimeoutLayer::new(body_timeout))
+        // Nor one that sends a byte now and then, never pausing long enough to time out.
+        .map_request(move |req: Request<TimeoutBody<Incoming>>| {
+            req.map(|b| rate::MinRate::new(b, min_rate))
+        })
         .service_fn(move |req| rescue(handle(state.clone(), client, req)));
     BoxCloneService::new(svc)
 }
@@ -70,7 +82,7 @@ async fn rescue(
 async fn handle(
     state: Arc<ProxyState>,
     client: SocketAddr,
-    req: Request<TimeoutBody<Incoming>>,
+    req: Request<ClientBody>,
 ) -> Result<Response<ProxyBody>, ProxyError> {
     let route = route_name(req.method(), req.uri().path());
     // The server span: every later step (classify, engine, upstream) is its child.
@@ -96,7 +108,7 @@ async fn handle(
 async fn carry(
     state: &ProxyState,
     client: SocketAddr,
-    req: Request<TimeoutBody<Incoming>>,
+    req: Request<ClientBody>,
 ) -> (Result<Response<ProxyBody>, ProxyError>, &'static str) {
     match read_and_carry(state, client, req).await {
         Ok(done) => done,
@@ -109,12 +121,18 @@ type Carried = (Result<Response<ProxyBody>, ProxyError>, &'static str);
 async fn read_and_carry(
     state: &ProxyState,
     client: SocketAddr,
-    req: Request<TimeoutBody<Incoming>>,
+    req: Request<ClientBody>,
 ) -> Result<Carried, ProxyError> {
-    if is_upgrade(req.headers()) {
+    // Only Atlantis's log stream is spliced; an `Upgrade` anywhere else changes nothing.
+    if is_job_websocket(req.method(), req.uri().path(), req.headers()) {
         return Ok((forward::upgrade(state, client, req).await, "legacy"));
     }
-    let limit = state.server.max_body_size;
+    let lock_route = may_carry_lock_traffic(req.method(), req.uri().path());
+    let limit = if lock_route {
+        state.server.max_lock_body_size
+    } else {
+        state.server.max_body_size
+    };
     let declared = req
         .headers()
         .get(header::CONTENT_LENGTH)
@@ -124,13 +142,14 @@ async fn read_and_carry(
         return Err(ProxyError::BodyTooLarge(limit));
     }
     let (parts, body) = req.into_parts();
-    if !may_carry_lock_traffic(&parts.method, parts.uri.path()) {
+    if !lock_route {
         let body = forward::stream(body, limit);
         let resp = forward::forward(state, client, Request::from_parts(parts, body)).await;
         return Ok((resp, "legacy"));
     }
-    // Lock traffic is buffered once: classification reads it and a replay resends it byte for byte.
-    let bytes = forward::buffer(body, limit).await?;
+    // Lock traffic is buffered once: classification reads it and a replay resends it byte for
+    // byte. Its bytes count against the shared budget until the answer is made.
+    let (bytes, _reserved) = state.body_budget.buffer(body, limit, declared).await?;
     let op = {
         let _s = telemetry::spans::classify().entered();
         classify(&parts, &bytes, &state.classify)

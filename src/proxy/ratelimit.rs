@@ -13,7 +13,7 @@ use std::time::Duration;
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
-use http::{HeaderValue, Response, StatusCode, header};
+use http::{HeaderMap, HeaderValue, Response, StatusCode, header};
 
 use super::error::ERROR_HEADER;
 use crate::config::{Config, RateSpec};
@@ -100,6 +100,8 @@ pub struct RateLimits {
     per_ip: Option<Keyed<IpAddr>>,
     per_repo: Option<Keyed<String>>,
     admin: Option<Keyed<IpAddr>>,
+    /// Peers whose `X-Forwarded-For` is believed (`server.trusted-proxies`).
+    trusted: Vec<ipnet::IpNet>,
 }
 
 impl std::fmt::Debug for RateLimits {
@@ -108,6 +110,7 @@ impl std::fmt::Debug for RateLimits {
             .field("per_ip", &self.per_ip.is_some())
             .field("per_repo", &self.per_repo.is_some())
             .field("admin", &self.admin.is_some())
+            .field("trusted_proxies", &self.trusted.len())
             .finish()
     }
 }
@@ -120,6 +123,52 @@ impl RateLimits {
             config.server.rate_limit.per_repo,
             config.admin.rate_limit,
         )
+        .with_trusted_proxies(config.server.trusted_proxies.clone())
+    }
+
+    /// Believe `X-Forwarded-For` from these peers (load balancers, Ingress controllers).
+    pub fn with_trusted_proxies(mut self, trusted: Vec<ipnet::IpNet>) -> Self {
+        self.trusted = trusted;
+        self
+    }
+
+    fn trusts(&self, ip: IpAddr) -> bool {
+        self.trusted.iter().any(|n| n.contains(&ip))
+    }
+
+    /// The client a request is from: the TCP peer, unless the peer is a trusted proxy; then the
+    /// rightmost `X-Forwarded-For` address that is not itself a trusted proxy (what the outermost
+    /// trusted hop saw). Entries left of an untrusted one are the client's own claims and ignored.
+    pub fn client_ip(&self, peer: IpAddr, headers: &HeaderMap) -> IpAddr {
+        if !self.trusts(peer) {
+            return peer;
+        }
+        let hops = headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .map(str::trim)
+            .collect::<Vec<_>>();
+        let mut client = peer;
+        for hop in hops.iter().rev() {
+            let Some(ip) = parse_hop(hop) else {
+                break;
+            };
+            client = ip;
+            if !self.trusts(ip) {
+                break;
+            }
+        }
+        client
+    }
+
+    /// One lock request from the client of a request whose TCP peer is `peer`.
+    pub fn check_client(&self, peer: IpAddr, headers: &HeaderMap) -> Result<(), RetryAfter> {
+        if self.per_ip.is_none() {
+            return Ok(());
+        }
+        self.check_ip(self.client_ip(peer, headers))
     }
 
     /// Limits from explicit specs (`None` = unlimited).
@@ -132,6 +181,7 @@ impl RateLimits {
             per_ip: per_ip.map(Keyed::new),
             per_repo: per_repo.map(Keyed::new),
             admin: admin.map(Keyed::new),
+            trusted: Vec::new(),
         }
     }
 
@@ -153,9 +203,51 @@ impl RateLimits {
     }
 }
 
+/// An `X-Forwarded-For` entry: an address, maybe bracketed or with a port (some proxies add one).
+fn parse_hop(hop: &str) -> Option<IpAddr> {
+    hop.parse::<IpAddr>()
+        .ok()
+        .or_else(|| hop.parse::<std::net::SocketAddr>().ok().map(|s| s.ip()))
+        .or_else(|| {
+            hop.strip_prefix('[')
+                .and_then(|h| h.strip_suffix(']'))
+                .and_then(|h| h.parse().ok())
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn forwarded_for_is_believed_only_from_trusted_peers() {
+        let l = RateLimits::default().with_trusted_proxies(vec![
+            "10.0.0.0/8".parse().unwrap(),
+            "fd00::/8".parse().unwrap(),
+        ]);
+        let mut h = HeaderMap::new();
+        h.insert(
+            "x-forwarded-for",
+            "6.6.6.6, 203.0.113.9, 10.0.0.2".parse().unwrap(),
+        );
+        let lb = IpAddr::from([10, 0, 0, 1]);
+        let outside = IpAddr::from([198, 51, 100, 1]);
+        // Behind the trusted Ingress: the rightmost untrusted hop; the spoofed 6.6.6.6 is ignored.
+        assert_eq!(l.client_ip(lb, &h), IpAddr::from([203, 0, 113, 9]));
+        // A client talking directly cannot pick its bucket.
+        assert_eq!(l.client_ip(outside, &h), outside);
+        // No header, or garbage: the peer itself.
+        assert_eq!(l.client_ip(lb, &HeaderMap::new()), lb);
+        h.insert("x-forwarded-for", "junk".parse().unwrap());
+        assert_eq!(l.client_ip(lb, &h), lb);
+        h.insert("x-forwarded-for", "[2001:db8::1]:443".parse().unwrap());
+        assert_eq!(
+            l.client_ip(lb, &h),
+            "2001:db8::1".parse::<IpAddr>().unwrap()
+        );
+        // Nothing is trusted by default.
+        assert_eq!(RateLimits::default().client_ip(lb, &h), lb);
+    }
 
     fn spec(count: u32, per_secs: u64, burst: u32) -> Option<RateSpec> {
         Some(RateSpec {

@@ -76,6 +76,26 @@ pub fn is_upgrade(headers: &HeaderMap) -> bool {
             .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
 }
 
+/// True only for Atlantis's one websocket route: `GET /jobs/{id}/ws` with `Upgrade: websocket`.
+///
+/// Any other upgrade request is read like an ordinary one (its `Upgrade` header is hop-by-hop and
+/// dropped), so classification and signature checks always apply.
+pub fn is_job_websocket(method: &http::Method, path: &str, headers: &HeaderMap) -> bool {
+    let job = path
+        .strip_prefix("/jobs/")
+        .and_then(|rest| rest.strip_suffix("/ws"));
+    let websocket = headers
+        .get_all(header::UPGRADE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case("websocket"));
+    method == http::Method::GET
+        && job.is_some_and(|id| !id.is_empty() && !id.contains('/'))
+        && websocket
+        && is_upgrade(headers)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -112,6 +132,21 @@ mod tests {
         strip_hop_by_hop(&mut h, true);
         assert_eq!(h["upgrade"], "websocket");
         assert_eq!(h["connection"], "upgrade");
+    }
+
+    #[test]
+    fn only_the_job_log_route_is_a_websocket() {
+        use http::Method;
+        let ws = map(&[("connection", "Upgrade"), ("upgrade", "websocket")]);
+        assert!(is_job_websocket(&Method::GET, "/jobs/abc-1/ws", &ws));
+        assert!(!is_job_websocket(&Method::POST, "/jobs/abc-1/ws", &ws));
+        assert!(!is_job_websocket(&Method::GET, "/events", &ws));
+        assert!(!is_job_websocket(&Method::GET, "/jobs//ws", &ws));
+        assert!(!is_job_websocket(&Method::GET, "/jobs/a/b/ws", &ws));
+        let h2c = map(&[("connection", "Upgrade"), ("upgrade", "h2c")]);
+        assert!(!is_job_websocket(&Method::GET, "/jobs/abc-1/ws", &h2c));
+        let no_conn = map(&[("upgrade", "websocket")]);
+        assert!(!is_job_websocket(&Method::GET, "/jobs/abc-1/ws", &no_conn));
     }
 
     #[test]

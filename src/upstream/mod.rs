@@ -13,7 +13,7 @@ use hyper::body::Incoming;
 use hyper_util::client::legacy::{Client, connect::HttpConnector};
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
-pub use headers::{add_forwarded, is_upgrade, strip_hop_by_hop};
+pub use headers::{add_forwarded, is_job_websocket, is_upgrade, strip_hop_by_hop};
 
 use crate::config::UpstreamConfig;
 

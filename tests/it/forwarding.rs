@@ -155,7 +155,11 @@ async fn slow_atlantis_is_a_marked_504_within_the_timeout() {
 #[tokio::test]
 async fn bodies_over_the_limit_are_refused_with_413() {
     let fake = FakeAtlantis::start().await;
-    let proxy = spawn_proxy(&fake.url(), "server:\n  max-body-size: 64KiB\n").await;
+    let proxy = spawn_proxy(
+        &fake.url(),
+        "server:\n  max-body-size: 64KiB\n  max-lock-body-size: 64KiB\n",
+    )
+    .await;
     let hook = vec![b'x'; 100 * 1024];
     let sig = sign(SECRET, &hook);
     let headers = [

@@ -8,6 +8,7 @@ mod classify;
 mod config_cli;
 mod control;
 mod deploy;
+mod edges;
 mod engine;
 mod enhanced;
 mod forwarding;

@@ -16,6 +16,45 @@ fn api(path: &str, body: serde_json::Value, cfg: &ClassifyConfig) -> Operation {
     run("POST", path, &h, body.to_string().as_bytes(), cfg).expect("api calls never error")
 }
 
+/// Gated API calls need the proxy to know Atlantis's API secret.
+fn api_cfg() -> ClassifyConfig {
+    ClassifyConfig {
+        api_secret: Some(Secret::new("tok")),
+        ..ClassifyConfig::accepting_unsigned()
+    }
+}
+
+#[test]
+fn api_calls_are_not_gated_without_the_api_secret_or_with_a_wrong_token() {
+    let body = json!({"Repository": "o/r", "Ref": "main", "Type": "Github", "Paths": [{"Directory": "."}]});
+    let no_secret = ClassifyConfig::accepting_unsigned();
+    assert_eq!(
+        reason(api("/api/plan", body.clone(), &no_secret)),
+        R::ApiNotGated
+    );
+    assert_eq!(
+        reason(api("/api/apply", body.clone(), &no_secret)),
+        R::ApiNotGated
+    );
+    let h = [
+        ("x-atlantis-token", "tok2"),
+        ("content-type", "application/json"),
+    ];
+    let wrong = run(
+        "POST",
+        "/api/plan",
+        &h,
+        body.to_string().as_bytes(),
+        &api_cfg(),
+    )
+    .unwrap();
+    assert_eq!(reason(wrong), R::ApiRejected);
+    assert!(matches!(
+        api("/api/plan", body, &api_cfg()),
+        Operation::Acquire(_)
+    ));
+}
+
 fn reason(op: Operation) -> R {
     match op {
         Operation::Passthrough { reason } => reason,
@@ -27,7 +66,7 @@ fn reason(op: Operation) -> R {
 fn api_plan_with_paths_names_its_keys() {
     let body = json!({"Repository": "acme/infra", "Ref": "main", "Type": "Github", "PR": 2,
         "Paths": [{"Directory": "./net/", "Workspace": "prod"}, {"directory": "", "workspace": ""}]});
-    let Operation::Acquire(a) = api("/api/plan", body, &ClassifyConfig::default()) else {
+    let Operation::Acquire(a) = api("/api/plan", body, &api_cfg()) else {
         panic!("expected acquire");
     };
     assert_eq!(a.command, CommandKind::ApiPlan);
@@ -50,7 +89,7 @@ fn api_plan_with_paths_names_its_keys() {
 fn api_keys_match_case_insensitively_and_projects_stay_unresolved() {
     let body = json!({"repository": "g/s/r", "REF": "feat", "type": "Gitlab",
         "projects": ["vpc"], "paths": [{"DIRECTORY": "a", "project_name": "named"}]});
-    let Operation::Acquire(a) = api("/api/apply", body, &ClassifyConfig::default()) else {
+    let Operation::Acquire(a) = api("/api/apply", body, &api_cfg()) else {
         panic!("expected acquire");
     };
     assert_eq!(a.command, CommandKind::ApiApply);
@@ -71,7 +110,7 @@ fn api_keys_match_case_insensitively_and_projects_stay_unresolved() {
 
 #[test]
 fn api_calls_atlantis_refuses_pass_through() {
-    let c = ClassifyConfig::default();
+    let c = api_cfg();
     let ok = json!({"Repository": "o/r", "Ref": "main", "Type": "Github", "Projects": ["p"]});
     for bad in [
         json!({"Ref": "main", "Type": "Github", "Projects": ["p"]}),
@@ -109,7 +148,7 @@ fn api_calls_atlantis_refuses_pass_through() {
 
 #[test]
 fn api_lock_modes() {
-    let mut c = ClassifyConfig::default();
+    let mut c = api_cfg();
     let r = RepoLockModes {
         default: Some(LockMode::OnApply),
         ..Default::default()
@@ -129,7 +168,7 @@ fn delete(query: &str, cfg: &ClassifyConfig) -> Operation {
 
 #[test]
 fn delete_lock_accepts_raw_single_and_double_encoded_ids() {
-    let c = ClassifyConfig::default();
+    let c = api_cfg();
     let want = Operation::ReleaseKey {
         key: LockKey::new("owner/repo", ".", "default", ""),
     };
@@ -160,7 +199,7 @@ fn delete_lock_accepts_raw_single_and_double_encoded_ids() {
 
 #[test]
 fn delete_lock_ids_atlantis_cannot_use_pass_through() {
-    let c = ClassifyConfig::default();
+    let c = api_cfg();
     for q in [
         "",
         "?id=",
@@ -175,7 +214,7 @@ fn delete_lock_ids_atlantis_cannot_use_pass_through() {
 
 #[test]
 fn delete_lock_uses_known_repos_for_subgroups() {
-    let mut c = ClassifyConfig::default();
+    let mut c = api_cfg();
     c.lock_modes
         .repos
         .insert("group/sub/repo".into(), RepoLockModes::default());
@@ -192,7 +231,7 @@ fn delete_lock_uses_known_repos_for_subgroups() {
 
 #[test]
 fn other_lock_routes() {
-    let c = ClassifyConfig::default();
+    let c = api_cfg();
     assert_eq!(
         run("GET", "/api/locks", &[], b"", &c),
         Ok(Operation::ListLocks)

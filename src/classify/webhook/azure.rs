@@ -1,13 +1,14 @@
 //! Azure DevOps webhooks (`handleAzureDevopsPost`, `ParseAzureDevopsPullEvent`,
 //! `ParseAzureDevopsRepo`).
 
-use http::HeaderMap;
-use serde_json::Value;
+use std::borrow::Cow;
 
-use super::super::json::{at, bool_at, int_at, names_at, owned, str_or_empty};
+use http::HeaderMap;
+use serde::Deserialize;
+
 use super::super::signature::verify_basic_auth;
 use super::{
-    CommentEvent, PullAction, PullEvent, comment_operation, header, parse_json, pull_operation,
+    CommentEvent, PullAction, PullEvent, comment_operation, header, parse_typed, pull_operation,
 };
 use crate::classify::ClassifyError;
 use crate::classify::config::ClassifyConfig;
@@ -49,14 +50,25 @@ pub fn classify(
             }
         })?;
     }
-    let v = match parse_json(body) {
-        Ok(v) => v,
+    // Typed payloads: the event type first, then only the fields that event needs.
+    let event = match parse_typed::<Envelope>(body) {
+        Ok(e) => e,
         Err(op) => return Ok(*op),
     };
-    Ok(match str_or_empty(&v, &["eventType"]) {
-        "ms.vss-code.git-pullrequest-comment-event" => comment(&v, cfg),
+    Ok(match s(&event.event_type) {
+        "ms.vss-code.git-pullrequest-comment-event" => match parse_typed::<CommentPayload>(body) {
+            Ok(p) => comment(p, cfg),
+            Err(op) => *op,
+        },
         "git.pullrequest.created" | "git.pullrequest.updated" | "git.pullrequest.merged" => {
-            pull(&v, cfg)
+            let text = event.message.as_ref().map_or("", |m| s(&m.text));
+            if IGNORED_UPDATES.iter().any(|u| text.contains(u)) {
+                return Ok(Operation::passthrough(R::IgnoredPullAction));
+            }
+            match parse_typed::<PullPayload>(body) {
+                Ok(p) => pull(p, s(&event.event_type), cfg),
+                Err(op) => *op,
+            }
         }
         "git.push" | "workitem.commented" | "workitem.updated" => {
             Operation::passthrough(R::IgnoredEvent)
@@ -65,14 +77,151 @@ pub fn classify(
     })
 }
 
+type Text<'a> = Option<Cow<'a, str>>;
+
+fn s<'b>(t: &'b Text<'_>) -> &'b str {
+    t.as_deref().unwrap_or("")
+}
+
+fn owned(t: &Text<'_>) -> Option<String> {
+    t.as_deref().filter(|v| !v.is_empty()).map(str::to_owned)
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct Message<'a> {
+    #[serde(borrow)]
+    text: Text<'a>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default, rename_all = "camelCase")]
+struct Envelope<'a> {
+    #[serde(borrow)]
+    event_type: Text<'a>,
+    #[serde(borrow)]
+    message: Option<Message<'a>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct Named<'a> {
+    #[serde(borrow)]
+    name: Text<'a>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default, rename_all = "camelCase")]
+struct Repository<'a> {
+    #[serde(borrow)]
+    url: Text<'a>,
+    #[serde(borrow)]
+    name: Text<'a>,
+    #[serde(borrow)]
+    project: Option<Named<'a>>,
+    #[serde(borrow)]
+    parent_repository: Option<Named<'a>>,
+    #[serde(borrow)]
+    web_url: Text<'a>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default, rename_all = "camelCase")]
+struct Identity<'a> {
+    #[serde(borrow)]
+    unique_name: Text<'a>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default, rename_all = "camelCase")]
+struct CommitRef<'a> {
+    #[serde(borrow)]
+    commit_id: Text<'a>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default, rename_all = "camelCase")]
+struct PullRequest<'a> {
+    #[serde(borrow)]
+    repository: Option<Repository<'a>>,
+    pull_request_id: Option<i64>,
+    #[serde(borrow)]
+    created_by: Option<Identity<'a>>,
+    #[serde(borrow)]
+    labels: Option<Vec<Named<'a>>>,
+    #[serde(borrow)]
+    status: Text<'a>,
+    #[serde(borrow)]
+    last_merge_source_commit: Option<CommitRef<'a>>,
+    #[serde(borrow)]
+    url: Text<'a>,
+    #[serde(borrow)]
+    target_ref_name: Text<'a>,
+    #[serde(borrow)]
+    source_ref_name: Text<'a>,
+}
+
+impl PullRequest<'_> {
+    fn creator(&self) -> Option<String> {
+        self.created_by.as_ref().and_then(|c| owned(&c.unique_name))
+    }
+
+    fn labels(&self) -> Vec<String> {
+        self.labels
+            .iter()
+            .flatten()
+            .filter_map(|l| l.name.as_deref().map(str::to_owned))
+            .collect()
+    }
+
+    fn closed(&self) -> bool {
+        self.status.as_deref().is_some_and(|st| st != "active")
+    }
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default, rename_all = "camelCase")]
+struct Comment<'a> {
+    is_deleted: Option<bool>,
+    #[serde(borrow)]
+    content: Text<'a>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default, rename_all = "camelCase")]
+struct CommentResource<'a> {
+    #[serde(borrow)]
+    comment: Option<Comment<'a>>,
+    #[serde(borrow)]
+    pull_request: Option<PullRequest<'a>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct CommentPayload<'a> {
+    #[serde(borrow)]
+    resource: Option<CommentResource<'a>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct PullPayload<'a> {
+    #[serde(borrow)]
+    resource: Option<PullRequest<'a>>,
+}
+
 /// `ParseAzureDevopsRepo`: `owner/project/repo`, the owner from the parent repo or the web URL.
-fn repo_name(repo: &Value) -> Option<String> {
-    let project = str_or_empty(repo, &["project", "name"]);
-    let name = str_or_empty(repo, &["name"]);
-    let owner = match at(repo, &["parentRepository", "name"]).and_then(Value::as_str) {
+fn repo_name(repo: &Repository<'_>) -> Option<String> {
+    let project = repo.project.as_ref().map_or("", |p| s(&p.name));
+    let name = s(&repo.name);
+    let parent = repo
+        .parent_repository
+        .as_ref()
+        .and_then(|p| p.name.as_deref());
+    let owner = match parent {
         Some(parent) => parent.to_owned(),
         None => {
-            let uri: http::Uri = str_or_empty(repo, &["webUrl"]).parse().ok()?;
+            let uri: http::Uri = s(&repo.web_url).parse().ok()?;
             let host = uri.host().unwrap_or("");
             let owner = if host.contains("visualstudio.com") {
                 host.split('.').next().unwrap_or("")
@@ -86,72 +235,68 @@ fn repo_name(repo: &Value) -> Option<String> {
     Some(format!("{owner}/{project}/{name}"))
 }
 
-fn is_test_repo(repo: Option<&Value>) -> bool {
-    repo.is_some_and(|r| str_or_empty(r, &["url"]) == TEST_REPO_URL)
+fn is_test_repo(repo: Option<&Repository<'_>>) -> bool {
+    repo.is_some_and(|r| s(&r.url) == TEST_REPO_URL)
 }
 
-fn meta(pr: &Value) -> PullMeta {
+fn meta(pr: &PullRequest<'_>) -> PullMeta {
     let strip = |s: Option<String>| s.map(|b| b.replacen("refs/heads/", "", 1));
     PullMeta {
-        head_sha: owned(pr, &["lastMergeSourceCommit", "commitId"]),
-        url: owned(pr, &["url"]),
-        base_branch: strip(owned(pr, &["targetRefName"])),
-        head_branch: strip(owned(pr, &["sourceRefName"])),
-        author: owned(pr, &["createdBy", "uniqueName"]),
+        head_sha: pr
+            .last_merge_source_commit
+            .as_ref()
+            .and_then(|c| owned(&c.commit_id)),
+        url: owned(&pr.url),
+        base_branch: strip(owned(&pr.target_ref_name)),
+        head_branch: strip(owned(&pr.source_ref_name)),
+        author: pr.creator(),
         api_ref: None,
     }
 }
 
-fn comment(v: &Value, cfg: &ClassifyConfig) -> Operation {
-    let Some(c) = at(v, &["resource", "comment"]).filter(|c| !c.is_null()) else {
+fn comment(p: CommentPayload<'_>, cfg: &ClassifyConfig) -> Operation {
+    let r = p.resource.unwrap_or_default();
+    let Some(c) = r.comment else {
         return Operation::passthrough(R::IgnoredEvent);
     };
-    if bool_at(c, &["isDeleted"]) {
+    if c.is_deleted == Some(true) {
         return Operation::passthrough(R::CommentNotCreated);
     }
-    let content = str_or_empty(c, &["content"]);
-    let Some(pr) = at(v, &["resource", "pullRequest"]).filter(|p| !p.is_null()) else {
+    let Some(pr) = r.pull_request else {
         return Operation::passthrough(R::NotOnPull);
     };
-    let repo_v = pr.get("repository");
-    if is_test_repo(repo_v) {
+    if is_test_repo(pr.repository.as_ref()) {
         return Operation::passthrough(R::IgnoredEvent);
     }
-    let Some(repo) = repo_v.and_then(repo_name) else {
+    let Some(repo) = pr.repository.as_ref().and_then(repo_name) else {
         return Operation::passthrough(R::MissingField);
     };
     comment_operation(
         CommentEvent {
             vcs: Vcs::AzureDevops,
             repo,
-            pull: int_at(pr, &["pullRequestId"]),
+            pull: pr.pull_request_id.unwrap_or(0),
             // Atlantis records the pull's creator as the user of an Azure DevOps comment.
-            user: str_or_empty(pr, &["createdBy", "uniqueName"]).to_owned(),
-            comment: sanitize_strict(content),
-            labels: names_at(pr, &["labels"], "name"),
-            meta: meta(pr),
-            pull_closed: at(pr, &["status"])
-                .and_then(Value::as_str)
-                .is_some_and(|s| s != "active"),
+            user: pr.creator().unwrap_or_default(),
+            comment: sanitize_strict(s(&c.content)),
+            labels: pr.labels(),
+            meta: meta(&pr),
+            pull_closed: pr.closed(),
         },
         cfg,
     )
 }
 
-fn pull(v: &Value, cfg: &ClassifyConfig) -> Operation {
-    let text = str_or_empty(v, &["message", "text"]);
-    if IGNORED_UPDATES.iter().any(|s| text.contains(s)) {
-        return Operation::passthrough(R::IgnoredPullAction);
-    }
-    let Some(pr) = at(v, &["resource"]).filter(|p| p.is_object()) else {
+fn pull(p: PullPayload<'_>, event_type: &str, cfg: &ClassifyConfig) -> Operation {
+    let Some(pr) = p.resource else {
         return Operation::passthrough(R::MissingField);
     };
-    if is_test_repo(pr.get("repository")) {
+    if is_test_repo(pr.repository.as_ref()) {
         return Operation::passthrough(R::IgnoredEvent);
     }
-    let m = meta(pr);
-    let number = int_at(pr, &["pullRequestId"]);
-    let repo = pr.get("repository").and_then(repo_name);
+    let m = meta(&pr);
+    let number = pr.pull_request_id.unwrap_or(0);
+    let repo = pr.repository.as_ref().and_then(repo_name);
     let (Some(repo), Some(_), Some(_), Some(_), Some(_), Some(user), true) = (
         repo,
         m.head_sha.as_ref(),
@@ -163,12 +308,9 @@ fn pull(v: &Value, cfg: &ClassifyConfig) -> Operation {
     ) else {
         return Operation::passthrough(R::MissingField);
     };
-    let closed = at(pr, &["status"])
-        .and_then(Value::as_str)
-        .is_some_and(|s| s != "active");
-    let action = match str_or_empty(v, &["eventType"]) {
+    let action = match event_type {
         "git.pullrequest.created" => PullAction::Opened,
-        "git.pullrequest.updated" if closed => PullAction::Closed,
+        "git.pullrequest.updated" if pr.closed() => PullAction::Closed,
         "git.pullrequest.updated" => PullAction::Updated,
         _ => PullAction::Other,
     };
@@ -179,7 +321,7 @@ fn pull(v: &Value, cfg: &ClassifyConfig) -> Operation {
             pull: number,
             user,
             action,
-            labels: names_at(pr, &["labels"], "name"),
+            labels: pr.labels(),
             meta: m,
         },
         cfg,
@@ -254,13 +396,20 @@ mod tests {
 
     #[test]
     fn repo_names_follow_atlantis() {
-        let r = serde_json::json!({"name": "repo", "project": {"name": "proj"},
-            "webUrl": "https://dev.azure.com/MyOrg/proj/_git/repo"});
-        assert_eq!(repo_name(&r).as_deref(), Some("myorg/proj/repo"));
-        let r = serde_json::json!({"name": "repo", "project": {"name": "proj"},
-            "webUrl": "https://myorg.visualstudio.com/proj/_git/repo"});
-        assert_eq!(repo_name(&r).as_deref(), Some("myorg/proj/repo"));
-        let r = serde_json::json!({"name": "repo", "project": {"name": "proj"}});
-        assert_eq!(repo_name(&r), None);
+        let name = |j: &str| repo_name(&serde_json::from_str::<Repository>(j).unwrap());
+        assert_eq!(
+            name(r#"{"name": "repo", "project": {"name": "proj"}, "webUrl": "https://dev.azure.com/MyOrg/proj/_git/repo"}"#)
+                .as_deref(),
+            Some("myorg/proj/repo")
+        );
+        assert_eq!(
+            name(r#"{"name": "repo", "project": {"name": "proj"}, "webUrl": "https://myorg.visualstudio.com/proj/_git/repo"}"#)
+                .as_deref(),
+            Some("myorg/proj/repo")
+        );
+        assert_eq!(
+            name(r#"{"name": "repo", "project": {"name": "proj"}}"#),
+            None
+        );
     }
 }

@@ -1,16 +1,201 @@
 //! Bitbucket Cloud and Server webhooks (`handleBitbucket{Cloud,Server}Post` and their parsers).
 
-use http::HeaderMap;
-use serde_json::Value;
+use std::borrow::Cow;
 
-use super::super::json::{at, int_at, owned, str_at, str_or_empty};
+use http::HeaderMap;
+use serde::Deserialize;
+
 use super::super::signature::verify_prefixed_hmac;
 use super::{
-    CommentEvent, PullAction, PullEvent, comment_operation, header, parse_json, pull_operation,
+    CommentEvent, PullAction, PullEvent, comment_operation, header, parse_typed, pull_operation,
 };
 use crate::classify::ClassifyError;
 use crate::classify::config::ClassifyConfig;
 use crate::classify::operation::{Operation, PassthroughReason as R, PullMeta, Vcs};
+
+type Text<'a> = Option<Cow<'a, str>>;
+
+fn s<'b>(t: &'b Text<'_>) -> &'b str {
+    t.as_deref().unwrap_or("")
+}
+
+/// A non-empty string (the parsers' `validate:"required"`).
+fn req<'b>(t: Option<&'b Text<'_>>) -> Option<&'b str> {
+    t.and_then(|t| t.as_deref()).filter(|v| !v.is_empty())
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct Href<'a> {
+    #[serde(borrow)]
+    href: Text<'a>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct Links<'a> {
+    #[serde(borrow)]
+    html: Option<Href<'a>>,
+}
+
+fn html<'b>(l: &'b Option<Links<'_>>) -> Option<&'b Text<'b>> {
+    l.as_ref()?.html.as_ref().map(|h| &h.href)
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct CloudRepo<'a> {
+    #[serde(borrow)]
+    full_name: Text<'a>,
+    #[serde(borrow)]
+    links: Option<Links<'a>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct Named<'a> {
+    #[serde(borrow)]
+    name: Text<'a>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct Commit<'a> {
+    #[serde(borrow)]
+    hash: Text<'a>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct CloudSide<'a> {
+    #[serde(borrow)]
+    repository: Option<CloudRepo<'a>>,
+    #[serde(borrow)]
+    commit: Option<Commit<'a>>,
+    #[serde(borrow)]
+    branch: Option<Named<'a>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct CloudPull<'a> {
+    id: Option<i64>,
+    #[serde(borrow)]
+    state: Text<'a>,
+    #[serde(borrow)]
+    source: Option<CloudSide<'a>>,
+    #[serde(borrow)]
+    destination: Option<CloudSide<'a>>,
+    #[serde(borrow)]
+    links: Option<Links<'a>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct Account<'a> {
+    #[serde(borrow)]
+    account_id: Text<'a>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct CloudContent<'a> {
+    #[serde(borrow)]
+    raw: Text<'a>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct CloudComment<'a> {
+    #[serde(borrow)]
+    content: Option<CloudContent<'a>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct CloudEvent<'a> {
+    #[serde(borrow)]
+    actor: Option<Account<'a>>,
+    #[serde(borrow)]
+    repository: Option<CloudRepo<'a>>,
+    #[serde(borrow)]
+    pullrequest: Option<CloudPull<'a>>,
+    #[serde(borrow)]
+    comment: Option<CloudComment<'a>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct Project<'a> {
+    #[serde(borrow)]
+    name: Text<'a>,
+    #[serde(borrow)]
+    key: Text<'a>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct ServerRepo<'a> {
+    #[serde(borrow)]
+    slug: Text<'a>,
+    #[serde(borrow)]
+    project: Option<Project<'a>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default, rename_all = "camelCase")]
+struct ServerRef<'a> {
+    #[serde(borrow)]
+    repository: Option<ServerRepo<'a>>,
+    #[serde(borrow)]
+    display_id: Text<'a>,
+    #[serde(borrow)]
+    latest_commit: Text<'a>,
+}
+
+impl ServerRef<'_> {
+    /// Every field Atlantis requires of a side, non-empty.
+    fn complete(&self) -> bool {
+        let repo = self.repository.as_ref();
+        let project = repo.and_then(|r| r.project.as_ref());
+        req(repo.map(|r| &r.slug)).is_some()
+            && req(project.map(|p| &p.name)).is_some()
+            && req(project.map(|p| &p.key)).is_some()
+            && req(Some(&self.display_id)).is_some()
+            && req(Some(&self.latest_commit)).is_some()
+    }
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default, rename_all = "camelCase")]
+struct ServerPull<'a> {
+    id: Option<i64>,
+    version: Option<serde_json::Number>,
+    #[serde(borrow)]
+    state: Text<'a>,
+    #[serde(borrow)]
+    from_ref: Option<ServerRef<'a>>,
+    #[serde(borrow)]
+    to_ref: Option<ServerRef<'a>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct ServerComment<'a> {
+    #[serde(borrow)]
+    text: Text<'a>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default, rename_all = "camelCase")]
+struct ServerEvent<'a> {
+    #[serde(borrow)]
+    actor: Option<Named<'a>>,
+    #[serde(borrow)]
+    pull_request: Option<ServerPull<'a>>,
+    #[serde(borrow)]
+    comment: Option<ServerComment<'a>>,
+}
 
 fn check_signature(
     headers: &HeaderMap,
@@ -29,11 +214,6 @@ fn check_signature(
     })
 }
 
-/// Every path must hold a non-empty string (the parsers' `validate:"required"`).
-fn required(v: &Value, paths: &[&[&str]]) -> bool {
-    paths.iter().all(|p| str_at(v, p).is_some())
-}
-
 pub fn classify_cloud(
     headers: &HeaderMap,
     body: &[u8],
@@ -50,44 +230,58 @@ pub fn classify_cloud(
         "pullrequest:comment_created" => PullAction::Other,
         _ => return Ok(Operation::passthrough(R::IgnoredEvent)),
     };
-    let v = match parse_json(body) {
-        Ok(v) => v,
+    let e = match parse_typed::<CloudEvent>(body) {
+        Ok(e) => e,
         Err(op) => return Ok(*op),
     };
-    let pr =
-        |p: &[&'static str]| -> Vec<&'static str> { [&["pullrequest"] as &[&str], p].concat() };
-    let ok = required(
-        &v,
-        &[
-            &["actor", "account_id"],
-            &["repository", "full_name"],
-            &["repository", "links", "html", "href"],
-            &pr(&["source", "repository", "full_name"]),
-            &pr(&["source", "repository", "links", "html", "href"]),
-            &pr(&["source", "commit", "hash"]),
-            &pr(&["source", "branch", "name"]),
-            &pr(&["destination", "branch", "name"]),
-            &pr(&["links", "html", "href"]),
-            &pr(&["state"]),
-        ],
-    ) && int_at(&v, &pr(&["id"])) != 0;
-    let state = str_or_empty(&v, &pr(&["state"]));
-    if !ok || !matches!(state, "OPEN" | "MERGED" | "SUPERSEDED" | "DECLINED") {
+    let pr = e.pullrequest.unwrap_or_default();
+    let src = pr.source.unwrap_or_default();
+    let dst = pr.destination.unwrap_or_default();
+    let src_repo = src.repository.unwrap_or_default();
+    let repo_v = e.repository.unwrap_or_default();
+    let fields = (
+        req(e.actor.as_ref().map(|a| &a.account_id)),
+        req(Some(&repo_v.full_name)),
+        req(html(&repo_v.links)),
+        req(Some(&src_repo.full_name)),
+        req(html(&src_repo.links)),
+        req(src.commit.as_ref().map(|c| &c.hash)),
+        req(src.branch.as_ref().map(|b| &b.name)),
+        req(dst.branch.as_ref().map(|b| &b.name)),
+        req(html(&pr.links)),
+        req(Some(&pr.state)),
+    );
+    let (
+        Some(user),
+        Some(repo),
+        Some(_),
+        Some(_),
+        Some(_),
+        Some(sha),
+        Some(head),
+        Some(base),
+        Some(url),
+        Some(state),
+    ) = fields
+    else {
+        return Ok(Operation::passthrough(R::MissingField));
+    };
+    let pull = pr.id.unwrap_or(0);
+    if pull == 0 || !matches!(state, "OPEN" | "MERGED" | "SUPERSEDED" | "DECLINED") {
         return Ok(Operation::passthrough(R::MissingField));
     }
-    let repo = str_or_empty(&v, &["repository", "full_name"]).to_owned();
-    let user = str_or_empty(&v, &["actor", "account_id"]).to_owned();
-    let pull = int_at(&v, &pr(&["id"]));
+    let (repo, user) = (repo.to_owned(), user.to_owned());
     let meta = PullMeta {
-        head_sha: owned(&v, &pr(&["source", "commit", "hash"])),
-        url: owned(&v, &pr(&["links", "html", "href"])),
-        base_branch: owned(&v, &pr(&["destination", "branch", "name"])),
-        head_branch: owned(&v, &pr(&["source", "branch", "name"])),
+        head_sha: Some(sha.to_owned()),
+        url: Some(url.to_owned()),
+        base_branch: Some(base.to_owned()),
+        head_branch: Some(head.to_owned()),
         author: Some(user.clone()),
         api_ref: None,
     };
     if event == "pullrequest:comment_created" {
-        let Some(comment) = at(&v, &["comment", "content", "raw"]).and_then(Value::as_str) else {
+        let raw = e.comment.and_then(|c| c.content).and_then(|c| c.raw);
+        let Some(comment) = raw else {
             return Ok(Operation::passthrough(R::MissingField));
         };
         let ev = CommentEvent {
@@ -95,7 +289,7 @@ pub fn classify_cloud(
             repo,
             pull,
             user,
-            comment: comment.to_owned(),
+            comment: comment.into_owned(),
             labels: Vec::new(),
             meta,
             pull_closed: state != "OPEN",
@@ -131,52 +325,47 @@ pub fn classify_server(
         "pr:comment:added" => PullAction::Other,
         _ => return Ok(Operation::passthrough(R::IgnoredEvent)),
     };
-    let v = match parse_json(body) {
-        Ok(v) => v,
+    let e = match parse_typed::<ServerEvent>(body) {
+        Ok(e) => e,
         Err(op) => return Ok(*op),
     };
-    let pr =
-        |p: &[&'static str]| -> Vec<&'static str> { [&["pullRequest"] as &[&str], p].concat() };
-    let side = |s: &'static str, p: &[&'static str]| pr(&[&[s] as &[&str], p].concat());
-    let mut paths = vec![vec!["actor", "name"], pr(&["state"])];
-    for s in ["fromRef", "toRef"] {
-        for p in [
-            &["repository", "slug"] as &[&str],
-            &["repository", "project", "name"],
-            &["repository", "project", "key"],
-            &["displayId"],
-            &["latestCommit"],
-        ] {
-            paths.push(side(s, p));
-        }
-    }
-    let refs: Vec<&[&str]> = paths.iter().map(Vec::as_slice).collect();
-    let state = str_or_empty(&v, &pr(&["state"]));
-    let ok = required(&v, &refs)
-        && int_at(&v, &pr(&["id"])) != 0
-        && at(&v, &pr(&["version"])).is_some_and(Value::is_number)
-        && matches!(state, "OPEN" | "MERGED" | "DECLINED");
-    if !ok {
-        return Ok(Operation::passthrough(R::MissingField));
-    }
-    // Atlantis names a Bitbucket Server repo by project *name* and slug.
-    let repo = format!(
-        "{}/{}",
-        str_or_empty(&v, &side("toRef", &["repository", "project", "name"])),
-        str_or_empty(&v, &side("toRef", &["repository", "slug"]))
+    let pr = e.pull_request.unwrap_or_default();
+    let (from, to) = (
+        pr.from_ref.unwrap_or_default(),
+        pr.to_ref.unwrap_or_default(),
     );
-    let user = str_or_empty(&v, &["actor", "name"]).to_owned();
-    let pull = int_at(&v, &pr(&["id"]));
+    let state = s(&pr.state);
+    let user = req(e.actor.as_ref().map(|a| &a.name));
+    let ok = user.is_some()
+        && from.complete()
+        && to.complete()
+        && pr.id.unwrap_or(0) != 0
+        && pr.version.is_some()
+        && matches!(state, "OPEN" | "MERGED" | "DECLINED");
+    let (Some(user), true) = (user, ok) else {
+        return Ok(Operation::passthrough(R::MissingField));
+    };
+    let project = |r: &ServerRef<'_>| {
+        r.repository
+            .as_ref()
+            .and_then(|r| r.project.as_ref())
+            .map_or(String::new(), |p| s(&p.name).to_owned())
+    };
+    let slug = |r: &ServerRef<'_>| r.repository.as_ref().map_or("", |r| s(&r.slug)).to_owned();
+    // Atlantis names a Bitbucket Server repo by project *name* and slug.
+    let repo = format!("{}/{}", project(&to), slug(&to));
+    let user = user.to_owned();
+    let pull = pr.id.unwrap_or(0);
     let meta = PullMeta {
-        head_sha: owned(&v, &side("fromRef", &["latestCommit"])),
+        head_sha: Some(s(&from.latest_commit).to_owned()),
         url: None,
-        base_branch: owned(&v, &side("toRef", &["displayId"])),
-        head_branch: owned(&v, &side("fromRef", &["displayId"])),
+        base_branch: Some(s(&to.display_id).to_owned()),
+        head_branch: Some(s(&from.display_id).to_owned()),
         author: Some(user.clone()),
         api_ref: None,
     };
     if event == "pr:comment:added" {
-        let Some(comment) = at(&v, &["comment", "text"]).and_then(Value::as_str) else {
+        let Some(comment) = e.comment.and_then(|c| c.text) else {
             return Ok(Operation::passthrough(R::MissingField));
         };
         let ev = CommentEvent {
@@ -184,7 +373,7 @@ pub fn classify_server(
             repo,
             pull,
             user,
-            comment: comment.to_owned(),
+            comment: comment.into_owned(),
             labels: Vec::new(),
             meta,
             pull_closed: state != "OPEN",

@@ -34,7 +34,17 @@ fn payload<'a>(
             _ => unparseable(),
         };
     };
-    // go-github's ValidatePayload: media type parsed, then the signature over the raw body.
+    // The signature over the raw body comes first: nothing of an unauthenticated body is parsed.
+    let signature = header(headers, "x-hub-signature-256")
+        .or_else(|| header(headers, "x-hub-signature"))
+        .unwrap_or("");
+    verify_prefixed_hmac(body, signature, secret).map_err(|message| {
+        ClassifyError::BadSignature {
+            vcs: Vcs::Github,
+            message,
+        }
+    })?;
+    // go-github's ValidatePayload: the media type decides how the payload is carried.
     let media = content_type
         .split(';')
         .next()
@@ -49,15 +59,6 @@ fn payload<'a>(
         },
         _ => return unparseable(),
     };
-    let signature = header(headers, "x-hub-signature-256")
-        .or_else(|| header(headers, "x-hub-signature"))
-        .unwrap_or("");
-    verify_prefixed_hmac(body, signature, secret).map_err(|message| {
-        ClassifyError::BadSignature {
-            vcs: Vcs::Github,
-            message,
-        }
-    })?;
     Ok(Ok(json))
 }
 
@@ -80,80 +81,102 @@ pub fn classify(
     Ok(parsed.unwrap_or_else(|_| Operation::passthrough(R::Unparseable)))
 }
 
+/// A string field, borrowed from the body unless it holds escapes.
+type Text<'a> = Option<Cow<'a, str>>;
+
 #[derive(Deserialize, Default)]
 #[serde(default)]
-struct Repo {
-    full_name: Option<String>,
-    clone_url: Option<String>,
+struct Repo<'a> {
+    #[serde(borrow)]
+    full_name: Text<'a>,
+    #[serde(borrow)]
+    clone_url: Text<'a>,
 }
 
-impl Repo {
+impl Repo<'_> {
     /// `ParseGithubRepo` → `models.NewRepo`: the clone URL must name the same repo.
-    fn checked(r: Option<Repo>) -> Option<String> {
+    fn checked(r: Option<Repo<'_>>) -> Option<String> {
         let r = r?;
-        let full = r.full_name.unwrap_or_default();
-        clone_url_matches(&full, r.clone_url.as_deref().unwrap_or(""), false).then_some(full)
+        let full = r.full_name.as_deref().unwrap_or("");
+        clone_url_matches(full, r.clone_url.as_deref().unwrap_or(""), false)
+            .then(|| full.to_owned())
     }
 }
 
 #[derive(Deserialize, Default)]
 #[serde(default)]
-struct User {
-    login: Option<String>,
+struct User<'a> {
+    #[serde(borrow)]
+    login: Text<'a>,
 }
 
-fn login(u: Option<User>) -> Option<String> {
-    u.and_then(|u| u.login).filter(|l| !l.is_empty())
+fn login(u: Option<User<'_>>) -> Option<String> {
+    u.and_then(|u| u.login)
+        .filter(|l| !l.is_empty())
+        .map(Cow::into_owned)
 }
 
 #[derive(Deserialize, Default)]
 #[serde(default)]
-struct Label {
-    name: Option<String>,
+struct Label<'a> {
+    #[serde(borrow)]
+    name: Text<'a>,
 }
 
-fn label_names(labels: Option<Vec<Option<Label>>>) -> Vec<String> {
+fn label_names(labels: Option<Vec<Option<Label<'_>>>>) -> Vec<String> {
     labels
         .unwrap_or_default()
         .into_iter()
-        .filter_map(|l| l?.name)
+        .filter_map(|l| l?.name.map(Cow::into_owned))
         .collect()
 }
 
 #[derive(Deserialize, Default)]
 #[serde(default)]
-struct IssuePull {
-    html_url: Option<String>,
+struct IssuePull<'a> {
+    #[serde(borrow)]
+    html_url: Text<'a>,
 }
 
 #[derive(Deserialize, Default)]
 #[serde(default)]
-struct Issue {
+struct Issue<'a> {
     number: Option<i64>,
-    state: Option<String>,
-    html_url: Option<String>,
-    user: Option<User>,
-    labels: Option<Vec<Option<Label>>>,
-    pull_request: Option<IssuePull>,
+    #[serde(borrow)]
+    state: Text<'a>,
+    #[serde(borrow)]
+    html_url: Text<'a>,
+    #[serde(borrow)]
+    user: Option<User<'a>>,
+    #[serde(borrow)]
+    labels: Option<Vec<Option<Label<'a>>>>,
+    #[serde(borrow)]
+    pull_request: Option<IssuePull<'a>>,
 }
 
 #[derive(Deserialize, Default)]
 #[serde(default)]
-struct Comment {
-    body: Option<String>,
-    user: Option<User>,
+struct Comment<'a> {
+    #[serde(borrow)]
+    body: Text<'a>,
+    #[serde(borrow)]
+    user: Option<User<'a>>,
 }
 
 #[derive(Deserialize, Default)]
 #[serde(default)]
-struct IssueCommentEvent {
-    action: Option<String>,
-    issue: Option<Issue>,
-    comment: Option<Comment>,
-    repository: Option<Repo>,
+struct IssueCommentEvent<'a> {
+    #[serde(borrow)]
+    action: Text<'a>,
+    #[serde(borrow)]
+    issue: Option<Issue<'a>>,
+    #[serde(borrow)]
+    comment: Option<Comment<'a>>,
+    #[serde(borrow)]
+    repository: Option<Repo<'a>>,
 }
 
-fn comment(e: IssueCommentEvent, cfg: &ClassifyConfig) -> Operation {
+fn comment(e: IssueCommentEvent<'_>, cfg: &ClassifyConfig) -> Operation {
     if e.action.as_deref() != Some("created") {
         return Operation::passthrough(R::CommentNotCreated);
     }
@@ -171,7 +194,7 @@ fn comment(e: IssueCommentEvent, cfg: &ClassifyConfig) -> Operation {
         return Operation::passthrough(R::NotOnPull);
     };
     let meta = PullMeta {
-        url: link.html_url.or(issue.html_url),
+        url: link.html_url.or(issue.html_url).map(Cow::into_owned),
         author: login(issue.user),
         ..PullMeta::default()
     };
@@ -181,7 +204,7 @@ fn comment(e: IssueCommentEvent, cfg: &ClassifyConfig) -> Operation {
             repo,
             pull,
             user,
-            comment: comment.body.unwrap_or_default(),
+            comment: comment.body.map(Cow::into_owned).unwrap_or_default(),
             labels: label_names(issue.labels),
             meta,
             pull_closed: issue.state.as_deref() == Some("closed"),
@@ -192,37 +215,48 @@ fn comment(e: IssueCommentEvent, cfg: &ClassifyConfig) -> Operation {
 
 #[derive(Deserialize, Default)]
 #[serde(default)]
-struct Branch {
-    r#ref: Option<String>,
-    sha: Option<String>,
-    repo: Option<Repo>,
+struct Branch<'a> {
+    #[serde(borrow)]
+    r#ref: Text<'a>,
+    #[serde(borrow)]
+    sha: Text<'a>,
+    #[serde(borrow)]
+    repo: Option<Repo<'a>>,
 }
 
 #[derive(Deserialize, Default)]
 #[serde(default)]
-struct PullRequest {
+struct PullRequest<'a> {
     number: Option<i64>,
     draft: Option<bool>,
-    html_url: Option<String>,
-    user: Option<User>,
-    labels: Option<Vec<Option<Label>>>,
-    head: Option<Branch>,
-    base: Option<Branch>,
+    #[serde(borrow)]
+    html_url: Text<'a>,
+    #[serde(borrow)]
+    user: Option<User<'a>>,
+    #[serde(borrow)]
+    labels: Option<Vec<Option<Label<'a>>>>,
+    #[serde(borrow)]
+    head: Option<Branch<'a>>,
+    #[serde(borrow)]
+    base: Option<Branch<'a>>,
 }
 
 #[derive(Deserialize, Default)]
 #[serde(default)]
-struct PullRequestEvent {
-    action: Option<String>,
-    pull_request: Option<PullRequest>,
-    sender: Option<User>,
+struct PullRequestEvent<'a> {
+    #[serde(borrow)]
+    action: Text<'a>,
+    #[serde(borrow)]
+    pull_request: Option<PullRequest<'a>>,
+    #[serde(borrow)]
+    sender: Option<User<'a>>,
 }
 
-fn non_empty(s: Option<String>) -> Option<String> {
-    s.filter(|s| !s.is_empty())
+fn non_empty(s: Text<'_>) -> Option<String> {
+    s.filter(|s| !s.is_empty()).map(Cow::into_owned)
 }
 
-fn pull(e: PullRequestEvent, cfg: &ClassifyConfig) -> Operation {
+fn pull(e: PullRequestEvent<'_>, cfg: &ClassifyConfig) -> Operation {
     let Some(pr) = e.pull_request else {
         return Operation::passthrough(R::MissingField);
     };
@@ -247,9 +281,9 @@ fn pull(e: PullRequestEvent, cfg: &ClassifyConfig) -> Operation {
     ) else {
         return Operation::passthrough(R::MissingField);
     };
-    let action = e.action.unwrap_or_default();
+    let action = e.action.as_deref().unwrap_or("");
     let draft = pr.draft == Some(true) && action != "closed" && !cfg.allow_draft_prs;
-    let action = match action.as_str() {
+    let action = match action {
         "opened" | "ready_for_review" | "synchronize" if draft => PullAction::Draft,
         "opened" | "ready_for_review" => PullAction::Opened,
         "synchronize" => PullAction::Updated,

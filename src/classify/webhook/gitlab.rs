@@ -1,13 +1,15 @@
 //! GitLab webhooks (`GitlabRequestParserValidator`, `ParseGitlabMergeRequestEvent`,
 //! `ParseGitlabMergeRequestCommentEvent`).
 
-use http::HeaderMap;
-use serde_json::Value;
+use std::borrow::Cow;
 
-use super::super::json::{bool_at, clone_url_matches, int_at, names_at, owned, str_or_empty};
+use http::HeaderMap;
+use serde::Deserialize;
+
+use super::super::json::clone_url_matches;
 use super::super::signature::verify_gitlab_token;
 use super::{
-    CommentEvent, PullAction, PullEvent, comment_operation, header, parse_json, pull_operation,
+    CommentEvent, PullAction, PullEvent, comment_operation, header, parse_typed, pull_operation,
 };
 use crate::classify::ClassifyError;
 use crate::classify::config::ClassifyConfig;
@@ -26,42 +28,163 @@ pub fn classify(
             message,
         })?;
     }
-    let kind = header(headers, "x-gitlab-event").unwrap_or("");
-    if kind != "Merge Request Hook" && kind != "Note Hook" {
-        return Ok(Operation::passthrough(R::IgnoredEvent));
-    }
-    let v = match parse_json(body) {
-        Ok(v) => v,
-        Err(op) => return Ok(*op),
-    };
-    Ok(match kind {
-        "Merge Request Hook" => merge_request(&v, cfg),
-        _ => match str_or_empty(&v, &["object_attributes", "noteable_type"]) {
-            "MergeRequest" => note(&v, cfg),
-            "Commit" => Operation::passthrough(R::NotOnPull),
-            _ => Operation::passthrough(R::IgnoredEvent),
+    // Typed payloads (go-gitlab's structs): only the fields read below are kept, and unknown
+    // ones are skipped without building a tree.
+    Ok(match header(headers, "x-gitlab-event").unwrap_or("") {
+        "Merge Request Hook" => match parse_typed::<MergeRequestEvent>(body) {
+            Ok(e) => merge_request(e, cfg),
+            Err(op) => *op,
         },
+        "Note Hook" => match parse_typed::<NoteEvent>(body) {
+            Ok(e) => match e
+                .object_attributes
+                .as_ref()
+                .map_or("", |a| s(&a.noteable_type))
+            {
+                "MergeRequest" => note(e, cfg),
+                "Commit" => Operation::passthrough(R::NotOnPull),
+                _ => Operation::passthrough(R::IgnoredEvent),
+            },
+            Err(op) => *op,
+        },
+        _ => Operation::passthrough(R::IgnoredEvent),
     })
 }
 
-/// `models.NewRepo` for GitLab: name and clone URL must agree (GitLab may have a base path).
-fn repo(v: &Value, path: &[&str]) -> Option<String> {
-    let full = str_or_empty(v, &[path, &["path_with_namespace"]].concat());
-    let clone = str_or_empty(v, &[path, &["git_http_url"]].concat());
-    clone_url_matches(full, clone, true).then(|| full.to_owned())
+type Text<'a> = Option<Cow<'a, str>>;
+
+/// `object_attributes` when the payload has none (Go's zero value).
+const NO_MR_ATTRS: MergeRequestAttributes<'static> = MergeRequestAttributes {
+    action: None,
+    iid: None,
+    work_in_progress: None,
+    draft: None,
+    oldrev: None,
+    url: None,
+    target_branch: None,
+    source_branch: None,
+    last_commit: None,
+    source: None,
+};
+
+/// A string field, empty when absent (Go's zero value).
+fn s<'b>(t: &'b Text<'_>) -> &'b str {
+    t.as_deref().unwrap_or("")
 }
 
-fn merge_request(v: &Value, cfg: &ClassifyConfig) -> Operation {
-    let (Some(repo), Some(_)) = (
-        repo(v, &["project"]),
-        repo(v, &["object_attributes", "source"]),
-    ) else {
+/// An owned copy of a non-empty string field.
+fn owned(t: &Text<'_>) -> Option<String> {
+    t.as_deref().filter(|v| !v.is_empty()).map(str::to_owned)
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct Project<'a> {
+    #[serde(borrow)]
+    path_with_namespace: Text<'a>,
+    #[serde(borrow)]
+    git_http_url: Text<'a>,
+}
+
+impl Project<'_> {
+    /// `models.NewRepo` for GitLab: name and clone URL must agree (GitLab may have a base path).
+    fn checked(p: &Option<Project<'_>>) -> Option<String> {
+        let p = p.as_ref()?;
+        let full = s(&p.path_with_namespace);
+        clone_url_matches(full, s(&p.git_http_url), true).then(|| full.to_owned())
+    }
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct User<'a> {
+    #[serde(borrow)]
+    username: Text<'a>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct Label<'a> {
+    #[serde(borrow)]
+    title: Text<'a>,
+}
+
+fn titles(labels: &Option<Vec<Label<'_>>>) -> Vec<String> {
+    labels
+        .iter()
+        .flatten()
+        .filter_map(|l| l.title.as_deref().map(str::to_owned))
+        .collect()
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct Commit<'a> {
+    #[serde(borrow)]
+    id: Text<'a>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct MergeRequestAttributes<'a> {
+    #[serde(borrow)]
+    action: Text<'a>,
+    iid: Option<i64>,
+    work_in_progress: Option<bool>,
+    draft: Option<bool>,
+    #[serde(borrow)]
+    oldrev: Text<'a>,
+    #[serde(borrow)]
+    url: Text<'a>,
+    #[serde(borrow)]
+    target_branch: Text<'a>,
+    #[serde(borrow)]
+    source_branch: Text<'a>,
+    #[serde(borrow)]
+    last_commit: Option<Commit<'a>>,
+    #[serde(borrow)]
+    source: Option<Project<'a>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct TitleChange<'a> {
+    #[serde(borrow)]
+    previous: Text<'a>,
+    #[serde(borrow)]
+    current: Text<'a>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct Changes<'a> {
+    #[serde(borrow)]
+    title: Option<TitleChange<'a>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct MergeRequestEvent<'a> {
+    #[serde(borrow)]
+    project: Option<Project<'a>>,
+    #[serde(borrow)]
+    object_attributes: Option<MergeRequestAttributes<'a>>,
+    #[serde(borrow)]
+    user: Option<User<'a>>,
+    #[serde(borrow)]
+    labels: Option<Vec<Label<'a>>>,
+    #[serde(borrow)]
+    changes: Option<Changes<'a>>,
+}
+
+fn merge_request(e: MergeRequestEvent<'_>, cfg: &ClassifyConfig) -> Operation {
+    let oa = e.object_attributes.as_ref().unwrap_or(&NO_MR_ATTRS);
+    let user = e.user.as_ref().and_then(|u| u.username.as_ref());
+    let (Some(repo), Some(_)) = (Project::checked(&e.project), Project::checked(&oa.source)) else {
         return Operation::passthrough(R::MissingField);
     };
-    let oa = |k: &str| str_or_empty(v, &["object_attributes", k]);
-    let action = oa("action");
-    let draft = bool_at(v, &["object_attributes", "work_in_progress"])
-        || bool_at(v, &["object_attributes", "draft"]);
+    let action = s(&oa.action);
+    let draft = oa.work_in_progress == Some(true) || oa.draft == Some(true);
     let action = if draft && action != "close" && !cfg.allow_draft_prs {
         match action {
             "open" | "update" => PullAction::Draft,
@@ -70,7 +193,7 @@ fn merge_request(v: &Value, cfg: &ClassifyConfig) -> Operation {
     } else {
         match action {
             "open" => PullAction::Opened,
-            "update" => update_kind(v),
+            "update" => update_kind(oa, e.changes.as_ref()),
             "merge" | "close" => PullAction::Closed,
             _ => PullAction::Other,
         }
@@ -79,16 +202,16 @@ fn merge_request(v: &Value, cfg: &ClassifyConfig) -> Operation {
         PullEvent {
             vcs: Vcs::Gitlab,
             repo,
-            pull: int_at(v, &["object_attributes", "iid"]),
-            user: str_or_empty(v, &["user", "username"]).to_owned(),
+            pull: oa.iid.unwrap_or(0),
+            user: user.map(|u| u.to_string()).unwrap_or_default(),
             action,
-            labels: names_at(v, &["labels"], "title"),
+            labels: titles(&e.labels),
             meta: PullMeta {
-                head_sha: owned(v, &["object_attributes", "last_commit", "id"]),
-                url: owned(v, &["object_attributes", "url"]),
-                base_branch: owned(v, &["object_attributes", "target_branch"]),
-                head_branch: owned(v, &["object_attributes", "source_branch"]),
-                author: owned(v, &["user", "username"]),
+                head_sha: oa.last_commit.as_ref().and_then(|c| owned(&c.id)),
+                url: owned(&oa.url),
+                base_branch: owned(&oa.target_branch),
+                head_branch: owned(&oa.source_branch),
+                author: user.filter(|u| !u.is_empty()).map(|u| u.to_string()),
                 api_ref: None,
             },
         },
@@ -97,10 +220,11 @@ fn merge_request(v: &Value, cfg: &ClassifyConfig) -> Operation {
 }
 
 /// `ParseGitlabMergeRequestUpdateEvent`: only a new commit or leaving draft re-plans.
-fn update_kind(v: &Value) -> PullAction {
-    let new_commit = !str_or_empty(v, &["object_attributes", "oldrev"]).is_empty();
-    let prev = str_or_empty(v, &["changes", "title", "previous"]);
-    let cur = str_or_empty(v, &["changes", "title", "current"]);
+fn update_kind(oa: &MergeRequestAttributes<'_>, changes: Option<&Changes<'_>>) -> PullAction {
+    let new_commit = !s(&oa.oldrev).is_empty();
+    let title = changes.and_then(|c| c.title.as_ref());
+    let prev = title.map_or("", |t| s(&t.previous));
+    let cur = title.map_or("", |t| s(&t.current));
     if new_commit || (prev.starts_with("Draft:") && !cur.starts_with("Draft:")) {
         PullAction::Updated
     } else {
@@ -108,33 +232,80 @@ fn update_kind(v: &Value) -> PullAction {
     }
 }
 
-fn note(v: &Value, cfg: &ClassifyConfig) -> Operation {
-    let (Some(repo), Some(_)) = (repo(v, &["project"]), repo(v, &["merge_request", "source"]))
-    else {
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct NoteAttributes<'a> {
+    #[serde(borrow)]
+    noteable_type: Text<'a>,
+    #[serde(borrow)]
+    note: Text<'a>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct NoteMergeRequest<'a> {
+    iid: Option<i64>,
+    #[serde(borrow)]
+    state: Text<'a>,
+    #[serde(borrow)]
+    url: Text<'a>,
+    #[serde(borrow)]
+    target_branch: Text<'a>,
+    #[serde(borrow)]
+    source_branch: Text<'a>,
+    #[serde(borrow)]
+    last_commit: Option<Commit<'a>>,
+    #[serde(borrow)]
+    source: Option<Project<'a>>,
+    #[serde(borrow)]
+    labels: Option<Vec<Label<'a>>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct NoteEvent<'a> {
+    #[serde(borrow)]
+    project: Option<Project<'a>>,
+    #[serde(borrow)]
+    object_attributes: Option<NoteAttributes<'a>>,
+    #[serde(borrow)]
+    merge_request: Option<NoteMergeRequest<'a>>,
+    #[serde(borrow)]
+    user: Option<User<'a>>,
+    #[serde(borrow)]
+    labels: Option<Vec<Label<'a>>>,
+}
+
+fn note(e: NoteEvent<'_>, cfg: &ClassifyConfig) -> Operation {
+    let mr = e.merge_request.unwrap_or_default();
+    let (Some(repo), Some(_)) = (Project::checked(&e.project), Project::checked(&mr.source)) else {
         return Operation::passthrough(R::MissingField);
     };
-    let mr = |k: &[&str]| owned(v, &[&["merge_request"] as &[&str], k].concat());
-    let mut labels = names_at(v, &["merge_request", "labels"], "title");
+    let mut labels = titles(&mr.labels);
     if labels.is_empty() {
-        labels = names_at(v, &["labels"], "title");
+        labels = titles(&e.labels);
     }
     comment_operation(
         CommentEvent {
             vcs: Vcs::Gitlab,
             repo,
-            pull: int_at(v, &["merge_request", "iid"]),
-            user: str_or_empty(v, &["user", "username"]).to_owned(),
-            comment: str_or_empty(v, &["object_attributes", "note"]).to_owned(),
+            pull: mr.iid.unwrap_or(0),
+            user: e.user.as_ref().map_or("", |u| s(&u.username)).to_owned(),
+            comment: e
+                .object_attributes
+                .as_ref()
+                .map_or("", |a| s(&a.note))
+                .to_owned(),
             labels,
             meta: PullMeta {
-                head_sha: mr(&["last_commit", "id"]),
-                url: mr(&["url"]),
-                base_branch: mr(&["target_branch"]),
-                head_branch: mr(&["source_branch"]),
+                head_sha: mr.last_commit.as_ref().and_then(|c| owned(&c.id)),
+                url: owned(&mr.url),
+                base_branch: owned(&mr.target_branch),
+                head_branch: owned(&mr.source_branch),
                 author: None,
                 api_ref: None,
             },
-            pull_closed: mr(&["state"]).is_some_and(|s| s != "opened"),
+            pull_closed: owned(&mr.state).is_some_and(|st| st != "opened"),
         },
         cfg,
     )

@@ -27,38 +27,61 @@ pub(super) fn header<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
         .filter(|v| !v.is_empty())
 }
 
+/// Which VCS sent a webhook, by header, in Atlantis's order (`events_controller.go` `Post`).
+fn detect(headers: &HeaderMap) -> Option<Vcs> {
+    // Gitea also sends X-GitHub-Event, so it is checked first, as Atlantis does.
+    if header(headers, "x-gitea-event").is_some() {
+        Some(Vcs::Gitea)
+    } else if header(headers, "x-github-event").is_some() {
+        Some(Vcs::Github)
+    } else if header(headers, "x-gitlab-event").is_some() {
+        Some(Vcs::Gitlab)
+    } else if header(headers, "x-event-key").is_some() {
+        if header(headers, "x-request-uuid").is_some() {
+            Some(Vcs::BitbucketCloud)
+        } else if header(headers, "x-request-id").is_some() {
+            Some(Vcs::BitbucketServer)
+        } else {
+            None
+        }
+    } else if header(headers, "request-id").is_some()
+        || header(headers, "x-vss-activityid").is_some()
+    {
+        Some(Vcs::AzureDevops)
+    } else {
+        None
+    }
+}
+
 /// Classifies a webhook (`events_controller.go` `Post`).
+///
+/// Only VCSs the proxy gates are read at all ([`ClassifyConfig::gates_webhooks_of`]); for them
+/// the signature is checked before any byte of the body is parsed.
 pub fn classify(
     headers: &HeaderMap,
     body: &[u8],
     cfg: &ClassifyConfig,
 ) -> Result<Operation, ClassifyError> {
-    // Gitea also sends X-GitHub-Event, so it is checked first, as Atlantis does.
-    if header(headers, "x-gitea-event").is_some() {
-        gitea::classify(headers, body, cfg)
-    } else if header(headers, "x-github-event").is_some() {
-        github::classify(headers, body, cfg)
-    } else if header(headers, "x-gitlab-event").is_some() {
-        gitlab::classify(headers, body, cfg)
-    } else if header(headers, "x-event-key").is_some() {
-        if header(headers, "x-request-uuid").is_some() {
-            bitbucket::classify_cloud(headers, body, cfg)
-        } else if header(headers, "x-request-id").is_some() {
-            bitbucket::classify_server(headers, body, cfg)
-        } else {
-            Ok(Operation::passthrough(R::UnknownVcs))
-        }
-    } else if header(headers, "request-id").is_some()
-        || header(headers, "x-vss-activityid").is_some()
-    {
-        azure::classify(headers, body, cfg)
-    } else {
-        Ok(Operation::passthrough(R::UnknownVcs))
+    let Some(vcs) = detect(headers) else {
+        return Ok(Operation::passthrough(R::UnknownVcs));
+    };
+    if !cfg.gates_webhooks_of(vcs) {
+        return Ok(Operation::passthrough(R::UngatedVcs));
+    }
+    match vcs {
+        Vcs::Gitea => gitea::classify(headers, body, cfg),
+        Vcs::Github => github::classify(headers, body, cfg),
+        Vcs::Gitlab => gitlab::classify(headers, body, cfg),
+        Vcs::BitbucketCloud => bitbucket::classify_cloud(headers, body, cfg),
+        Vcs::BitbucketServer => bitbucket::classify_server(headers, body, cfg),
+        Vcs::AzureDevops => azure::classify(headers, body, cfg),
     }
 }
 
-/// Parses a JSON body, or says why Atlantis would not act on it.
-fn parse_json(body: &[u8]) -> Result<serde_json::Value, Box<Operation>> {
+/// Parses a JSON body into a typed, borrowing payload that keeps only the fields classification
+/// reads (unknown fields are skipped, never built into a tree), or says why Atlantis would not
+/// act on it.
+fn parse_typed<'a, T: serde::Deserialize<'a>>(body: &'a [u8]) -> Result<T, Box<Operation>> {
     serde_json::from_slice(body).map_err(|_| Box::new(Operation::passthrough(R::Unparseable)))
 }
 

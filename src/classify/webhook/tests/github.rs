@@ -122,7 +122,7 @@ fn github_comments_that_take_no_lock_pass_through() {
     // apply does not lock under the default on_plan mode
     assert_eq!(run("atlantis apply", "created"), R::LockModeExempt);
     // import is not in Atlantis's default --allow-commands
-    let strict = ClassifyConfig::default();
+    let strict = ClassifyConfig::accepting_unsigned();
     assert_eq!(
         pass(hook(
             GH,

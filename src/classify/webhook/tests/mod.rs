@@ -20,7 +20,7 @@ pub(super) const GH_PR: &[(&str, &str)] = &[
 pub(super) fn cfg() -> ClassifyConfig {
     ClassifyConfig {
         vcs_bot_users: vec!["atlantis-bot".into()],
-        ..ClassifyConfig::default()
+        ..ClassifyConfig::accepting_unsigned()
     }
 }
 
