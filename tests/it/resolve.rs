@@ -457,6 +457,206 @@ async fn an_invalid_atlantis_yaml_is_left_to_atlantis() {
     );
 }
 
+/// Issue 14 item 10: a pull's `atlantis.yaml` of 16 KB of `[` took 2.7 s of libyaml (release
+/// build; far longer here) on a runtime worker. It is refused before parsing, at once.
+#[tokio::test]
+async fn a_bracket_bomb_atlantis_yaml_is_refused_at_once() {
+    let fake = FakeVcs::github().await;
+    let bomb = format!("version: 3\nprojects: {}", "[".repeat(16 * 1024));
+    fake.add_file(REPO, "atlantis.yaml", &bomb);
+    fake.add_pull(REPO, 7, pull(&["a/main.tf"]));
+    let resolver = resolver_with(
+        &fake,
+        api(&fake),
+        ProjectTable::default(),
+        Duration::from_secs(30),
+    );
+    let started = Instant::now();
+    let r = resolver
+        .resolve(&request(&fake, CommandKind::Plan, Some(SHA)))
+        .await;
+    assert!(
+        matches!(
+            r,
+            Resolution::Unresolved {
+                kind: UnresolvedKind::ApiTimeout,
+                ..
+            }
+        ),
+        "{r:?}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(1));
+}
+
+#[tokio::test]
+async fn a_rate_limit_fails_fast_and_is_remembered() {
+    let fake = FakeVcs::github().await;
+    fake.add_pull(REPO, 7, pull(&["a/main.tf"]));
+    fake.set_failure(Failure::RateLimited {
+        retry_after_secs: 60,
+    });
+    let resolver = resolver(&fake);
+    let started = Instant::now();
+    let r = resolver
+        .resolve(&request(&fake, CommandKind::Plan, Some(SHA)))
+        .await;
+    assert!(
+        matches!(
+            r,
+            Resolution::Unresolved {
+                kind: UnresolvedKind::RateLimited,
+                ..
+            }
+        ),
+        "{r:?}"
+    );
+    assert!(started.elapsed() < Duration::from_millis(500));
+    let seen = fake.total();
+    assert_eq!(seen, 1, "a 60 s Retry-After is not waited for");
+    // Until the window passes, the client does not even ask.
+    let r = resolver
+        .resolve(&request(&fake, CommandKind::Plan, Some("other-sha")))
+        .await;
+    assert!(matches!(
+        r,
+        Resolution::Unresolved {
+            kind: UnresolvedKind::RateLimited,
+            ..
+        }
+    ));
+    assert_eq!(fake.total(), seen);
+}
+
+#[tokio::test]
+async fn repo_locks_mode_decides_whether_the_command_locks() {
+    let fake = FakeVcs::gitlab().await;
+    fake.add_file(
+        REPO,
+        "atlantis.yaml",
+        "version: 3\nprojects:\n  - dir: prod\n    repo_locks: {mode: on_apply, priority: high}\n  - dir: off\n    repo_locks: {mode: disabled}\n",
+    );
+    fake.add_pull(REPO, 7, pull(&["prod/main.tf", "off/main.tf"]));
+    let resolver = resolver(&fake);
+    let plan = resolver
+        .resolve(&request(&fake, CommandKind::Plan, Some(SHA)))
+        .await;
+    assert_eq!(plan, Resolution::NoLocks);
+    let apply = resolver
+        .resolve(&request(&fake, CommandKind::Apply, Some(SHA)))
+        .await;
+    assert_eq!(keys(&apply), vec!["acme/infra/prod/default/"]);
+}
+
+#[tokio::test]
+async fn autodiscovery_reads_module_parents_from_the_api() {
+    for fake in both().await {
+        // No atlantis.yaml. stacks/app uses a module inside it; modules/ at the root is shared.
+        fake.add_file(
+            REPO,
+            "stacks/app/main.tf",
+            "module \"x\" { source = \"./modules/x\" }",
+        );
+        fake.add_file(REPO, "stacks/app/modules/x/main.tf", "");
+        fake.add_file(REPO, "modules/shared/main.tf", "");
+        fake.add_file(REPO, "README.md", "");
+        fake.add_pull(
+            REPO,
+            7,
+            pull(&["stacks/app/modules/x/main.tf", "modules/shared/main.tf"]),
+        );
+        let r = resolver(&fake)
+            .resolve(&request(&fake, CommandKind::Autoplan, Some(SHA)))
+            .await;
+        assert_eq!(
+            keys(&r),
+            vec!["acme/infra/stacks/app/default/"],
+            "{:?}",
+            fake.flavor
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_project_table_answers_targeted_commands_without_the_api() {
+    let fake = FakeVcs::github().await;
+    let raw: Vec<RawRepo> = serde_norway::from_str(
+        "- name: acme/infra\n  projects:\n    - {name: core, dir: core, repo_locks: {priority: low}}\n    - {name: edge, dir: edge, when_modified: ['*.tf', '../shared/**']}\n",
+    )
+    .unwrap();
+    let table = ProjectTable::from_raw(&raw).unwrap();
+    let resolver = resolver_with(&fake, api(&fake), table, Duration::from_secs(2));
+    let mut req = request(&fake, CommandKind::Plan, None);
+    req.filters.project = Some("core".into());
+    let r = resolver.resolve(&req).await;
+    assert_eq!(keys(&r), vec!["acme/infra/core/default/core"]);
+    assert_eq!(fake.total(), 0);
+    assert_eq!(resolver.stats().snapshot().from_table, 1);
+
+    // A bare plan still needs the changed files, but not atlantis.yaml.
+    fake.add_pull(REPO, 7, pull(&["shared/vars.tf"]));
+    let r = resolver
+        .resolve(&request(&fake, CommandKind::Plan, Some(SHA)))
+        .await;
+    assert_eq!(keys(&r), vec!["acme/infra/edge/default/edge"]);
+    assert_eq!(fake.count("atlantis.yaml"), 0);
+}
+
+#[tokio::test]
+async fn an_invalid_atlantis_yaml_is_left_to_atlantis() {
+    let fake = FakeVcs::github().await;
+    fake.add_file(REPO, "atlantis.yaml", "projects: [{dir: a}]\n");
+    fake.add_pull(REPO, 7, pull(&["a/main.tf"]));
+    let r = resolver(&fake)
+        .resolve(&request(&fake, CommandKind::Plan, Some(SHA)))
+        .await;
+    assert!(
+        matches!(&r, Resolution::Unresolved { kind: UnresolvedKind::BadRepoConfig, reason } if reason.contains("version")),
+        "{r:?}"
+    );
+}
+
+/// Issue 14 item 10: a pull's `atlantis.yaml` of 16 KB of `[` took 2.7 s of libyaml (release
+/// build; far longer here) on a runtime worker. It is refused before parsing, at once.
+#[tokio::test]
+async fn a_bracket_bomb_atlantis_yaml_is_refused_at_once() {
+    let fake = FakeVcs::github().await;
+    let bomb = format!("version: 3\nprojects: {}", "[".repeat(16 * 1024));
+    fake.add_file(REPO, "atlantis.yaml", &bomb);
+    fake.add_pull(REPO, 7, pull(&["a/main.tf"]));
+    let resolver = resolver_with(
+        &fake,
+        api(&fake),
+        ProjectTable::default(),
+        Duration::from_secs(30),
+    );
+    let ticks = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let ticker = {
+        let ticks = ticks.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+                ticks.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+        })
+    };
+    let started = Instant::now();
+    let r = resolver
+        .resolve(&request(&fake, CommandKind::Plan, Some(SHA)))
+        .await;
+    let took = started.elapsed();
+    assert!(
+        matches!(&r, Resolution::Unresolved { kind: UnresolvedKind::BadRepoConfig, reason } if reason.contains("nests flow collections")),
+        "{r:?}"
+    );
+    assert!(took < Duration::from_millis(500), "took {took:?}");
+    // A second webhook for the same commit reuses the verdict: no second download.
+    let r2 = resolver
+        .resolve(&request(&fake, CommandKind::Plan, Some(SHA)))
+        .await;
+    assert_eq!(r2, r);
+    assert_eq!(fake.count("atlantis.yaml"), 1);
+}
+
 #[tokio::test]
 async fn gitlab_subgroup_paths_are_encoded() {
     let fake = FakeVcs::gitlab().await;
