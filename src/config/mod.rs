@@ -16,7 +16,8 @@ use std::path::Path;
 use std::time::Duration;
 
 pub use load::Override;
-pub use secret::Secret;
+pub use secret::{Secret, has_userinfo, redact_userinfo};
+pub(crate) use secret::RawSecret;
 
 use crate::classify::{CommentCommandName, Priority};
 

@@ -408,7 +408,14 @@ fn clash(a: SocketAddr, b: SocketAddr) -> bool {
 }
 
 fn upstream_url(value: &str) -> Result<http::Uri> {
-    let bad = |why: &str| ConfigError::new("upstream.url", format!("'{value}' {why}"));
+    let shown = redact_userinfo(value);
+    let bad = |why: &str| ConfigError::new("upstream.url", format!("'{shown}' {why}"));
+    if has_userinfo(value) {
+        // It would go to Atlantis nowhere (hyper ignores it) and end up in logs and errors.
+        return Err(bad(
+            "carries a user:password@ part: the proxy never sends credentials to Atlantis; remove it",
+        ));
+    }
     let uri: http::Uri = value.parse().map_err(|_| bad("is not a URL"))?;
     match uri.scheme_str() {
         Some("http") => {}
@@ -435,13 +442,15 @@ fn opt_url(key: &str, value: Option<String>) -> Result<Option<http::Uri>> {
             v.parse::<http::Uri>()
                 .ok()
                 .filter(|u| u.scheme().is_some() && u.host().is_some())
-                .ok_or_else(|| ConfigError::new(key, format!("'{v}' is not a URL")))
+                .ok_or_else(|| {
+                    ConfigError::new(key, format!("'{}' is not a URL", redact_userinfo(&v)))
+                })
         })
         .transpose()
 }
 
-fn secret(key: &str, value: Option<String>) -> Result<Option<Secret>> {
-    match value {
+fn secret(key: &str, value: Option<RawSecret>) -> Result<Option<Secret>> {
+    match value.map(String::from) {
         None => Ok(None),
         Some(v) if v.is_empty() => Ok(None),
         Some(v) if v.trim() != v => Err(ConfigError::new(
@@ -550,6 +559,17 @@ mod tests {
         assert_eq!(e.key, "repos[0].projects[0].repo_locks.timeout");
         let e = err("repos:\n  - name: acme/infra\n    projekts: []\n");
         assert!(e.message.contains("projekts"), "{e}");
+    }
+
+    /// Issue 14 item 14: credentials in the upstream URL are refused and never printed.
+    #[test]
+    fn an_upstream_url_with_credentials_is_refused_unprinted() {
+        let e = err("upstream:\n  url: http://admin:hunter2@atlantis:4141\n");
+        assert_eq!(e.key, "upstream.url");
+        assert!(e.message.contains("user:password@"), "{e}");
+        assert!(!e.to_string().contains("hunter2"), "{e}");
+        let e = err("upstream:\n  url: ftp://u:hunter2@x\n");
+        assert!(!e.to_string().contains("hunter2"), "{e}");
     }
 
     #[test]
