@@ -137,6 +137,7 @@ impl App {
             breaker,
             shadow,
             limits,
+            tasks: crate::supervise::TaskHealth::new(),
         });
         Ok(App {
             config,
@@ -190,6 +191,18 @@ impl App {
         let follower =
             st.control
                 .spawn_follower(st.router.clone(), Some(st.metrics.clone()), stop.clone());
+        // Each of them runs until shutdown; one that ends earlier fails /readyz.
+        let watch = |name, task| {
+            st.tasks
+                .watch(name, task, stop.clone(), Some(st.metrics.clone()))
+        };
+        let background = watch("maintenance", background);
+        let dispatcher = dispatcher.map(|d| watch("dispatcher", d));
+        let reconciler = watch("reconciler", reconciler);
+        let stats = watch("stats", stats);
+        let prober = watch("breaker-prober", prober);
+        let watcher = watch("path-watcher", watcher);
+        let follower = follower.map(|f| watch("split-follower", f));
         let admin = {
             let router = admin::router(self.admin_state.clone())
                 // Client addresses for the admin rate limit.

@@ -258,7 +258,11 @@ mod tests {
         )
         .unwrap();
         assert_eq!(
-            raw.enhanced_locking.redis.password.map(String::from).as_deref(),
+            raw.enhanced_locking
+                .redis
+                .password
+                .map(String::from)
+                .as_deref(),
             Some("s3cret")
         );
         let err = assemble(
@@ -290,7 +294,10 @@ mod tests {
                     raw.atlantis.webhook_secrets.gitlab,
                     raw.atlantis.webhook_secrets.bitbucket,
                     raw.atlantis.webhook_secrets.gitea,
-                    raw.atlantis.webhook_secrets.azuredevops.and_then(|a| a.password),
+                    raw.atlantis
+                        .webhook_secrets
+                        .azuredevops
+                        .and_then(|a| a.password),
                     raw.atlantis.vcs_tokens.github,
                     raw.atlantis.vcs_tokens.gitlab,
                     raw.enhanced_locking.redis.password,
@@ -300,9 +307,19 @@ mod tests {
             }
         }
         // The aliases name secret keys too.
-        let e = env(&[("ALP_REDIS_PASSWORD", "20240101"), ("ALP_ADMIN_TOKEN", "1234e5")]);
+        let e = env(&[
+            ("ALP_REDIS_PASSWORD", "20240101"),
+            ("ALP_ADMIN_TOKEN", "1234e5"),
+        ]);
         let raw = assemble(None, &e, &env_overrides(&e)).unwrap();
-        assert_eq!(raw.enhanced_locking.redis.password.map(String::from).as_deref(), Some("20240101"));
+        assert_eq!(
+            raw.enhanced_locking
+                .redis
+                .password
+                .map(String::from)
+                .as_deref(),
+            Some("20240101")
+        );
         assert_eq!(raw.admin.token.map(String::from).as_deref(), Some("1234e5"));
     }
 
@@ -313,8 +330,14 @@ mod tests {
         for (yaml, key) in [
             ("admin:\n  token: 98765432\n", "admin.token"),
             ("atlantis:\n  api-secret: 1234e5\n", "atlantis.api-secret"),
-            ("enhanced-locking:\n  redis:\n    password: 24681357\n", "enhanced-locking.redis.password"),
-            ("atlantis:\n  webhook-secrets:\n    github: true\n", "atlantis.webhook-secrets.github"),
+            (
+                "enhanced-locking:\n  redis:\n    password: 24681357\n",
+                "enhanced-locking.redis.password",
+            ),
+            (
+                "atlantis:\n  webhook-secrets:\n    github: true\n",
+                "atlantis.webhook-secrets.github",
+            ),
         ] {
             let e = assemble(Some(("f.yaml", yaml)), &HashMap::new(), &[]).unwrap_err();
             assert_eq!(e.key, key);

@@ -142,7 +142,10 @@ mod tests {
             "http://***@atlantis:4141/x@y"
         );
         assert_eq!(redact_userinfo("user:pw@host:1"), "***@host:1");
-        assert_eq!(redact_userinfo("http://atlantis:4141"), "http://atlantis:4141");
+        assert_eq!(
+            redact_userinfo("http://atlantis:4141"),
+            "http://atlantis:4141"
+        );
         assert!(has_userinfo("http://a:b@h"));
         assert!(!has_userinfo("http://h/a@b"));
     }
@@ -150,7 +153,9 @@ mod tests {
     #[test]
     fn raw_secrets_of_other_types_are_refused_unprinted() {
         for yaml in ["12345678", "1234e5", "true", "0x1F"] {
-            let e = serde_norway::from_str::<RawSecret>(yaml).unwrap_err().to_string();
+            let e = serde_norway::from_str::<RawSecret>(yaml)
+                .unwrap_err()
+                .to_string();
             assert!(e.contains("must be a string"), "{yaml}: {e}");
             assert!(!e.contains(yaml), "{yaml}: {e}");
         }
