@@ -6,6 +6,7 @@
 //! spans (h2, hyper, tonic, tower) never reach the exporter: they would bury a request's tree, and
 //! the exporter's own gRPC calls would trace themselves.
 
+mod escape;
 pub mod metrics;
 mod otlp;
 pub mod propagation;
@@ -149,7 +150,11 @@ fn fmt_layer(cfg: &TelemetryConfig) -> Box<dyn Layer<Registry> + Send + Sync> {
         .with_writer(std::io::stderr);
     match cfg.log_format {
         LogFormat::Json => layer.json().with_filter(filter).boxed(),
-        LogFormat::Text => layer.with_filter(filter).boxed(),
+        // Request-derived field values are escaped (no forged lines, no terminal control).
+        LogFormat::Text => layer
+            .fmt_fields(escape::EscapedFields)
+            .with_filter(filter)
+            .boxed(),
     }
 }
 
