@@ -145,8 +145,11 @@ fn fmt_layer(cfg: &TelemetryConfig) -> Box<dyn Layer<Registry> + Send + Sync> {
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(&cfg.log_level))
         .unwrap_or_else(|_| EnvFilter::new("info"));
+    // Colours only on a terminal: a log file or collector would keep the escape codes.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let layer = tracing_subscriber::fmt::layer()
         .with_span_events(FmtSpan::NONE)
+        .with_ansi(ansi)
         .with_writer(std::io::stderr);
     match cfg.log_format {
         LogFormat::Json => layer.json().with_filter(filter).boxed(),
