@@ -198,7 +198,13 @@ impl App {
         };
         let background = watch("maintenance", background);
         let dispatcher = dispatcher.map(|d| watch("dispatcher", d));
-        let reconciler = watch("reconciler", reconciler);
+        // The reconciler stops by itself against an Atlantis older than v0.34 (it says so).
+        let reconciler = st.tasks.watch_may_return(
+            "reconciler",
+            reconciler,
+            stop.clone(),
+            Some(st.metrics.clone()),
+        );
         let stats = watch("stats", stats);
         let prober = watch("breaker-prober", prober);
         let watcher = watch("path-watcher", watcher);

@@ -30,10 +30,33 @@ impl TaskHealth {
         stop: CancellationToken,
         metrics: Option<Arc<Metrics>>,
     ) -> JoinHandle<()> {
+        self.watch_inner(name, handle, stop, metrics, false)
+    }
+
+    /// Like [`TaskHealth::watch`] for a task that may decide to stop (the reconciler against an
+    /// Atlantis without `GET /api/locks`): only a panic counts.
+    pub fn watch_may_return(
+        self: &Arc<Self>,
+        name: &'static str,
+        handle: JoinHandle<()>,
+        stop: CancellationToken,
+        metrics: Option<Arc<Metrics>>,
+    ) -> JoinHandle<()> {
+        self.watch_inner(name, handle, stop, metrics, true)
+    }
+
+    fn watch_inner(
+        self: &Arc<Self>,
+        name: &'static str,
+        handle: JoinHandle<()>,
+        stop: CancellationToken,
+        metrics: Option<Arc<Metrics>>,
+        may_return: bool,
+    ) -> JoinHandle<()> {
         let this = self.clone();
         tokio::spawn(async move {
             let result = handle.await;
-            if stop.is_cancelled() {
+            if stop.is_cancelled() || (may_return && result.is_ok()) {
                 return;
             }
             let how = match &result {
@@ -105,6 +128,12 @@ mod tests {
         let w = health.watch("reconciler", task, stop.clone(), None);
         stop.cancel();
         w.await.unwrap();
+        assert!(health.ended().is_empty());
+        let done = tokio::spawn(async {});
+        health
+            .watch_may_return("reconciler", done, CancellationToken::new(), None)
+            .await
+            .unwrap();
         assert!(health.ended().is_empty());
     }
 }

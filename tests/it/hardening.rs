@@ -297,3 +297,20 @@ async fn a_malformed_chunked_body_is_a_400_not_an_upstream_error() {
         "{metrics}"
     );
 }
+
+/// Log floods: with Redis unreachable, maintenance fails every tick (every second by default);
+/// it is logged once per minute with a count, not once per tick.
+#[tokio::test]
+async fn an_unreachable_backend_is_logged_once_not_every_tick() {
+    let fake = FakeAtlantis::start().await;
+    let dead = free_port();
+    let yaml = format!(
+        "enhanced-locking:\n  backend: redis\n  timeout-check-interval: 200ms\n  redis:\n    \
+         addr: 127.0.0.1:{dead}\n    dial-timeout: 100ms\n    read-timeout: 100ms\n"
+    );
+    let b = Binary::start(&fake.url(), &yaml, &[]).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let logs = b.logs();
+    let lines = logs.matches("lock engine maintenance failed").count();
+    assert_eq!(lines, 1, "{logs}");
+}
