@@ -260,6 +260,15 @@ async fn request_fields_are_escaped_in_text_logs() {
         "{logs:?}"
     );
     assert!(logs.contains(r"evil\u{1b}]0;pwned\u{7}\u{202e}"), "{logs}");
+    // Item 18: /metrics stays open, so it must carry no user input: no label holds the
+    // repository, the dir, the user or the key after all of the above.
+    let scrape = get(&b.admin_url("/metrics")).await;
+    assert_eq!(scrape.status, 200);
+    let text = scrape.text();
+    assert!(text.contains("atlantis_enhanced_locking"), "{text}");
+    for user_input in ["acme", "infra", "evil", "pwned", "mallory"] {
+        assert!(!text.contains(user_input), "{user_input} in /metrics:\n{text}");
+    }
 }
 
 /// Item 17: a malformed chunked body on a streamed route is the client's fault.
