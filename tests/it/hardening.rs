@@ -267,7 +267,10 @@ async fn request_fields_are_escaped_in_text_logs() {
     let text = scrape.text();
     assert!(text.contains("atlantis_enhanced_locking"), "{text}");
     for user_input in ["acme", "infra", "evil", "pwned", "mallory"] {
-        assert!(!text.contains(user_input), "{user_input} in /metrics:\n{text}");
+        assert!(
+            !text.contains(user_input),
+            "{user_input} in /metrics:\n{text}"
+        );
     }
 }
 
