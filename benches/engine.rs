@@ -47,6 +47,7 @@ fn request(repo: &str, pull: i64, dir: &str) -> AcquireRequest {
         user: "bench".to_owned(),
         priority: Priority::Normal,
         hold_timeout: None,
+        request_id: None,
     }
 }
 

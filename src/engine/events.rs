@@ -27,6 +27,9 @@ pub fn dispatched(enabled: bool, d: &Dispatch) {
         DispatchReason::Removed => {
             tracing::info!(target: TARGET, event = "waiter_removed", %waiter, repo, pull, "waiter removed")
         }
+        DispatchReason::Dropped => {
+            tracing::info!(target: TARGET, event = "waiter_dropped", %waiter, repo, pull, "waiter dropped: its pull released its locks")
+        }
         DispatchReason::Expired => {
             tracing::info!(target: TARGET, event = "expire", repo, pull, locks = d.locks.len(), reason, "expired locks cleaned up")
         }
@@ -44,7 +47,7 @@ pub fn count_dispatch(stats: &EngineStats, d: &Dispatch) {
         DispatchReason::Granted => &stats.granted_from_queue,
         DispatchReason::TimedOut => &stats.queue_timeouts,
         DispatchReason::DeadlockVictim => &stats.deadlocks,
-        DispatchReason::Removed => &stats.waiters_removed,
+        DispatchReason::Removed | DispatchReason::Dropped => &stats.waiters_removed,
         DispatchReason::Expired => &stats.expired,
     };
     EngineStats::bump(counter);

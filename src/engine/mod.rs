@@ -36,9 +36,9 @@ pub use redis::RedisEngine;
 pub use settings::{EngineSettings, RedisSettings, SHADOW_KEY_PREFIX, priority_of, rank};
 pub use stats::EngineStats;
 pub use types::{
-    AcquireOutcome, AcquireRequest, Blocker, DeadlockRecord, Dispatch, DispatchReason, EngineError,
-    Enqueued, Grant, LockInfo, Preempted, QueueInfo, QueueOutcome, QueuePosition, ReleaseOutcome,
-    ReleaseSummary, WaiterId, WaiterInfo, from_unix_ms, unix_ms,
+    AcquireOutcome, AcquireRequest, Admission, Blocker, DeadlockRecord, Dispatch, DispatchReason,
+    EngineError, Enqueued, Grant, LockInfo, Preempted, QueueInfo, QueueOutcome, QueuePosition,
+    ReleaseOutcome, ReleaseSummary, WaiterId, WaiterInfo, from_unix_ms, unix_ms,
 };
 
 use std::sync::Arc;
@@ -126,8 +126,48 @@ pub trait LockEngine: Send + Sync + 'static {
     /// The stream of dispatches this replica owns; `None` after the first call.
     fn take_dispatches(&self) -> Option<DispatchReceiver>;
 
-    /// Marks a dispatch as handled so it is never re-offered.
+    /// Marks a dispatch as handled so it is never re-offered; a grant's locks stop being in
+    /// flight, so the next waiters may be granted.
     fn confirm(&self, dispatch: &Dispatch) -> BoxFuture<'_, EngineResult<()>>;
+
+    /// Right before the dispatcher sends anything for `dispatch`: is it still current, and as
+    /// what may it reach Atlantis? Atomic; see [`Admission`] (DESIGN.md §10.2–3).
+    fn admit(&self, dispatch: &Dispatch) -> BoxFuture<'_, EngineResult<Admission>>;
+
+    /// Hands an admitted dispatch back when Atlantis holds its locks for other pulls: the locks
+    /// it holds under `token` are released, `atlantis` holders (key, pull, user) are adopted where
+    /// free, and the waiter queues again in its old place. False when the dispatch is gone.
+    fn hand_back(
+        &self,
+        dispatch: &Dispatch,
+        token: Option<u64>,
+        atlantis: Vec<(LockKey, PullRef, String)>,
+    ) -> BoxFuture<'_, EngineResult<bool>>;
+
+    /// Releases the locks of `locks` that `pull` holds under `token` (a grant whose request
+    /// Atlantis refused); returns how many.
+    fn release_grant(
+        &self,
+        pull: PullRef,
+        locks: Vec<LockKey>,
+        token: u64,
+    ) -> BoxFuture<'_, EngineResult<usize>>;
+
+    /// Repairs a lock toward Atlantis: makes `holder` its holder, only if the engine's holder is
+    /// still `expect` (`None`: free; `Some((pull, token))`) and no grant of it is in flight.
+    /// Waiters are not served (the lock stays held). True when adopted.
+    fn adopt(
+        &self,
+        key: LockKey,
+        holder: PullRef,
+        user: String,
+        expect: Option<(i64, u64)>,
+    ) -> BoxFuture<'_, EngineResult<bool>>;
+
+    /// Refuses `request_id` from now on (for an hour): its queued waiter leaves silently and a
+    /// grant of it not yet replayed is cancelled. Used when the request went to Atlantis on the
+    /// legacy path after an engine timeout, so a late enqueue never replays it.
+    fn forget(&self, repo: String, request_id: String) -> BoxFuture<'_, EngineResult<bool>>;
 
     /// One maintenance pass: queue timeouts, preemption of expired locks that have waiters,
     /// re-offer of dispatches whose lease ran out, and (when `cleanup`) release of expired locks.

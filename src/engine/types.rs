@@ -18,6 +18,10 @@ pub struct AcquireRequest {
     pub priority: Priority,
     /// Hold timeout asked for (e.g. `repo_locks.timeout`); capped at `max-timeout`.
     pub hold_timeout: Option<Duration>,
+    /// The request's identity (the VCS delivery id, else a body hash): enqueueing the same
+    /// request twice keeps one waiter, and a request [`forgotten`](super::LockEngine::forget)
+    /// is never queued.
+    pub request_id: Option<String>,
 }
 
 /// Identifies a queued waiter (and the dispatch made from it): repository plus a per-repo sequence.
@@ -67,6 +71,8 @@ pub struct Preempted {
 pub struct Grant {
     /// Strictly increasing per repository; the same token covers every lock of the grant.
     pub fencing_token: u64,
+    /// The locks this grant took (the others of the request the pull held already).
+    pub taken: Vec<LockKey>,
     /// When the locks become preemptible.
     pub expires_at: SystemTime,
     /// Locks taken from expired holders to make this grant.
@@ -121,6 +127,8 @@ pub enum QueueOutcome {
     Granted(Grant),
     /// Queued: answer 202; the request comes back later as a [`Dispatch`].
     Queued(Enqueued),
+    /// The request was forgotten (handed to Atlantis on the legacy path earlier): not queued.
+    Forgotten,
 }
 
 /// Why a waiter (or an expiry notice) is handed to the dispatcher.
@@ -132,8 +140,11 @@ pub enum DispatchReason {
     TimedOut,
     /// Chosen to break a deadlock: forward so the user sees Atlantis's answer.
     DeadlockVictim,
-    /// Removed by an operator or because its pull released everything.
+    /// Removed by an operator, or because its repository left the enhanced path: hand it to
+    /// Atlantis under the hand-off rule (DESIGN.md §10.2).
     Removed,
+    /// Its pull was closed or unlocked: drop it (never replayed) and tell the pull so.
+    Dropped,
     /// Automatic cleanup released expired locks; no request to replay, delete Atlantis's locks.
     Expired,
 }
@@ -146,6 +157,7 @@ impl DispatchReason {
             DispatchReason::TimedOut => "timeout",
             DispatchReason::DeadlockVictim => "deadlock",
             DispatchReason::Removed => "removed",
+            DispatchReason::Dropped => "dropped",
             DispatchReason::Expired => "expired",
         }
     }
@@ -157,6 +169,7 @@ impl DispatchReason {
             "timeout" => DispatchReason::TimedOut,
             "deadlock" => DispatchReason::DeadlockVictim,
             "removed" => DispatchReason::Removed,
+            "dropped" => DispatchReason::Dropped,
             "expired" => DispatchReason::Expired,
             _ => return None,
         })
@@ -187,6 +200,41 @@ pub struct Dispatch {
     pub preempted: Vec<Preempted>,
     /// When the waiter was queued.
     pub enqueued_at: SystemTime,
+    /// How often the dispatch was offered before (0 the first time); a re-offered grant may
+    /// already have reached Atlantis.
+    pub attempt: u32,
+}
+
+/// What the dispatcher may do with a dispatch right before it sends anything to Atlantis,
+/// decided atomically by [`LockEngine::admit`](super::LockEngine::admit) (DESIGN.md §10.2–3).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Admission {
+    /// Already confirmed or cancelled (by this or another replica): send nothing.
+    Done,
+    /// Send it as a grant: the pull holds every lock of the dispatch under this token.
+    Grant {
+        /// The grant's fencing token.
+        fencing_token: u64,
+        /// Locks taken from expired holders for it (delete them in Atlantis first).
+        preempted: Vec<Preempted>,
+    },
+    /// Hand it to Atlantis, which will refuse `blocked` (held by other pulls in the engine); the
+    /// dispatch's free locks were taken for its pull (`taken`, under `fencing_token`), since
+    /// Atlantis will take them too.
+    HandOff {
+        /// Locks held by other pulls.
+        blocked: Vec<Blocker>,
+        /// Locks now held for the dispatch's pull.
+        taken: Vec<LockKey>,
+        /// The token of `taken`, when any were taken.
+        fencing_token: Option<u64>,
+    },
+    /// The grant is gone because its pull released its locks meanwhile: the dispatch was
+    /// cancelled; tell the pull, replay nothing.
+    Dropped,
+    /// Another pull holds one of its locks now (a repair adopted Atlantis's holder): the waiter
+    /// is queued again, in its old place.
+    Requeued,
 }
 
 /// One held lock, for `/admin/locks`.
@@ -206,6 +254,9 @@ pub struct LockInfo {
     pub expires_at: SystemTime,
     /// Fencing token of the grant.
     pub fencing_token: u64,
+    /// A grant of this lock is being replayed (not confirmed yet): the lock is not granted
+    /// again, nor repaired, until that replay is confirmed or cancelled.
+    pub dispatching: bool,
 }
 
 /// One queued waiter as listed under a lock.
@@ -380,6 +431,7 @@ mod tests {
             user: "u".into(),
             priority: Priority::Normal,
             hold_timeout: None,
+            request_id: None,
         };
         let fields = req.fields();
         assert_eq!(fields.len(), 2);

@@ -23,6 +23,8 @@ pub enum Decision {
     Forward {
         /// Pull to release in the engine after Atlantis answered.
         release_after: Option<PullRef>,
+        /// The grant that admitted it; released again if Atlantis refuses the request (§10.4).
+        grant: Option<Admitted>,
     },
     /// Queued: answer the webhook `202` with this body and do not forward.
     Queued {
@@ -31,6 +33,27 @@ pub enum Decision {
     },
     /// Not gated (could not tell which locks, or nothing locks): forward on the legacy path.
     Legacy(&'static str),
+}
+
+/// A grant the gate made for a request it forwards.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Admitted {
+    /// The pull that holds the grant.
+    pub pull: PullRef,
+    /// The locks the grant took (not those the pull held before).
+    pub taken: Vec<LockKey>,
+    /// Its fencing token.
+    pub fencing_token: u64,
+}
+
+impl Admitted {
+    fn of(pull: &PullRef, g: &crate::engine::Grant) -> Self {
+        Self {
+            pull: pull.clone(),
+            taken: g.taken.clone(),
+            fencing_token: g.fencing_token,
+        }
+    }
 }
 
 /// The locks a request needs, with the priority and hold timeout they are taken with.
@@ -56,7 +79,17 @@ impl Enhanced {
         &self,
         acq: &Acquire,
         stored: &StoredRequest,
+        request_id: Option<String>,
     ) -> Result<Decision, EngineError> {
+        // After an engine outage the engine may hold stale locks: nobody is queued behind them
+        // until a reconciler pass has repaired what happened meanwhile. The breaker still hears
+        // how the backend is doing.
+        if !self.synced() {
+            return match self.breaker.call(self.engine.ping()).await {
+                Err(BreakerError::Open) => Ok(Decision::Legacy("breaker_open")),
+                _ => Ok(Decision::Legacy("engine_resyncing")),
+            };
+        }
         let gated = match self.needed(acq).await {
             Needed::Locks(g) => g,
             Needed::Nothing => return Ok(Decision::Legacy("no_locks")),
@@ -68,6 +101,7 @@ impl Enhanced {
             user: acq.user.clone(),
             priority: gated.priority,
             hold_timeout: gated.hold_timeout,
+            request_id: request_id.clone(),
         };
         if acq.command.is_api() {
             return self.wait_for_api(req).await;
@@ -81,18 +115,35 @@ impl Enhanced {
             Ok(o) => o,
             // The backend is known to be down: don't wait on it, take the legacy path.
             Err(BreakerError::Open) => return Ok(Decision::Legacy("breaker_open")),
-            Err(BreakerError::Timeout(_)) => return Err(EngineError::BackendTimeout),
+            Err(BreakerError::Timeout(_)) => {
+                // The script may still run when Redis answers again: the request goes to
+                // Atlantis now, so its late waiter must never be replayed (§10.5).
+                self.engine_lost_sync();
+                self.forget_later(&acq.pull.repo, request_id);
+                return Err(EngineError::BackendTimeout);
+            }
             Err(BreakerError::Inner(e)) => {
                 self.engine_failed("acquire_or_enqueue", &e);
+                if matches!(
+                    e,
+                    EngineError::BackendTimeout | EngineError::BackendUnavailable(_)
+                ) {
+                    self.engine_lost_sync();
+                    self.forget_later(&acq.pull.repo, request_id);
+                }
                 return Err(e);
             }
         };
         self.metrics.engine_op("acquire_or_enqueue", true);
         match outcome {
-            QueueOutcome::Granted(_) => {
+            QueueOutcome::Forgotten => Ok(Decision::Legacy("forgotten")),
+            QueueOutcome::Granted(g) => {
                 self.metrics.lock_acquired(start.elapsed(), Ok(()));
+                // Locks taken from timed-out holders must go in Atlantis before it sees the plan.
+                self.delete_in_atlantis(&g.preempted).await;
                 Ok(Decision::Forward {
                     release_after: None,
+                    grant: Some(Admitted::of(&acq.pull, &g)),
                 })
             }
             QueueOutcome::Queued(q) => {
@@ -154,17 +205,21 @@ impl Enhanced {
                 }
             };
             match outcome {
-                AcquireOutcome::Granted(_) => {
+                AcquireOutcome::Granted(g) => {
                     self.metrics.lock_acquired(start.elapsed(), Ok(()));
+                    self.delete_in_atlantis(&g.preempted).await;
                     return Ok(Decision::Forward {
+                        grant: Some(Admitted::of(&pull, &g)),
                         release_after: Some(pull),
                     });
                 }
                 AcquireOutcome::Held { .. } if Instant::now() + delay > deadline => {
                     self.metrics
                         .lock_acquired(start.elapsed(), Err(FailReason::QueueTimeout));
+                    // Another pull holds the lock in the engine; Atlantis refuses the call.
                     return Ok(Decision::Forward {
                         release_after: None,
+                        grant: None,
                     });
                 }
                 AcquireOutcome::Held { .. } => {
@@ -297,7 +352,10 @@ impl Enhanced {
                     );
                 }
             }
-            Err(e) => self.engine_failed("release_pull", &e),
+            Err(e) => {
+                self.engine_failed("release_pull", &e);
+                self.release_later(super::PendingRelease::Pull(pull.clone(), reason));
+            }
         }
     }
 
@@ -314,8 +372,101 @@ impl Enhanced {
             }
             Err(e) => {
                 self.engine_failed("release", &e);
+                self.release_later(super::PendingRelease::Key(key.clone(), reason));
                 false
             }
+        }
+    }
+
+    /// Releases a grant whose request Atlantis refused or never answered (§10.4).
+    pub async fn release_refused(&self, grant: &Admitted) {
+        if grant.taken.is_empty() {
+            return;
+        }
+        match self
+            .engine
+            .release_grant(grant.pull.clone(), grant.taken.clone(), grant.fencing_token)
+            .await
+        {
+            Ok(n) if n > 0 => {
+                tracing::info!(pull = %grant.pull, locks = n, "Atlantis refused the request: its grant is released again");
+                self.metrics.locks_released(n, ReleaseReason::Unlock);
+            }
+            Ok(_) => {}
+            Err(e) => self.engine_failed("release_grant", &e),
+        }
+    }
+
+    /// `DELETE /locks?id=` for each lock taken from a timed-out holder.
+    async fn delete_in_atlantis(&self, preempted: &[crate::engine::Preempted]) {
+        for p in preempted {
+            match crate::upstream::atlantis_api::delete_lock(
+                &self.upstream,
+                &p.key.to_string(),
+                Duration::from_secs(10),
+            )
+            .await
+            {
+                Ok(_) => {
+                    tracing::info!(key = %p.key, holder = %p.pull, "preempted a timed-out lock in Atlantis")
+                }
+                Err(e) => {
+                    tracing::warn!(key = %p.key, error = %e, "could not delete the preempted lock in Atlantis")
+                }
+            }
+        }
+    }
+}
+
+impl Enhanced {
+    /// An `unlock` comment Atlantis accepted: Atlantis acts after answering and may still refuse
+    /// (a fork, the unlock label, an error), so the engine releases the pull once Atlantis's lock
+    /// table no longer lists its locks (bounded by `replay-wait`; the reconciler covers the rest).
+    pub fn release_pull_when_unlocked(self: &std::sync::Arc<Self>, pull: PullRef) {
+        let this = self.clone();
+        // The pull's grants not sent yet wait until the unlock is carried out (then they are
+        // stale and cancelled) or refused.
+        self.set_unlocking(&pull, true);
+        tokio::spawn(async move {
+            this.release_when_unlocked(&pull).await;
+            this.set_unlocking(&pull, false);
+        });
+    }
+
+    async fn release_when_unlocked(&self, pull: &PullRef) {
+        let this = self;
+        {
+            let pull = pull.clone();
+            let deadline = Instant::now() + this.settings.replay_wait;
+            let mut delay = Duration::from_millis(20);
+            loop {
+                match crate::upstream::atlantis_api::list_locks(
+                    &this.upstream,
+                    Duration::from_secs(5),
+                )
+                .await
+                {
+                    Ok(locks) => {
+                        let held = super::dispatcher::parse_locks(&locks)
+                            .iter()
+                            .any(|(_, p, _)| *p == pull);
+                        if !held {
+                            break;
+                        }
+                    }
+                    Err(crate::upstream::atlantis_api::LockListError::Unsupported) => break,
+                    Err(e) => {
+                        tracing::debug!(error = %e, "cannot read Atlantis's locks after an unlock")
+                    }
+                }
+                if Instant::now() + delay > deadline {
+                    tracing::warn!(%pull, "Atlantis still lists the pull's locks after its unlock: the engine keeps them too");
+                    return;
+                }
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(1));
+            }
+            this.release_pull(&pull, ReleaseReason::Unlock).await;
         }
     }
 }

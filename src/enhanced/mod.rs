@@ -19,7 +19,8 @@ mod shadowing;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use gate::{Decision, Gated};
+pub use dispatcher::{ADMITTED_HEADER, HANDOFF_HEADER};
+pub use gate::{Admitted, Decision, Gated};
 pub use priority::LabelPattern;
 
 use crate::config::{Config, RetryConfig};
@@ -82,7 +83,33 @@ pub struct Enhanced {
     breaker: Arc<CircuitBreaker>,
     shadow: Shadow,
     global_apply_locked: std::sync::atomic::AtomicBool,
+    /// False from an engine failure until a reconciler pass repaired the engine afterwards.
+    synced: std::sync::atomic::AtomicBool,
+    /// Releases Atlantis made that the engine could not mirror yet (retried by the reconciler).
+    pending_releases: std::sync::Mutex<Vec<PendingRelease>>,
+    /// Requests being forgotten in the engine (bounded).
+    forgetting: Arc<std::sync::atomic::AtomicUsize>,
+    /// Pulls whose `unlock` Atlantis accepted and is carrying out: their grants wait.
+    unlocking: std::sync::Mutex<std::collections::HashSet<crate::classify::PullRef>>,
 }
+
+/// A release Atlantis made that the engine has not mirrored yet.
+#[derive(Clone, Debug)]
+pub enum PendingRelease {
+    /// Every lock of a pull.
+    Pull(crate::classify::PullRef, crate::telemetry::ReleaseReason),
+    /// One lock.
+    Key(crate::classify::LockKey, crate::telemetry::ReleaseReason),
+}
+
+/// Most pending releases kept while the engine is down (the reconciler repairs the rest).
+const MAX_PENDING_RELEASES: usize = 10_000;
+
+/// Most requests being forgotten at once.
+const MAX_FORGETTING: usize = 10_000;
+
+/// How long a forget is retried while the engine does not answer.
+const FORGET_RETRY_FOR: Duration = Duration::from_secs(600);
 
 /// The shadow side: a separate engine keyspace that evaluates legacy traffic, and the recorder.
 pub struct Shadow {
@@ -129,7 +156,128 @@ impl Enhanced {
             breaker: p.breaker,
             shadow: p.shadow,
             global_apply_locked: std::sync::atomic::AtomicBool::new(false),
+            synced: std::sync::atomic::AtomicBool::new(true),
+            pending_releases: std::sync::Mutex::new(Vec::new()),
+            forgetting: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
+            unlocking: std::sync::Mutex::new(std::collections::HashSet::new()),
         }
+    }
+
+    fn set_unlocking(&self, pull: &crate::classify::PullRef, on: bool) {
+        let mut u = self
+            .unlocking
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if on {
+            u.insert(pull.clone());
+        } else {
+            u.remove(pull);
+        }
+    }
+
+    fn is_unlocking(&self, pull: &crate::classify::PullRef) -> bool {
+        self.unlocking
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .contains(pull)
+    }
+
+    /// Whether the engine is in step with Atlantis (no unrepaired outage).
+    pub fn synced(&self) -> bool {
+        self.synced.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// The engine failed: until a reconciler pass repairs it, nobody queues behind its locks.
+    pub(crate) fn engine_lost_sync(&self) {
+        if self.synced.swap(false, std::sync::atomic::Ordering::AcqRel) {
+            tracing::warn!(
+                "lock engine failed: contended requests take the legacy path until the engine is repaired from Atlantis's lock table"
+            );
+        }
+    }
+
+    fn engine_synced(&self) {
+        if !self.synced.swap(true, std::sync::atomic::Ordering::AcqRel) {
+            tracing::info!(
+                "lock engine repaired from Atlantis's lock table: the enhanced path queues again"
+            );
+        }
+    }
+
+    /// Keeps a release the engine could not mirror, for the reconciler to retry.
+    fn release_later(&self, r: PendingRelease) {
+        self.engine_lost_sync();
+        let mut p = self
+            .pending_releases
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if p.len() < MAX_PENDING_RELEASES {
+            p.push(r);
+        }
+    }
+
+    /// Retries the releases the engine missed; true when none is left.
+    async fn retry_releases(&self) -> bool {
+        let pending = std::mem::take(
+            &mut *self
+                .pending_releases
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
+        let mut failed = Vec::new();
+        for r in pending {
+            let ok = match &r {
+                PendingRelease::Pull(pull, _) => {
+                    self.engine.release_pull(pull.clone()).await.is_ok()
+                }
+                PendingRelease::Key(key, _) => self.engine.release(key.clone(), None).await.is_ok(),
+            };
+            if ok {
+                tracing::info!(release = ?r, "release mirrored in the engine after its outage");
+            } else {
+                failed.push(r);
+            }
+        }
+        let done = failed.is_empty();
+        self.pending_releases
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .extend(failed);
+        done
+    }
+
+    /// Forgets `request_id` in the engine in the background, retrying until the engine answers:
+    /// the request went to Atlantis on the legacy path, so a late waiter of it must not replay.
+    fn forget_later(&self, repo: &str, request_id: Option<String>) {
+        use std::sync::atomic::Ordering;
+        let Some(rid) = request_id else { return };
+        if self.forgetting.fetch_add(1, Ordering::AcqRel) >= MAX_FORGETTING {
+            self.forgetting.fetch_sub(1, Ordering::AcqRel);
+            tracing::warn!("too many requests to forget at once; a late waiter may replay");
+            return;
+        }
+        let engine = self.engine.clone();
+        let count = self.forgetting.clone();
+        let repo = repo.to_owned();
+        tokio::spawn(async move {
+            let deadline = tokio::time::Instant::now() + FORGET_RETRY_FOR;
+            let mut delay = Duration::from_millis(100);
+            while tokio::time::Instant::now() < deadline {
+                match engine.forget(repo.clone(), rid.clone()).await {
+                    Ok(removed) => {
+                        if removed {
+                            tracing::info!(%repo, "a request forwarded during an engine outage was removed from the queue");
+                        }
+                        break;
+                    }
+                    Err(_) => {
+                        tokio::time::sleep(delay).await;
+                        delay = (delay * 2).min(Duration::from_secs(2));
+                    }
+                }
+            }
+            count.fetch_sub(1, Ordering::AcqRel);
+        });
     }
 
     /// The gate's settings.

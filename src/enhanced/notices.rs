@@ -66,7 +66,12 @@ impl Enhanced {
 
     /// A waiter left the queue (granted, timed out, deadlock victim, removed): edit its comment,
     /// then move the others up.
-    pub(super) async fn notice_dispatch(&self, d: &Dispatch, stored: &StoredRequest) {
+    pub(super) async fn notice_dispatch(
+        &self,
+        d: &Dispatch,
+        stored: &StoredRequest,
+        outcome: DispatchReason,
+    ) {
         let Some(n) = &self.notifier else { return };
         let known = locked(&self.notes.waiters).remove(&d.id);
         let vcs = stored
@@ -81,8 +86,13 @@ impl Enhanced {
             .or(known.map(|k| k.command))
             .unwrap_or_else(|| "plan".into());
         let target = Target::new(&d.id, vcs, &d.pull);
-        let event = match d.reason {
+        let event = match outcome {
             DispatchReason::Granted => NotifyEvent::Granted { target, command },
+            DispatchReason::Dropped => NotifyEvent::Removed {
+                target,
+                command,
+                reason: RemoveReason::LeftQueue,
+            },
             DispatchReason::TimedOut | DispatchReason::Expired => {
                 let holders = self.engine.list_locks().await.unwrap_or_default();
                 NotifyEvent::TimedOut {

@@ -1,6 +1,16 @@
-//! The reconciler: every `lock-sync-interval`, read Atlantis's lock table and bring the engine in
-//! step — adopt locks it does not know (taken before the migration or on the legacy path), release
-//! locks Atlantis no longer has (a failed plan releases its own lock) after a grace period.
+//! The reconciler: every `lock-sync-interval`, read Atlantis's lock table and repair the engine
+//! toward it (DESIGN.md §10.1: Atlantis is the truth, the engine may lag, never lead):
+//!
+//! - a lock Atlantis holds that the engine does not know is adopted (taken before the migration,
+//!   on the legacy path, or during an engine outage), even when waiters queue for it;
+//! - a lock the engine gives to another pull than Atlantis's holder is given to Atlantis's holder
+//!   once the disagreement outlived `lock-sync-grace`;
+//! - a lock the engine holds that Atlantis released (a failed plan releases its own lock) is
+//!   released after the same grace, and its waiters served.
+//!
+//! Locks whose grant is being replayed are the dispatcher's (it checks Atlantis itself). After an
+//! engine outage the next pass first retries the releases the engine missed, then repairs without
+//! waiting for the grace, and only then lets the gate queue again.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -11,26 +21,44 @@ use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 
 use super::Enhanced;
-use crate::classify::{LockKey, Priority, PullRef};
-use crate::engine::{AcquireOutcome, AcquireRequest, ReleaseOutcome};
+use super::dispatcher::parse_locks;
+use crate::classify::{LockKey, PullRef};
+use crate::engine::{EngineError, ReleaseOutcome};
 use crate::telemetry::ReleaseReason;
-use crate::upstream::atlantis_api::{self, AtlantisLock, LockListError};
+use crate::upstream::atlantis_api::{self, LockListError};
+
+/// How often the reconciler looks again while the engine is out of step.
+const RESYNC_PERIOD: Duration = Duration::from_millis(200);
 
 /// What one pass did, for logs and tests.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct SyncReport {
-    /// Locks taken over from Atlantis.
+    /// Locks taken over from Atlantis that the engine did not know.
     pub adopted: usize,
     /// Engine locks released because Atlantis no longer holds them.
     pub released: usize,
-    /// Atlantis locks held in the engine by another pull (should not happen; logged).
+    /// Engine locks given to Atlantis's holder (they were held by another pull in the engine).
+    pub repaired: usize,
+    /// Disagreements seen but still within the grace period.
     pub conflicts: usize,
 }
 
-/// Memory between passes: when each engine lock was first seen missing from Atlantis.
+/// Memory between passes: when each disagreement was first seen.
 #[derive(Default)]
 pub struct Reconciler {
     missing_since: HashMap<LockKey, Instant>,
+    conflict_since: HashMap<(LockKey, i64, i64), Instant>,
+}
+
+/// Why a pass could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    /// Atlantis's lock table could not be read.
+    #[error(transparent)]
+    Atlantis(#[from] LockListError),
+    /// The engine did not answer.
+    #[error("the lock engine: {0}")]
+    Engine(#[from] EngineError),
 }
 
 impl Enhanced {
@@ -44,27 +72,40 @@ impl Enhanced {
             let mut state = Reconciler::default();
             let mut failing = false;
             loop {
+                let resync = tokio::time::sleep(RESYNC_PERIOD);
                 tokio::select! {
                     () = stop.cancelled() => break,
                     _ = tick.tick() => {}
+                    () = resync, if !this.synced() => {}
                 }
-                match this.reconcile(&mut state).await {
+                let repairing = !this.synced();
+                if repairing && !this.retry_releases().await {
+                    continue;
+                }
+                match this.reconcile_with(&mut state, repairing).await {
                     Ok(report) => {
+                        if failing {
+                            tracing::info!("reading Atlantis's locks works again");
+                        }
                         failing = false;
+                        if repairing {
+                            this.engine_synced();
+                        }
                         if report != SyncReport::default() {
                             tracing::info!(?report, "reconciled the engine with Atlantis");
                         }
                     }
-                    Err(LockListError::Unsupported) => {
+                    Err(SyncError::Atlantis(LockListError::Unsupported)) => {
                         tracing::warn!(
                             "Atlantis has no GET /api/locks (older than v0.34): the reconciler is off; \
                              locks taken outside the proxy stay invisible to the engine"
                         );
+                        this.engine_synced();
                         break;
                     }
                     Err(e) if !failing => {
                         failing = true;
-                        tracing::warn!(error = %e, "cannot read Atlantis's locks; will keep trying");
+                        tracing::warn!(error = %e, "cannot reconcile the engine with Atlantis; will keep trying");
                     }
                     Err(_) => {}
                 }
@@ -72,57 +113,78 @@ impl Enhanced {
         })
     }
 
-    /// One reconciliation pass.
-    pub async fn reconcile(&self, state: &mut Reconciler) -> Result<SyncReport, LockListError> {
+    /// One reconciliation pass with the normal grace.
+    pub async fn reconcile(&self, state: &mut Reconciler) -> Result<SyncReport, SyncError> {
+        self.reconcile_with(state, false).await
+    }
+
+    /// One pass; `now` repairs disagreements at once (after an engine outage).
+    async fn reconcile_with(
+        &self,
+        state: &mut Reconciler,
+        now_: bool,
+    ) -> Result<SyncReport, SyncError> {
         let atlantis = atlantis_api::list_locks(&self.upstream, Duration::from_secs(10)).await?;
-        let engine = self
-            .engine
-            .list_locks()
-            .await
-            .map_err(|e| LockListError::Unexpected {
-                status: http::StatusCode::SERVICE_UNAVAILABLE,
-                body: e.to_string(),
-            })?;
+        let engine = self.engine.list_locks().await?;
+        let grace = if now_ {
+            Duration::ZERO
+        } else {
+            self.settings.lock_sync_grace
+        };
+        let now = Instant::now();
         let mut report = SyncReport::default();
-        let held: HashMap<&LockKey, &PullRef> = engine.iter().map(|l| (&l.key, &l.pull)).collect();
+        let held: HashMap<&LockKey, (&PullRef, u64, bool)> = engine
+            .iter()
+            .map(|l| (&l.key, (&l.pull, l.fencing_token, l.dispatching)))
+            .collect();
         let mut in_atlantis = HashSet::new();
-        for lock in &atlantis {
-            let Some((key, pull)) = parse(lock) else {
-                tracing::debug!(name = %lock.name, "unreadable Atlantis lock skipped");
-                continue;
-            };
+        let mut conflicts = HashSet::new();
+        for (key, pull, user) in parse_locks(&atlantis) {
             in_atlantis.insert(key.clone());
             match held.get(&key) {
-                Some(holder) if holder.number == pull.number => {}
-                Some(holder) => {
-                    report.conflicts += 1;
-                    tracing::warn!(%key, engine_holder = %holder, atlantis_holder = %pull, "engine and Atlantis disagree on a lock holder");
-                }
-                None => {
-                    let req = AcquireRequest {
-                        locks: vec![key.clone()],
-                        pull,
-                        user: lock.user.clone(),
-                        priority: Priority::Normal,
-                        hold_timeout: None,
-                    };
-                    match self.engine.acquire(req).await {
-                        Ok(AcquireOutcome::Granted(_)) => report.adopted += 1,
-                        // Someone queued for it meanwhile: the next pass sees the holder.
-                        Ok(AcquireOutcome::Held { .. }) => {}
-                        Err(e) => {
-                            tracing::warn!(%key, error = %e, "could not adopt an Atlantis lock")
+                Some((holder, _, _)) if holder.number == pull.number => {}
+                // A grant being replayed: the dispatcher checks Atlantis before it sends.
+                Some((_, _, true)) => {}
+                Some((holder, token, false)) => {
+                    let id = (key.clone(), holder.number, pull.number);
+                    let since = *state.conflict_since.entry(id.clone()).or_insert(now);
+                    conflicts.insert(id);
+                    if now.duration_since(since) < grace {
+                        report.conflicts += 1;
+                        continue;
+                    }
+                    let expect = Some((holder.number, *token));
+                    match self
+                        .engine
+                        .adopt(key.clone(), pull.clone(), user, expect)
+                        .await
+                    {
+                        Ok(true) => {
+                            report.repaired += 1;
+                            tracing::warn!(%key, engine_holder = %holder, atlantis_holder = %pull, "engine and Atlantis disagreed on a lock holder: Atlantis's holder adopted");
                         }
+                        Ok(false) => {}
+                        Err(e) => tracing::warn!(%key, error = %e, "could not repair a lock"),
                     }
                 }
+                None => match self
+                    .engine
+                    .adopt(key.clone(), pull.clone(), user, None)
+                    .await
+                {
+                    Ok(true) => report.adopted += 1,
+                    // Taken meanwhile: the next pass compares again.
+                    Ok(false) => {}
+                    Err(e) => tracing::warn!(%key, error = %e, "could not adopt an Atlantis lock"),
+                },
             }
         }
-        let now = Instant::now();
-        state
-            .missing_since
-            .retain(|k, _| held.contains_key(k) && !in_atlantis.contains(k));
+        state.conflict_since.retain(|id, _| conflicts.contains(id));
+        state.missing_since.retain(|k, _| {
+            held.get(k).is_some_and(|(_, _, dispatching)| !dispatching) && !in_atlantis.contains(k)
+        });
         for l in &engine {
-            if in_atlantis.contains(&l.key) {
+            if in_atlantis.contains(&l.key) || l.dispatching {
                 continue;
             }
             let since = *state.missing_since.entry(l.key.clone()).or_insert(now);
@@ -151,19 +213,4 @@ impl Enhanced {
         }
         Ok(report)
     }
-}
-
-/// An Atlantis lock as an engine key and pull; 3-part keys from before v0.40 included.
-fn parse(lock: &AtlantisLock) -> Option<(LockKey, PullRef)> {
-    let number = lock.pull()?;
-    let key = if lock.project_repo.is_empty() {
-        LockKey::parse(&lock.name).ok()?
-    } else {
-        LockKey::parse_with_repo(&lock.name, &lock.project_repo).ok()?
-    };
-    let pull = PullRef {
-        repo: key.repo.clone(),
-        number,
-    };
-    Some((key, pull))
 }

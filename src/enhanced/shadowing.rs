@@ -41,6 +41,7 @@ impl Enhanced {
                 user: acq.user.clone(),
                 priority: g.priority,
                 hold_timeout: g.hold_timeout,
+                request_id: None,
             });
             this.compare(op, LegacyEvidence::LockTable, trace).await;
         });

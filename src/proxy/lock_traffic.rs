@@ -11,7 +11,7 @@ use tracing::Instrument;
 use super::{ProxyError, ProxyState, forward};
 use crate::classify::{Acquire, GlobalApplyAction, Operation, ReleaseCause};
 use crate::engine::EngineError;
-use crate::enhanced::Decision;
+use crate::enhanced::{ADMITTED_HEADER, Decision};
 use crate::route::EnginePath;
 use crate::telemetry::{self, ReleaseReason, spans};
 use crate::upstream::replay::StoredRequest;
@@ -40,22 +40,30 @@ pub async fn carry(
         Operation::Acquire(acq) => acquire(state, client, parts, bytes, acq).await,
         Operation::ReleasePull { pull, cause } => {
             let resp = send(state, client, parts, bytes).await;
-            // Mirror the release only once Atlantis accepted it; on every path, so the engine never
-            // keeps a lock Atlantis let go.
-            if resp.as_ref().is_ok_and(|r| !r.status().is_server_error()) {
-                let reason = match cause {
-                    ReleaseCause::PullClosed => ReleaseReason::PullClosed,
-                    ReleaseCause::UnlockComment => ReleaseReason::Unlock,
-                };
-                state.enhanced.release_pull(&pull, reason).await;
+            // Mirror the release only once Atlantis did release (§10.4), on every path, so the
+            // engine never keeps a lock Atlantis let go nor frees one Atlantis keeps.
+            if resp.as_ref().is_ok_and(|r| r.status().is_success()) {
                 if state.router.route(&pull.repo).shadow {
-                    state.enhanced.shadow_release_pull(pull);
+                    state.enhanced.shadow_release_pull(pull.clone());
+                }
+                match cause {
+                    // Atlantis cleans up a closed pull before it answers (403 when it failed).
+                    ReleaseCause::PullClosed => {
+                        state
+                            .enhanced
+                            .release_pull(&pull, ReleaseReason::PullClosed)
+                            .await;
+                    }
+                    // Atlantis answers an `unlock` before acting and may still refuse it: the
+                    // engine follows its lock table, in the background.
+                    ReleaseCause::UnlockComment => state.enhanced.release_pull_when_unlocked(pull),
                 }
             }
             (resp, "legacy")
         }
         Operation::ReleaseKey { key } => {
             let resp = send(state, client, parts, bytes).await;
+            // Deleted (200), or Atlantis has no such lock (404): the engine must not keep it.
             if resp
                 .as_ref()
                 .is_ok_and(|r| r.status().is_success() || r.status() == StatusCode::NOT_FOUND)
@@ -107,15 +115,32 @@ async fn acquire(
     let mut stored = stored_request(&parts, &bytes, client);
     stored.vcs = Some(acq.vcs.as_str().to_string());
     stored.command = Some(acq.command.as_typed().to_string());
+    let request_id = request_identity(&parts, &bytes);
     let decision = state
         .enhanced
-        .acquire(&acq, &stored)
+        .acquire(&acq, &stored, Some(request_id))
         .instrument(spans::engine("acquire"))
         .await;
     match decision {
-        Ok(Decision::Forward { release_after }) => {
+        Ok(Decision::Forward {
+            release_after,
+            grant,
+        }) => {
             span.record(spans::attr::DECISION, "granted");
+            let mut parts = parts;
+            if let Some(g) = &grant
+                && let Ok(v) = HeaderValue::from_str(&g.fencing_token.to_string())
+            {
+                parts.headers.insert(ADMITTED_HEADER, v);
+            }
             let resp = send(state, client, parts, bytes).await;
+            // A grant whose request Atlantis refused (or never answered) must not stay (§10.4).
+            if let Some(g) = &grant
+                && !resp.as_ref().is_ok_and(|r| r.status().is_success())
+                && release_after.is_none()
+            {
+                state.enhanced.release_refused(g).await;
+            }
             if let Some(pull) = release_after {
                 // Atlantis deletes every lock of the pull when an /api call ends.
                 state
@@ -158,6 +183,31 @@ async fn acquire(
             )
         }
     }
+}
+
+/// Headers that carry a VCS's delivery id, in the order VCSs are detected (ATLANTIS.md §3).
+const DELIVERY_HEADERS: [&str; 6] = [
+    "x-gitea-delivery",
+    "x-github-delivery",
+    "x-gitlab-event-uuid",
+    "x-request-uuid",
+    "x-request-id",
+    "x-vss-activityid",
+];
+
+/// The request's identity for idempotent enqueue (§10.5): the VCS delivery id, else a hash of
+/// the body.
+fn request_identity(parts: &Parts, bytes: &Bytes) -> String {
+    use sha2::Digest;
+    for name in DELIVERY_HEADERS {
+        if let Some(v) = parts.headers.get(name).and_then(|v| v.to_str().ok())
+            && !v.trim().is_empty()
+            && v.len() <= 128
+        {
+            return format!("{name}:{}", v.trim());
+        }
+    }
+    format!("sha256:{}", hex::encode(sha2::Sha256::digest(bytes)))
 }
 
 /// The 429 for a client or repository over its rate limit, if any.

@@ -2,9 +2,13 @@
 //! docker-compose.yml and the Dockerfile name must exist in the proxy's configuration, and the
 //! services they wire together must agree on names and ports. No Docker engine is needed: the
 //! files are parsed, the proxy's own config loader reads their variables, and the admin routes
-//! they probe are asked of a running proxy.
+//! they probe are asked of a running proxy. The Kubernetes manifests and Helm values get the same
+//! treatment in `kubernetes` (rendered by `kubectl kustomize`).
 
 mod files;
+mod helm;
+mod kube;
+mod kubernetes;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};

@@ -15,11 +15,15 @@ use super::deadlock::{find_victim, remove_waiter};
 use super::events::{self, TARGET};
 use super::types::{lock_field, lock_key, unix_ms};
 use super::{
-    AcquireOutcome, AcquireRequest, DeadlockRecord, Dispatch, DispatchReason, DispatchReceiver,
-    EngineResult, EngineSettings, EngineStats, Enqueued, Grant, LockEngine, LockInfo, QueueInfo,
-    QueueOutcome, ReleaseOutcome, ReleaseSummary, WaiterId, WaiterInfo, from_unix_ms,
+    AcquireOutcome, AcquireRequest, Admission, DeadlockRecord, Dispatch, DispatchReason,
+    DispatchReceiver, EngineResult, EngineSettings, EngineStats, Enqueued, Grant, LockEngine,
+    LockInfo, QueueInfo, QueueOutcome, ReleaseOutcome, ReleaseSummary, WaiterId, WaiterInfo,
+    from_unix_ms,
 };
 use crate::classify::{LockKey, PullRef};
+
+/// How long a forgotten request stays refused (a VCS redelivers within minutes).
+pub const FORGET_FOR: std::time::Duration = std::time::Duration::from_secs(3600);
 
 /// Milliseconds on a clock that `tokio::time::pause()` controls, anchored at the wall clock.
 #[derive(Debug)]
@@ -82,6 +86,13 @@ impl MemoryEngine {
                     lease_until_ms: lease,
                 },
             );
+            if let Some(rid) = repo
+                .parked
+                .get(&d.id.seq)
+                .and_then(|w| w.request_id.clone())
+            {
+                repo.requests.insert(rid, d.id.seq);
+            }
             // A full or dropped receiver leaves the dispatch leased; it is re-offered later.
             let _ = self.tx.try_send(d);
         }
@@ -136,6 +147,26 @@ impl MemoryEngine {
             let repo = repos
                 .entry(req.pull.repo.clone())
                 .or_insert_with(|| RepoState::new(&req.pull.repo));
+            if let Some(rid) = &req.request_id {
+                if repo.is_forgotten(rid, now) {
+                    return Ok(QueueOutcome::Forgotten);
+                }
+                // The same request again (a redelivery): it keeps its one waiter.
+                if let Some(seq) = repo.request_seq(rid) {
+                    return Ok(QueueOutcome::Queued(Enqueued {
+                        waiter_id: WaiterId {
+                            repo: req.pull.repo.clone(),
+                            seq,
+                        },
+                        positions: repo.positions_of(seq),
+                    }));
+                }
+            }
+            let held_before: Vec<String> = fields
+                .iter()
+                .filter(|f| repo.holders.get(*f).is_some_and(|h| h.pull == req.pull.number))
+                .cloned()
+                .collect();
             if try_grant && let Check::Free(preempt) = repo.check(&fields, req.pull.number, now) {
                 let grant = repo.take(
                     &fields,
@@ -157,6 +188,7 @@ impl MemoryEngine {
                 req.priority,
                 payload,
                 hold_ms,
+                req.request_id.clone(),
                 now,
             );
             let (waiter_id, positions) = match queued {
@@ -173,8 +205,14 @@ impl MemoryEngine {
             let own = out.iter().position(|d| d.id == waiter_id);
             if let (true, Some(i)) = (try_grant, own) {
                 let d = out.remove(i);
+                repo.finish(d.id.seq);
                 let grant = Grant {
                     fencing_token: d.fencing_token.unwrap_or_default(),
+                    taken: fields
+                        .iter()
+                        .filter(|f| !held_before.contains(f))
+                        .map(|f| lock_key(&req.pull.repo, f))
+                        .collect(),
                     expires_at: from_unix_ms(now + hold_ms),
                     preempted: d.preempted,
                 };
@@ -245,6 +283,7 @@ impl MemoryEngine {
                 for p in repo.pending.values_mut() {
                     if p.lease_until_ms <= now {
                         p.lease_until_ms = lease;
+                        p.dispatch.attempt += 1;
                         if self.settings.enable_events {
                             tracing::info!(target: TARGET, event = "reoffer", waiter = %p.dispatch.id, reason = p.dispatch.reason.as_str(), "dispatch re-offered after its lease ran out");
                         }
@@ -254,7 +293,10 @@ impl MemoryEngine {
                 for w in repo.waiters.values() {
                     depth[usize::from(super::rank(w.priority))] += 1;
                 }
+                repo.forgotten.retain(|_, until| *until > now);
             }
+            // A repository with nothing left leaves no state behind.
+            repos.retain(|_, r| !r.is_idle());
             self.stats.set_queue_depth(depth);
         });
     }
@@ -289,6 +331,7 @@ impl MemoryEngine {
             payload: Vec::new(),
             fencing_token: None,
             enqueued_at: from_unix_ms(now),
+            attempt: 0,
         }
     }
 }
@@ -359,9 +402,9 @@ impl LockEngine for MemoryEngine {
         Box::pin(async move {
             match self.queue(req, payload, false)? {
                 QueueOutcome::Queued(q) => Ok(q),
-                QueueOutcome::Granted(_) => Err(super::EngineError::Protocol(
-                    "enqueue granted without queueing".into(),
-                )),
+                QueueOutcome::Granted(_) | QueueOutcome::Forgotten => {
+                    Err(super::EngineError::Protocol("enqueue did not queue".into()))
+                }
             }
         })
     }
@@ -423,7 +466,7 @@ impl LockEngine for MemoryEngine {
                 for seq in mine {
                     if let Some(w) = repo.unqueue(seq) {
                         touched.extend(w.fields.iter().cloned());
-                        let d = repo.dispatch_of(w, DispatchReason::Removed, None);
+                        let d = repo.dispatch_of(w, DispatchReason::Dropped, None);
                         summary.removed_waiters.push(d.id.clone());
                         out.push(d);
                     }
@@ -467,6 +510,7 @@ impl LockEngine for MemoryEngine {
                             acquired_at: from_unix_ms(h.acquired_ms),
                             expires_at: from_unix_ms(h.expires_ms),
                             fencing_token: h.token,
+                            dispatching: r.in_flight.contains_key(f),
                         })
                     })
                     .collect();
@@ -532,9 +576,11 @@ impl LockEngine for MemoryEngine {
     fn confirm(&self, dispatch: &Dispatch) -> BoxFuture<'_, EngineResult<()>> {
         let id = dispatch.id.clone();
         Box::pin(async move {
-            self.with(|repos, _| {
+            self.with(|repos, now| {
                 if let Some(repo) = repos.get_mut(&id.repo) {
-                    repo.pending.remove(&id.seq);
+                    let touched = repo.finish(id.seq);
+                    let out = repo.grant_pass(&touched, now);
+                    self.deliver(repo, out, now);
                 }
             });
             Ok(())
@@ -545,6 +591,98 @@ impl LockEngine for MemoryEngine {
         Box::pin(async move {
             self.maintain_now(cleanup);
             Ok(())
+        })
+    }
+
+    fn admit(&self, dispatch: &Dispatch) -> BoxFuture<'_, EngineResult<Admission>> {
+        let id = dispatch.id.clone();
+        Box::pin(async move {
+            Ok(self.with(|repos, now| {
+                let Some(repo) = repos.get_mut(&id.repo) else {
+                    return Admission::Done;
+                };
+                let (admission, out) = repo.admit(id.seq, now);
+                self.deliver(repo, out, now);
+                admission
+            }))
+        })
+    }
+
+    fn hand_back(
+        &self,
+        dispatch: &Dispatch,
+        token: Option<u64>,
+        atlantis: Vec<(LockKey, PullRef, String)>,
+    ) -> BoxFuture<'_, EngineResult<bool>> {
+        let id = dispatch.id.clone();
+        let hold_ms = self.settings.default_timeout.as_millis() as i64;
+        Box::pin(async move {
+            let atlantis: Vec<(String, i64, String)> = atlantis
+                .iter()
+                .filter(|(k, _, _)| k.repo == id.repo)
+                .map(|(k, p, u)| (lock_field(k), p.number, u.clone()))
+                .collect();
+            Ok(self.with(|repos, now| {
+                let Some(repo) = repos.get_mut(&id.repo) else {
+                    return false;
+                };
+                let (back, out) = repo.hand_back(id.seq, token, &atlantis, hold_ms, now);
+                self.deliver(repo, out, now);
+                back
+            }))
+        })
+    }
+
+    fn release_grant(
+        &self,
+        pull: PullRef,
+        locks: Vec<LockKey>,
+        token: u64,
+    ) -> BoxFuture<'_, EngineResult<usize>> {
+        Box::pin(async move {
+            let fields: Vec<String> = locks.iter().map(lock_field).collect();
+            Ok(self.with(|repos, now| {
+                let Some(repo) = repos.get_mut(&pull.repo) else {
+                    return 0;
+                };
+                let (n, out) = repo.release_grant(&fields, pull.number, token, now);
+                self.released(n, &pull);
+                self.deliver(repo, out, now);
+                n
+            }))
+        })
+    }
+
+    fn adopt(
+        &self,
+        key: LockKey,
+        holder: PullRef,
+        user: String,
+        expect: Option<(i64, u64)>,
+    ) -> BoxFuture<'_, EngineResult<bool>> {
+        let hold_ms = self.settings.default_timeout.as_millis() as i64;
+        Box::pin(async move {
+            let field = lock_field(&key);
+            Ok(self.with(|repos, now| {
+                let repo = repos
+                    .entry(key.repo.clone())
+                    .or_insert_with(|| RepoState::new(&key.repo));
+                repo.adopt(&field, holder.number, &user, hold_ms, expect, now)
+            }))
+        })
+    }
+
+    fn forget(&self, repo: String, request_id: String) -> BoxFuture<'_, EngineResult<bool>> {
+        let keep_ms = FORGET_FOR.as_millis() as i64;
+        Box::pin(async move {
+            Ok(self.with(|repos, now| {
+                let r = repos
+                    .entry(repo.clone())
+                    .or_insert_with(|| RepoState::new(&repo));
+                let (removed, out) = r.forget(&request_id, now + keep_ms, now);
+                self.deliver(r, out, now);
+                removed
+            }))
         })
     }
 

@@ -1,13 +1,13 @@
 //! The memory engine's state machine for one repository; pure (time is passed in).
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 
 use crate::classify::{Priority, PullRef};
 use crate::engine::deadlock::{WaitGraphInput, WaitNode};
 use crate::engine::settings::EngineSettings;
 use crate::engine::types::{
-    Blocker, DeadlockRecord, Dispatch, DispatchReason, EngineError, Grant, Preempted,
-    QueuePosition, WaiterId, from_unix_ms, lock_key,
+    Admission, Blocker, DeadlockRecord, Dispatch, DispatchReason, EngineError, Grant, Preempted,
+    QueuePosition, WaiterId, from_unix_ms, lock_field, lock_key,
 };
 
 /// Most deadlock records kept per repository.
@@ -37,6 +37,7 @@ pub struct Waiter {
     pub deadline_ms: i64,
     pub hold_ms: i64,
     pub score: f64,
+    pub request_id: Option<String>,
 }
 
 /// A dispatch owned under a lease until confirmed.
@@ -64,6 +65,15 @@ pub struct RepoState {
     pub waiters: HashMap<u64, Waiter>,
     pub pending: BTreeMap<u64, Pending>,
     pub deadlocks: VecDeque<DeadlockRecord>,
+    /// Field → dispatches whose replay holds the lock in flight (one pull's, by construction).
+    pub in_flight: BTreeMap<String, BTreeSet<u64>>,
+    /// Waiters that left the queue and are being dispatched (payload in the dispatch), kept so a
+    /// revoked grant can queue again in its old place.
+    pub parked: HashMap<u64, Waiter>,
+    /// Request identity → waiter or dispatch seq.
+    pub requests: HashMap<String, u64>,
+    /// Forgotten request identities → until when (unix ms) they stay refused.
+    pub forgotten: HashMap<String, i64>,
     fence: u64,
     seq: u64,
 }
@@ -91,6 +101,13 @@ impl RepoState {
         for f in fields {
             let holder = self.holders.get(f);
             if holder.is_some_and(|h| h.pull == pull) {
+                continue;
+            }
+            if let Some(other) = self.in_flight_pull(f).filter(|p| *p != pull) {
+                blocked.push(Blocker {
+                    key: lock_key(&self.repo, f),
+                    held_by: Some(self.pull_ref(other)),
+                });
                 continue;
             }
             let queued = self.queues.get(f).is_some_and(|q| !q.is_empty());
@@ -129,6 +146,11 @@ impl RepoState {
         self.fence += 1;
         let token = self.fence;
         let expires_ms = now + hold_ms;
+        let taken = fields
+            .iter()
+            .filter(|f| self.holders.get(*f).is_none_or(|h| h.pull != pull))
+            .map(|f| lock_key(&self.repo, f))
+            .collect();
         let preempted = preempt
             .iter()
             .map(|(f, p)| Preempted {
@@ -151,6 +173,7 @@ impl RepoState {
         }
         Grant {
             fencing_token: token,
+            taken,
             expires_at: from_unix_ms(expires_ms),
             preempted,
         }
@@ -167,6 +190,7 @@ impl RepoState {
         priority: Priority,
         payload: Vec<u8>,
         hold_ms: i64,
+        request_id: Option<String>,
         now: i64,
     ) -> Result<(WaiterId, Vec<QueuePosition>), EngineError> {
         for f in &fields {
@@ -190,7 +214,19 @@ impl RepoState {
             deadline_ms: now + s.queue_timeout.as_millis() as i64,
             hold_ms,
             score: s.queue_score(priority, now),
+            request_id,
         };
+        if let Some(rid) = &waiter.request_id {
+            self.requests.insert(rid.clone(), seq);
+        }
+        let positions = self.insert_waiter(waiter);
+        Ok((self.waiter_id(seq), positions))
+    }
+
+    /// Puts a waiter into the queue of each of its locks, at its score; returns its places.
+    fn insert_waiter(&mut self, waiter: Waiter) -> Vec<QueuePosition> {
+        let seq = waiter.seq;
+        let fields = waiter.fields.clone();
         let mut positions = Vec::new();
         for f in &fields {
             let queue = self.queues.entry(f.clone()).or_default();
@@ -209,7 +245,87 @@ impl RepoState {
             });
         }
         self.waiters.insert(seq, waiter);
-        Ok((self.waiter_id(seq), positions))
+        positions
+    }
+
+    /// The places of a queued waiter (for a repeated request).
+    pub fn positions_of(&self, seq: u64) -> Vec<QueuePosition> {
+        let Some(w) = self.waiters.get(&seq) else {
+            return Vec::new();
+        };
+        w.fields
+            .iter()
+            .map(|f| QueuePosition {
+                key: lock_key(&self.repo, f),
+                position: self
+                    .queues
+                    .get(f)
+                    .and_then(|q| q.iter().position(|s| *s == seq))
+                    .map_or(0, |i| i as u64 + 1),
+                held_by: self.holders.get(f).map(|h| self.pull_ref(h.pull)),
+            })
+            .collect()
+    }
+
+    /// The pull whose grant of `field` is being replayed, if any.
+    pub fn in_flight_pull(&self, field: &str) -> Option<i64> {
+        self.in_flight
+            .get(field)?
+            .iter()
+            .find_map(|s| self.pending.get(s).map(|p| p.dispatch.pull.number))
+    }
+
+    /// Marks `fields` as in flight for dispatch `seq`.
+    pub fn set_in_flight(&mut self, seq: u64, fields: &[String]) {
+        for f in fields {
+            self.in_flight.entry(f.clone()).or_default().insert(seq);
+        }
+    }
+
+    /// Ends the in-flight state of dispatch `seq`; returns the fields it held in flight.
+    pub fn clear_in_flight(&mut self, seq: u64) -> Vec<String> {
+        let mut cleared = Vec::new();
+        self.in_flight.retain(|f, seqs| {
+            if seqs.remove(&seq) {
+                cleared.push(f.clone());
+            }
+            !seqs.is_empty()
+        });
+        cleared
+    }
+
+    /// Forgets a dispatch (confirmed, cancelled or dropped) and its request identity; returns
+    /// the fields whose queues may now move.
+    pub fn finish(&mut self, seq: u64) -> Vec<String> {
+        let mut touched = self.clear_in_flight(seq);
+        if let Some(p) = self.pending.remove(&seq) {
+            touched.extend(
+                p.dispatch
+                    .locks
+                    .iter()
+                    .map(crate::engine::types::lock_field),
+            );
+        }
+        if let Some(w) = self.parked.remove(&seq)
+            && let Some(rid) = w.request_id
+        {
+            self.requests.remove(&rid);
+        }
+        touched
+    }
+
+    /// Puts a parked (dispatched) waiter back into its queues, in its old place.
+    pub fn requeue(&mut self, seq: u64) -> bool {
+        self.clear_in_flight(seq);
+        let Some(p) = self.pending.remove(&seq) else {
+            return false;
+        };
+        let Some(mut w) = self.parked.remove(&seq) else {
+            return false;
+        };
+        w.payload = p.dispatch.payload;
+        self.insert_waiter(w);
+        true
     }
 
     fn waiter_id(&self, seq: u64) -> WaiterId {
@@ -234,7 +350,16 @@ impl RepoState {
     }
 
     /// Builds the dispatch for a waiter that leaves the queue.
-    pub fn dispatch_of(&self, w: Waiter, reason: DispatchReason, grant: Option<Grant>) -> Dispatch {
+    pub fn dispatch_of(
+        &mut self,
+        mut w: Waiter,
+        reason: DispatchReason,
+        grant: Option<Grant>,
+    ) -> Dispatch {
+        let payload = std::mem::take(&mut w.payload);
+        let parked = w.clone();
+        let w = Waiter { payload, ..w };
+        self.parked.insert(w.seq, parked);
         Dispatch {
             id: self.waiter_id(w.seq),
             reason,
@@ -246,6 +371,7 @@ impl RepoState {
             fencing_token: grant.as_ref().map(|g| g.fencing_token),
             preempted: grant.map(|g| g.preempted).unwrap_or_default(),
             enqueued_at: from_unix_ms(w.enqueued_ms),
+            attempt: 0,
         }
     }
 
@@ -258,42 +384,48 @@ impl RepoState {
         touched.sort();
         touched.dedup();
         for f in &touched {
-            let Some(&head) = self.queues.get(f).and_then(|q| q.first()) else {
-                continue;
-            };
-            let Some(w) = self.waiters.get(&head) else {
-                continue;
-            };
-            // A lock the pull already holds is not contended, whoever queues for it.
-            let at_head_everywhere = w.fields.iter().all(|g| {
-                self.holders.get(g).is_some_and(|h| h.pull == w.pull)
-                    || self.queues.get(g).and_then(|q| q.first()) == Some(&head)
-            });
-            if !at_head_everywhere {
-                continue;
+            // A grant can unblock the next head too: the same pull's extra waiter (re-entrant).
+            while let Some(d) = self.grant_head(f, now) {
+                out.push(d);
             }
-            let mut preempt = Vec::new();
-            let mut free = true;
-            for g in &w.fields {
-                match self.holders.get(g) {
-                    Some(h) if h.pull == w.pull => {}
-                    Some(h) if h.expires_ms <= now => preempt.push((g.clone(), h.pull)),
-                    Some(_) => free = false,
-                    None => {}
-                }
-            }
-            if !free {
-                continue;
-            }
-            let Some(w) = self.unqueue(head) else {
-                continue;
-            };
-            let grant = self.take(
-                &w.fields, w.pull, &w.user, w.priority, w.hold_ms, &preempt, now,
-            );
-            out.push(self.dispatch_of(w, DispatchReason::Granted, Some(grant)));
         }
         out
+    }
+
+    /// Grants the head of `field`'s queue if it heads every queue of a lock its pull does not
+    /// hold, and all its locks are free (or its pull's, or expired) and not in flight for
+    /// another pull.
+    fn grant_head(&mut self, field: &str, now: i64) -> Option<Dispatch> {
+        let head = *self.queues.get(field)?.first()?;
+        let w = self.waiters.get(&head)?;
+        // A lock the pull already holds is not contended, whoever queues for it.
+        let at_head_everywhere = w.fields.iter().all(|g| {
+            self.holders.get(g).is_some_and(|h| h.pull == w.pull)
+                || self.queues.get(g).and_then(|q| q.first()) == Some(&head)
+        });
+        if !at_head_everywhere {
+            return None;
+        }
+        let mut preempt = Vec::new();
+        for g in &w.fields {
+            if self.in_flight_pull(g).is_some_and(|p| p != w.pull) {
+                return None;
+            }
+            match self.holders.get(g) {
+                Some(h) if h.pull == w.pull => {}
+                Some(h) if h.expires_ms <= now => preempt.push((g.clone(), h.pull)),
+                Some(_) => return None,
+                None => {}
+            }
+        }
+        let w = self.unqueue(head)?;
+        let grant = self.take(
+            &w.fields, w.pull, &w.user, w.priority, w.hold_ms, &preempt, now,
+        );
+        let fields = w.fields.clone();
+        let d = self.dispatch_of(w, DispatchReason::Granted, Some(grant));
+        self.set_in_flight(head, &fields);
+        Some(d)
     }
 
     /// Removes a queued waiter with `reason` and grants what its leaving unblocks.
@@ -353,5 +485,297 @@ impl RepoState {
     pub fn next_notice_id(&mut self) -> WaiterId {
         self.seq += 1;
         self.waiter_id(self.seq)
+    }
+}
+
+impl RepoState {
+    /// Decides what the dispatcher may send for dispatch `seq` (see [`Admission`]); changes the
+    /// state accordingly (a hand-off takes the free locks, a stale grant is cancelled or queued
+    /// again). Returns the admission and any dispatches it unblocked.
+    pub fn admit(&mut self, seq: u64, now: i64) -> (Admission, Vec<Dispatch>) {
+        let Some(p) = self.pending.get(&seq) else {
+            return (Admission::Done, Vec::new());
+        };
+        let d = p.dispatch.clone();
+        let fields: Vec<String> = d.locks.iter().map(lock_field).collect();
+        if d.reason == DispatchReason::Granted {
+            let token = d.fencing_token.unwrap_or_default();
+            let current = fields.iter().all(|f| {
+                self.holders
+                    .get(f)
+                    .is_some_and(|h| h.pull == d.pull.number && h.token == token)
+            });
+            if current {
+                return (
+                    Admission::Grant {
+                        fencing_token: token,
+                        preempted: d.preempted,
+                    },
+                    Vec::new(),
+                );
+            }
+            let taken_by_other = fields
+                .iter()
+                .any(|f| self.holders.get(f).is_some_and(|h| h.pull != d.pull.number));
+            // What is left of the stale grant goes; the lock is not granted to this pull.
+            for f in &fields {
+                if self
+                    .holders
+                    .get(f)
+                    .is_some_and(|h| h.pull == d.pull.number && h.token == token)
+                {
+                    self.holders.remove(f);
+                }
+            }
+            if taken_by_other {
+                self.requeue(seq);
+                let out = self.grant_pass(&fields, now);
+                return (Admission::Requeued, out);
+            }
+            let touched = self.finish(seq);
+            let out = self.grant_pass(&touched, now);
+            return (Admission::Dropped, out);
+        }
+        if !matches!(
+            d.reason,
+            DispatchReason::TimedOut | DispatchReason::DeadlockVictim | DispatchReason::Removed
+        ) {
+            return (Admission::Done, Vec::new());
+        }
+        // A hand-off: Atlantis will refuse the locks other pulls hold, and take the free ones.
+        let mut blocked = Vec::new();
+        let mut free = Vec::new();
+        for f in &fields {
+            let other_in_flight = self.in_flight_pull(f).filter(|p| *p != d.pull.number);
+            match (self.holders.get(f), other_in_flight) {
+                (Some(h), _) if h.pull == d.pull.number => {}
+                (Some(h), _) if h.expires_ms > now => blocked.push(Blocker {
+                    key: lock_key(&self.repo, f),
+                    held_by: Some(self.pull_ref(h.pull)),
+                }),
+                (_, Some(other)) => blocked.push(Blocker {
+                    key: lock_key(&self.repo, f),
+                    held_by: Some(self.pull_ref(other)),
+                }),
+                (Some(h), None) => {
+                    let _ = h;
+                    free.push(f.clone());
+                }
+                (None, None) => free.push(f.clone()),
+            }
+        }
+        let (user, priority) = (d.user.clone(), d.priority);
+        let hold_ms = self.parked.get(&seq).map_or(0, |w| w.hold_ms);
+        let mut token = None;
+        let mut taken = Vec::new();
+        let mut preempted = Vec::new();
+        if !free.is_empty() {
+            let preempt: Vec<(String, i64)> = free
+                .iter()
+                .filter_map(|f| self.holders.get(f).map(|h| (f.clone(), h.pull)))
+                .collect();
+            let g = self.take(
+                &free,
+                d.pull.number,
+                &user,
+                priority,
+                hold_ms,
+                &preempt,
+                now,
+            );
+            self.set_in_flight(seq, &free);
+            token = Some(g.fencing_token);
+            taken = g.taken;
+            preempted = g.preempted;
+        }
+        if blocked.is_empty() {
+            // Nothing is held by anyone else: it is a proper grant now.
+            let token = match token {
+                Some(t) => t,
+                None => {
+                    // Every lock was the pull's already: a grant under a fresh token.
+                    self.fence += 1;
+                    for f in &fields {
+                        if let Some(h) = self.holders.get_mut(f) {
+                            h.token = self.fence;
+                        }
+                    }
+                    self.set_in_flight(seq, &fields);
+                    self.fence
+                }
+            };
+            if let Some(p) = self.pending.get_mut(&seq) {
+                p.dispatch.reason = DispatchReason::Granted;
+                p.dispatch.fencing_token = Some(token);
+                p.dispatch.preempted = preempted.clone();
+            }
+            return (
+                Admission::Grant {
+                    fencing_token: token,
+                    preempted,
+                },
+                Vec::new(),
+            );
+        }
+        (
+            Admission::HandOff {
+                blocked,
+                taken,
+                fencing_token: token,
+            },
+            Vec::new(),
+        )
+    }
+
+    /// Hands a grant back: the waiter of dispatch `seq` queues again in its old place, its
+    /// locks held under the dispatch's token are released, and each lock Atlantis lists for
+    /// another pull is adopted for that pull. False when the dispatch is gone.
+    pub fn hand_back(
+        &mut self,
+        seq: u64,
+        token: Option<u64>,
+        atlantis: &[(String, i64, String)],
+        hold_ms: i64,
+        now: i64,
+    ) -> (bool, Vec<Dispatch>) {
+        let Some(p) = self.pending.get(&seq) else {
+            return (false, Vec::new());
+        };
+        let pull = p.dispatch.pull.number;
+        let fields: Vec<String> = p.dispatch.locks.iter().map(lock_field).collect();
+        if let Some(t) = token {
+            for f in &fields {
+                if self
+                    .holders
+                    .get(f)
+                    .is_some_and(|h| h.pull == pull && h.token == t)
+                {
+                    self.holders.remove(f);
+                }
+            }
+        }
+        let requeued = self.requeue(seq);
+        for (f, holder, user) in atlantis {
+            if *holder != pull && !self.holders.contains_key(f) && self.in_flight_pull(f).is_none()
+            {
+                self.take(
+                    std::slice::from_ref(f),
+                    *holder,
+                    user,
+                    Priority::Normal,
+                    hold_ms,
+                    &[],
+                    now,
+                );
+            }
+        }
+        let out = self.grant_pass(&fields, now);
+        (requeued, out)
+    }
+
+    /// Releases the locks of `fields` that `pull` holds under `token` (a grant Atlantis refused).
+    pub fn release_grant(
+        &mut self,
+        fields: &[String],
+        pull: i64,
+        token: u64,
+        now: i64,
+    ) -> (usize, Vec<Dispatch>) {
+        let mut released = Vec::new();
+        for f in fields {
+            if self
+                .holders
+                .get(f)
+                .is_some_and(|h| h.pull == pull && h.token == token)
+            {
+                self.holders.remove(f);
+                released.push(f.clone());
+            }
+        }
+        let out = self.grant_pass(&released, now);
+        (released.len(), out)
+    }
+
+    /// Makes `pull` the holder of `field` (Atlantis's holder), if the lock is as `expect` says
+    /// (`None`: free; `Some((pull, token))`: that grant) and no grant of it is in flight.
+    pub fn adopt(
+        &mut self,
+        field: &str,
+        pull: i64,
+        user: &str,
+        hold_ms: i64,
+        expect: Option<(i64, u64)>,
+        now: i64,
+    ) -> bool {
+        if self.in_flight.contains_key(field) {
+            return false;
+        }
+        let current = self.holders.get(field).map(|h| (h.pull, h.token));
+        if current != expect || current.is_some_and(|(p, _)| p == pull) {
+            return false;
+        }
+        self.take(
+            &[field.to_owned()],
+            pull,
+            user,
+            Priority::Normal,
+            hold_ms,
+            &[],
+            now,
+        );
+        true
+    }
+
+    /// Refuses request `rid` from now until `until_ms`: a queued waiter of it leaves silently, a
+    /// grant of it not yet replayed is cancelled. True when something was removed.
+    pub fn forget(&mut self, rid: &str, until_ms: i64, now: i64) -> (bool, Vec<Dispatch>) {
+        self.forgotten.retain(|_, until| *until > now);
+        self.forgotten.insert(rid.to_owned(), until_ms);
+        let Some(seq) = self.requests.remove(rid) else {
+            return (false, Vec::new());
+        };
+        if let Some(w) = self.unqueue(seq) {
+            let out = self.grant_pass(&w.fields, now);
+            return (true, out);
+        }
+        if let Some(p) = self.pending.get(&seq).cloned() {
+            let fields: Vec<String> = p.dispatch.locks.iter().map(lock_field).collect();
+            if let Some(t) = p.dispatch.fencing_token {
+                for f in &fields {
+                    if self
+                        .holders
+                        .get(f)
+                        .is_some_and(|h| h.pull == p.dispatch.pull.number && h.token == t)
+                    {
+                        self.holders.remove(f);
+                    }
+                }
+            }
+            let touched = self.finish(seq);
+            let out = self.grant_pass(&touched, now);
+            return (true, out);
+        }
+        (false, Vec::new())
+    }
+
+    /// Whether request `rid` was forgotten (and may not queue).
+    pub fn is_forgotten(&self, rid: &str, now: i64) -> bool {
+        self.forgotten.get(rid).is_some_and(|until| *until > now)
+    }
+
+    /// The queued (or dispatched) waiter of request `rid`, if any.
+    pub fn request_seq(&self, rid: &str) -> Option<u64> {
+        let seq = *self.requests.get(rid)?;
+        (self.waiters.contains_key(&seq) || self.pending.contains_key(&seq)).then_some(seq)
+    }
+
+    /// Whether the repository holds nothing at all (so it can be pruned).
+    pub fn is_idle(&self) -> bool {
+        self.holders.is_empty()
+            && self.waiters.is_empty()
+            && self.pending.is_empty()
+            && self.in_flight.is_empty()
+            && self.forgotten.is_empty()
+            && self.deadlocks.is_empty()
     }
 }

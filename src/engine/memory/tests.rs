@@ -20,6 +20,7 @@ fn req(pull: i64, dir: &str) -> AcquireRequest {
         user: "u".into(),
         priority: Priority::Normal,
         hold_timeout: None,
+        request_id: None,
     }
 }
 

@@ -26,13 +26,15 @@ use redis::{Script, Value};
 use tokio::sync::mpsc;
 
 use self::conn::{Backend, op_deadline, safe_to_retry};
-use self::reply::{Snapshot, array, at, bad, bytes, decode_dispatch, int, opt_int, text};
+use self::reply::{
+    Snapshot, array, at, bad, bytes, decode_dispatch, decode_preempted, int, opt_int, text,
+};
 use self::scripts::Scripts;
 use super::deadlock::{find_victim, remove_waiter};
 use super::events::{self, TARGET};
 use super::types::{lock_field, lock_key};
 use super::{
-    AcquireOutcome, AcquireRequest, Blocker, DeadlockRecord, Dispatch, DispatchReceiver,
+    AcquireOutcome, AcquireRequest, Admission, Blocker, DeadlockRecord, Dispatch, DispatchReceiver,
     EngineError, EngineResult, EngineSettings, EngineStats, Enqueued, Grant, LockEngine, LockInfo,
     Preempted, QueueInfo, QueueOutcome, QueuePosition, RedisSettings, ReleaseOutcome,
     ReleaseSummary, WaiterId, from_unix_ms, rank,
@@ -58,6 +60,7 @@ enum AcquireReply {
     Held(Vec<Blocker>),
     Full(String),
     Queued(Enqueued),
+    Forgotten,
 }
 
 impl RedisEngine {
@@ -181,6 +184,7 @@ impl RedisEngine {
             s.max_queue_size.to_string().into(),
             format!("{:e}", s.aging_per_ms()).into(),
             payload,
+            req.request_id.clone().unwrap_or_default().into_bytes(),
         ];
         args.extend(req.fields().into_iter().map(String::into_bytes));
         let v = self
@@ -210,8 +214,16 @@ impl RedisEngine {
                         pull: pull(text(p)?)?.ok_or_else(|| bad("preempted pull"))?,
                     });
                 }
+                let taken = match items.get(5) {
+                    Some(v) => array(v)?
+                        .iter()
+                        .map(|f| text(f).map(|f| lock_key(repo, &f)))
+                        .collect::<Result<_, _>>()?,
+                    None => req.locks.clone(),
+                };
                 Ok(AcquireReply::Granted(Grant {
                     fencing_token: int(at(items, 1)?)? as u64,
+                    taken,
                     expires_at: from_unix_ms(int(at(items, 2)?)?),
                     preempted,
                 }))
@@ -252,8 +264,21 @@ impl RedisEngine {
                     positions,
                 }))
             }
+            4 => Ok(AcquireReply::Forgotten),
             _ => Err(bad("acquire status")),
         }
+    }
+
+    /// Runs the repair script in `mode` and delivers the dispatches it made (reply `{n, ds}`).
+    async fn repair(&self, repo: &str, mode: &str, args: Vec<Vec<u8>>) -> EngineResult<i64> {
+        let mut all: Vec<Vec<u8>> = vec![mode.into()];
+        all.extend(args);
+        let v = self.run(&self.scripts.repair, repo, all).await?;
+        let items = array(&v)?;
+        if let Some(ds) = items.get(1) {
+            self.deliver(repo, ds)?;
+        }
+        int(at(items, 0)?)
     }
 
     /// Decodes dispatch records and sends them to this replica's dispatcher.
@@ -425,6 +450,7 @@ impl LockEngine for RedisEngine {
                         max: self.settings.max_queue_size,
                     })
                 }
+                AcquireReply::Forgotten => Ok(QueueOutcome::Forgotten),
                 AcquireReply::Held(_) => Err(bad("acquire-or-enqueue held")),
             }
         })
@@ -557,8 +583,144 @@ impl LockEngine for RedisEngine {
         let id = dispatch.id.clone();
         Box::pin(async move {
             let args = vec![format!("{:012}", id.seq).into_bytes()];
-            self.run(&self.scripts.confirm, &id.repo, args).await?;
+            let v = self.run(&self.scripts.confirm, &id.repo, args).await?;
+            if let Some(ds) = array(&v)?.get(1) {
+                self.deliver(&id.repo, ds)?;
+            }
             Ok(())
+        })
+    }
+
+    fn admit(&self, dispatch: &Dispatch) -> BoxFuture<'_, EngineResult<Admission>> {
+        let id = dispatch.id.clone();
+        Box::pin(async move {
+            let repo = id.repo.as_str();
+            let args = vec![format!("{:012}", id.seq).into_bytes()];
+            let v = self.run(&self.scripts.admit, repo, args).await?;
+            let items = array(&v)?;
+            let pull = |t: String| -> EngineResult<Option<PullRef>> {
+                if t.is_empty() {
+                    return Ok(None);
+                }
+                Ok(Some(PullRef {
+                    repo: repo.to_owned(),
+                    number: t.parse().map_err(|_| bad("pull number"))?,
+                }))
+            };
+            Ok(match text(at(items, 0)?)?.as_str() {
+                "done" => Admission::Done,
+                "grant" => Admission::Grant {
+                    fencing_token: int(at(items, 1)?)? as u64,
+                    preempted: decode_preempted(repo, &text(at(items, 2)?)?)?,
+                },
+                "dropped" => {
+                    self.deliver(repo, at(items, 1)?)?;
+                    Admission::Dropped
+                }
+                "requeued" => {
+                    self.deliver(repo, at(items, 1)?)?;
+                    Admission::Requeued
+                }
+                "handoff" => {
+                    let mut blocked = Vec::new();
+                    for pair in array(at(items, 1)?)?.chunks(2) {
+                        let [f, p] = pair else {
+                            return Err(bad("blocker pair"));
+                        };
+                        blocked.push(Blocker {
+                            key: lock_key(repo, &text(f)?),
+                            held_by: pull(text(p)?)?,
+                        });
+                    }
+                    let taken = array(at(items, 2)?)?
+                        .iter()
+                        .map(|f| text(f).map(|f| lock_key(repo, &f)))
+                        .collect::<Result<_, _>>()?;
+                    Admission::HandOff {
+                        blocked,
+                        taken,
+                        fencing_token: opt_int(at(items, 3)?)?.map(|t| t as u64),
+                    }
+                }
+                _ => return Err(bad("admit status")),
+            })
+        })
+    }
+
+    fn hand_back(
+        &self,
+        dispatch: &Dispatch,
+        token: Option<u64>,
+        atlantis: Vec<(LockKey, PullRef, String)>,
+    ) -> BoxFuture<'_, EngineResult<bool>> {
+        let id = dispatch.id.clone();
+        let hold = self.settings.default_timeout.as_millis() as u64;
+        Box::pin(async move {
+            let mut args = vec![
+                format!("{:012}", id.seq).into_bytes(),
+                token
+                    .map(|t| t.to_string())
+                    .unwrap_or_default()
+                    .into_bytes(),
+                hold.to_string().into_bytes(),
+            ];
+            for (k, p, u) in atlantis.into_iter().filter(|(k, _, _)| k.repo == id.repo) {
+                args.push(lock_field(&k).into_bytes());
+                args.push(p.number.to_string().into_bytes());
+                args.push(u.into_bytes());
+            }
+            Ok(self.repair(&id.repo, "back", args).await? == 1)
+        })
+    }
+
+    fn release_grant(
+        &self,
+        pull: PullRef,
+        locks: Vec<LockKey>,
+        token: u64,
+    ) -> BoxFuture<'_, EngineResult<usize>> {
+        Box::pin(async move {
+            let mut args = vec![
+                pull.number.to_string().into_bytes(),
+                token.to_string().into_bytes(),
+            ];
+            args.extend(locks.iter().map(|k| lock_field(k).into_bytes()));
+            let n = self.repair(&pull.repo, "grant", args).await?.max(0) as usize;
+            EngineStats::add(&self.stats.releases, n as u64);
+            Ok(n)
+        })
+    }
+
+    fn adopt(
+        &self,
+        key: LockKey,
+        holder: PullRef,
+        user: String,
+        expect: Option<(i64, u64)>,
+    ) -> BoxFuture<'_, EngineResult<bool>> {
+        let hold = self.settings.default_timeout.as_millis() as u64;
+        Box::pin(async move {
+            self.register(&key.repo).await?;
+            let (ep, et) = expect
+                .map(|(p, t)| (p.to_string(), t.to_string()))
+                .unwrap_or_default();
+            let args = vec![
+                lock_field(&key).into_bytes(),
+                holder.number.to_string().into_bytes(),
+                user.into_bytes(),
+                hold.to_string().into_bytes(),
+                ep.into_bytes(),
+                et.into_bytes(),
+            ];
+            Ok(self.repair(&key.repo, "adopt", args).await? == 1)
+        })
+    }
+
+    fn forget(&self, repo: String, request_id: String) -> BoxFuture<'_, EngineResult<bool>> {
+        let keep = crate::engine::memory::FORGET_FOR.as_millis() as u64;
+        Box::pin(async move {
+            let args = vec![request_id.into_bytes(), keep.to_string().into_bytes()];
+            Ok(self.repair(&repo, "forget", args).await? == 1)
         })
     }
 

@@ -73,15 +73,13 @@ pub fn at(items: &[Value], i: usize) -> Result<&Value, EngineError> {
 
 /// Decodes one dispatch record emitted by the scripts.
 pub fn decode_dispatch(repo: &str, f: &[Value]) -> EngineResult<Dispatch> {
-    let seq = int(at(f, 0)?)? as u64;
-    let reason = DispatchReason::parse(&text(at(f, 1)?)?).ok_or_else(|| bad("dispatch reason"))?;
-    let pull = PullRef {
-        repo: repo.to_owned(),
-        number: int(at(f, 2)?)?,
-    };
-    let locks_text = text(at(f, 5)?)?;
+    decode_dispatch_fields(repo, f)
+}
+
+/// The preempted entries of a dispatch record (`field\tpull` lines).
+pub fn decode_preempted(repo: &str, text_value: &str) -> EngineResult<Vec<Preempted>> {
     let mut preempted = Vec::new();
-    for line in text(at(f, 8)?)?.split('\n').filter(|l| !l.is_empty()) {
+    for line in text_value.split('\n').filter(|l| !l.is_empty()) {
         let (field, p) = line
             .split_once('\t')
             .ok_or_else(|| bad("preempted entry"))?;
@@ -93,6 +91,18 @@ pub fn decode_dispatch(repo: &str, f: &[Value]) -> EngineResult<Dispatch> {
             },
         });
     }
+    Ok(preempted)
+}
+
+fn decode_dispatch_fields(repo: &str, f: &[Value]) -> EngineResult<Dispatch> {
+    let seq = int(at(f, 0)?)? as u64;
+    let reason = DispatchReason::parse(&text(at(f, 1)?)?).ok_or_else(|| bad("dispatch reason"))?;
+    let pull = PullRef {
+        repo: repo.to_owned(),
+        number: int(at(f, 2)?)?,
+    };
+    let locks_text = text(at(f, 5)?)?;
+    let preempted = decode_preempted(repo, &text(at(f, 8)?)?)?;
     Ok(Dispatch {
         id: WaiterId {
             repo: repo.to_owned(),
@@ -111,6 +121,7 @@ pub fn decode_dispatch(repo: &str, f: &[Value]) -> EngineResult<Dispatch> {
         fencing_token: opt_int(at(f, 7)?)?.map(|t| t as u64),
         preempted,
         enqueued_at: from_unix_ms(int(at(f, 9)?)?),
+        attempt: f.get(10).map(int).transpose()?.unwrap_or(0).max(0) as u32,
     })
 }
 
@@ -129,6 +140,10 @@ impl Snapshot {
     pub fn decode(repo: &str, v: &Value) -> EngineResult<Self> {
         let items = array(v)?;
         let now = int(at(items, 0)?)?;
+        let in_flight: Vec<String> = match items.get(3) {
+            Some(v) => array(v)?.iter().map(text).collect::<Result<_, _>>()?,
+            None => Vec::new(),
+        };
         let mut locks = Vec::new();
         for pair in array(at(items, 1)?)?.chunks(2) {
             let [f, val] = pair else {
@@ -140,8 +155,10 @@ impl Snapshot {
                 return Err(bad("holder record"));
             };
             let num = |s: &str| s.parse::<i64>().map_err(|_| bad("holder number"));
+            let field = text(f)?;
             locks.push(LockInfo {
-                key: lock_key(repo, &text(f)?),
+                dispatching: in_flight.contains(&field),
+                key: lock_key(repo, &field),
                 pull: PullRef {
                     repo: repo.to_owned(),
                     number: num(pull)?,

@@ -19,6 +19,10 @@ pub struct Scripts {
     pub confirm: Script,
     /// Read one repository's holders and queues.
     pub snapshot: Script,
+    /// Decide what a dispatch may send, right before it is sent.
+    pub admit: Script,
+    /// Repairs toward Atlantis: adopt, hand back, release a refused grant, forget a request.
+    pub repair: Script,
 }
 
 fn with_prelude(body: &str) -> Script {
@@ -35,6 +39,8 @@ impl Scripts {
             maintain: with_prelude(include_str!("lua/maintain.lua")),
             confirm: with_prelude(include_str!("lua/confirm.lua")),
             snapshot: with_prelude(include_str!("lua/snapshot.lua")),
+            admit: with_prelude(include_str!("lua/admit.lua")),
+            repair: with_prelude(include_str!("lua/repair.lua")),
         }
     }
 }

@@ -354,8 +354,27 @@ impl CircuitBreaker {
     }
 }
 
-/// How often the prober looks at an open breaker.
-const PROBE_EVERY: Duration = Duration::from_secs(1);
+/// How often the prober looks at a breaker that is not closed: with the default
+/// `success-threshold` of 3 the breaker closes well within 2 s of the backend answering again.
+const PROBE_EVERY: Duration = Duration::from_millis(250);
+
+impl CircuitBreaker {
+    /// The backend answered a direct ping while the breaker is open: probe it now instead of
+    /// waiting out `timeout` (recovery follows the backend, not the clock).
+    pub fn backend_answers(&self) {
+        if !self.settings.enabled {
+            return;
+        }
+        let mut inner = self.lock();
+        if self.state.load(Ordering::Acquire) == OPEN {
+            self.generation.fetch_add(1, Ordering::AcqRel);
+            inner.successes = 0;
+            inner.probes_in_flight = 0;
+            self.set_state(HALF_OPEN);
+            tracing::info!("circuit breaker half-open: the engine backend answers again");
+        }
+    }
+}
 
 impl CircuitBreaker {
     /// Pings the engine backend while the breaker is not closed, so it closes again when the
@@ -377,9 +396,19 @@ impl CircuitBreaker {
                     () = stop.cancelled() => return,
                     _ = tick.tick() => {}
                 }
-                if me.state() != BreakerState::Closed {
-                    // Refused while still open: nothing to do until the timeout passes.
-                    let _ = me.call(engine.ping()).await;
+                match me.state() {
+                    BreakerState::Closed => {}
+                    // Open: ask the backend directly; once it answers, probes start at once.
+                    BreakerState::Open => {
+                        let ping =
+                            tokio::time::timeout(Duration::from_secs(1), engine.ping()).await;
+                        if matches!(ping, Ok(Ok(()))) {
+                            me.backend_answers();
+                        }
+                    }
+                    BreakerState::HalfOpen => {
+                        let _ = me.call(engine.ping()).await;
+                    }
                 }
             }
         })

@@ -73,6 +73,7 @@ impl EnhancedDecision {
                     .iter()
                     .find_map(|p| p.held_by.as_ref().map(|h| h.number)),
             ),
+            QueueOutcome::Forgotten => Self::NoOp,
         }
     }
 

@@ -25,6 +25,7 @@ fn acquire(n: i64, locks: Vec<LockKey>) -> ShadowOp {
         user: "alice".into(),
         priority: crate::classify::Priority::Normal,
         hold_timeout: None,
+        request_id: None,
     })
 }
 

@@ -167,6 +167,7 @@ pub fn req(n: i64, priority: Priority, dirs: &[&str]) -> AcquireRequest {
         user: format!("user{n}"),
         priority,
         hold_timeout: None,
+        request_id: None,
     }
 }
 

@@ -74,6 +74,7 @@ async fn apply(
                     format!("granted {} {:?}", g.fencing_token, g.preempted)
                 }
                 Ok(QueueOutcome::Queued(q)) => format!("queued {} {:?}", q.waiter_id, q.positions),
+                Ok(QueueOutcome::Forgotten) => "forgotten".to_owned(),
                 Err(err) => format!("error {err}"),
             }
         }

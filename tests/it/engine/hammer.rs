@@ -106,6 +106,7 @@ async fn worker(engine: Arc<dyn LockEngine>, task: usize, checker: Arc<Checker>,
             user: format!("task{task}"),
             priority,
             hold_timeout: None,
+            request_id: None,
         };
         let token = match engine
             .acquire_or_enqueue(request, payload.clone())
@@ -116,6 +117,7 @@ async fn worker(engine: Arc<dyn LockEngine>, task: usize, checker: Arc<Checker>,
                 router.lock().expect("router").remove(&payload);
                 Some(g.fencing_token)
             }
+            QueueOutcome::Forgotten => unreachable!("no request id is given"),
             QueueOutcome::Queued(_) => {
                 checker.queued.fetch_add(1, Ordering::Relaxed);
                 let d = tokio::time::timeout(Duration::from_secs(15), rx)

@@ -1,6 +1,7 @@
 //! The enhanced path end to end, through the real HTTP path: fake Atlantis, real engine (memory
 //! and a real redis-server).
 
+mod exclusion;
 mod notices;
 mod operator;
 mod queue;

@@ -56,6 +56,53 @@ struct Inner {
     delay: Duration,
     /// Simulate an Atlantis older than v0.34 (no `GET /api/locks`).
     no_api_locks: bool,
+    /// How long after answering a webhook Atlantis acts on it: `min + [0, jitter)`.
+    processing: (Duration, Duration),
+    /// Seeded generator for the jitter.
+    rng: u64,
+    /// `GET /api/locks` waits this long (a busy Atlantis lists its locks slowly).
+    api_locks_delay: Duration,
+    /// Requests the proxy marked as admitted that met another pull's lock.
+    conflicts: Vec<Conflict>,
+    /// Pulls closed (commands on them are refused, as Atlantis does).
+    closed: std::collections::HashSet<(String, i64)>,
+    /// Commands that arrived for a closed pull.
+    closed_pull_runs: usize,
+    /// Admitted delivery ids already run once (to count duplicates).
+    admitted_runs: std::collections::HashMap<String, usize>,
+}
+
+/// An admitted request (grant or replay) that Atlantis refused as locked: the bug §10 forbids.
+#[derive(Clone, Debug)]
+pub struct Conflict {
+    pub key: String,
+    pub pull: i64,
+    pub holder: i64,
+    pub token: String,
+}
+
+/// What the proxy said about a request it forwarded.
+#[derive(Clone, Debug, Default)]
+struct Meta {
+    admitted: Option<String>,
+    handoff: bool,
+    delivery: String,
+}
+
+impl Meta {
+    fn of(headers: &HeaderMap) -> Self {
+        let h = |n: &str| {
+            headers
+                .get(n)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        Meta {
+            admitted: h("x-lock-proxy-admitted"),
+            handoff: h("x-lock-proxy-handoff").is_some(),
+            delivery: h("x-github-delivery").unwrap_or_default(),
+        }
+    }
 }
 
 /// Handle to a running fake Atlantis.
@@ -140,6 +187,55 @@ impl FakeAtlantis {
 
     pub fn set_no_api_locks(&self, on: bool) {
         self.inner.lock().unwrap().no_api_locks = on;
+    }
+
+    /// Webhooks are acted on `min + [0, jitter)` after Atlantis answered them (default 10 ms).
+    pub fn set_processing(&self, min: Duration, jitter: Duration, seed: u64) {
+        let mut inner = self.inner.lock().unwrap();
+        inner.processing = (min, jitter);
+        inner.rng = seed | 1;
+    }
+
+    /// `GET /api/locks` answers after `d`.
+    pub fn set_api_locks_delay(&self, d: Duration) {
+        self.inner.lock().unwrap().api_locks_delay = d;
+    }
+
+    /// Admitted requests that met another pull's lock (must stay empty).
+    pub fn conflicts(&self) -> Vec<Conflict> {
+        self.inner.lock().unwrap().conflicts.clone()
+    }
+
+    /// Commands that arrived for pulls already closed.
+    pub fn closed_pull_runs(&self) -> usize {
+        self.inner.lock().unwrap().closed_pull_runs
+    }
+
+    /// Admitted deliveries that ran more than once, counted once per extra run.
+    pub fn duplicate_runs(&self) -> usize {
+        self.inner
+            .lock()
+            .unwrap()
+            .admitted_runs
+            .values()
+            .map(|n| n.saturating_sub(1))
+            .sum()
+    }
+
+    fn processing_delay(&self) -> Duration {
+        let mut inner = self.inner.lock().unwrap();
+        let (min, jitter) = inner.processing;
+        if inner.rng == 0 {
+            return Duration::from_millis(10);
+        }
+        // xorshift64: deterministic for a seed.
+        let mut x = inner.rng;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        inner.rng = x;
+        let j = jitter.as_micros() as u64;
+        min + Duration::from_micros(if j == 0 { 0 } else { x % j })
     }
 
     /// Creates a lock directly, as if taken before the proxy existed.
@@ -262,9 +358,11 @@ async fn events(State(fake): State<FakeAtlantis>, headers: HeaderMap, body: Byte
                 );
             };
             // Atlantis answers at once and runs the command asynchronously.
+            let meta = Meta::of(&headers);
+            let delay = fake.processing_delay();
             tokio::spawn(async move {
-                tokio::time::sleep(Duration::from_millis(10)).await;
-                fake.run_command(&repo, pull, &user, cmd);
+                tokio::time::sleep(delay).await;
+                fake.run_command(&repo, pull, &user, cmd, &meta);
             });
             text(StatusCode::OK, "Processing...")
         }
@@ -276,15 +374,20 @@ async fn events(State(fake): State<FakeAtlantis>, headers: HeaderMap, body: Byte
                 .to_string();
             match payload["action"].as_str().unwrap_or("") {
                 "closed" => {
-                    tokio::spawn(async move {
-                        tokio::time::sleep(Duration::from_millis(10)).await;
-                        fake.release_pull(&repo, pull);
-                    });
+                    // Atlantis cleans up a closed pull before it answers.
+                    fake.inner
+                        .lock()
+                        .unwrap()
+                        .closed
+                        .insert((repo.clone(), pull));
+                    fake.release_pull(&repo, pull);
                     text(StatusCode::OK, "Pull request cleaned successfully")
                 }
                 "opened" | "ready_for_review" | "synchronize" => {
+                    let meta = Meta::of(&headers);
+                    let delay = fake.processing_delay();
                     tokio::spawn(async move {
-                        tokio::time::sleep(Duration::from_millis(10)).await;
+                        tokio::time::sleep(delay).await;
                         fake.run_command(
                             &repo,
                             pull,
@@ -294,6 +397,7 @@ async fn events(State(fake): State<FakeAtlantis>, headers: HeaderMap, body: Byte
                                 workspace: "default".into(),
                                 project: String::new(),
                             },
+                            &meta,
                         );
                     });
                     text(StatusCode::OK, "Processing...")
@@ -385,7 +489,29 @@ impl FakeAtlantis {
             .retain(|_, l| !(l.repo == repo && l.pull == pull));
     }
 
-    fn run_command(&self, repo: &str, pull: i64, user: &str, cmd: Cmd) {
+    fn run_command(&self, repo: &str, pull: i64, user: &str, cmd: Cmd, meta: &Meta) {
+        let closed = {
+            let mut inner = self.inner.lock().unwrap();
+            let closed = inner.closed.contains(&(repo.to_owned(), pull));
+            if closed {
+                inner.closed_pull_runs += 1;
+            }
+            if meta.admitted.is_some() && !meta.handoff && !meta.delivery.is_empty() {
+                *inner
+                    .admitted_runs
+                    .entry(meta.delivery.clone())
+                    .or_default() += 1;
+            }
+            closed
+        };
+        if closed && !matches!(cmd, Cmd::Unlock) {
+            self.comment(
+                repo,
+                pull,
+                "Atlantis commands can't be run on closed pull requests".into(),
+            );
+            return;
+        }
         match cmd {
             Cmd::Plan {
                 dir,
@@ -400,13 +526,26 @@ impl FakeAtlantis {
                     pull,
                     user: user.into(),
                 };
+                let key = key_of(&lock.repo, &lock.path, &lock.workspace, &lock.project);
                 match self.try_lock(lock) {
                     Ok(()) => self.comment(
                         repo,
                         pull,
                         format!("Ran Plan for dir: `{dir}` workspace: `{workspace}`"),
                     ),
-                    Err(holder) => self.comment(repo, pull, locked_text(holder)),
+                    Err(holder) => {
+                        // A hand-off that still took free locks carries a token too, but it is
+                        // expected to meet the locks other pulls hold.
+                        if let (Some(token), false) = (&meta.admitted, meta.handoff) {
+                            self.inner.lock().unwrap().conflicts.push(Conflict {
+                                key,
+                                pull,
+                                holder,
+                                token: token.clone(),
+                            });
+                        }
+                        self.comment(repo, pull, locked_text(holder))
+                    }
                 }
             }
             Cmd::Apply => self.comment(repo, pull, "Ran Apply".into()),
@@ -432,10 +571,21 @@ pub fn locked_text(holder: i64) -> String {
 }
 
 async fn api_locks(State(fake): State<FakeAtlantis>) -> Response {
-    let inner = fake.inner.lock().unwrap();
-    if inner.no_api_locks {
-        return (StatusCode::NOT_FOUND, "404 page not found\n").into_response();
+    // A slow listing is a stale one: the table is read first, the answer comes later.
+    let (wait, locks) = {
+        let inner = fake.inner.lock().unwrap();
+        if inner.no_api_locks {
+            return (StatusCode::NOT_FOUND, "404 page not found\n").into_response();
+        }
+        (inner.api_locks_delay, lock_list(&inner))
+    };
+    if !wait.is_zero() {
+        tokio::time::sleep(wait).await;
     }
+    Json(json!({ "Locks": locks })).into_response()
+}
+
+fn lock_list(inner: &Inner) -> Value {
     let locks: Vec<Value> = inner
         .locks
         .iter()
@@ -449,12 +599,11 @@ async fn api_locks(State(fake): State<FakeAtlantis>) -> Response {
         })
         .collect();
     // Atlantis emits `null`, not `[]`, when there are no locks.
-    let locks = if locks.is_empty() {
+    if locks.is_empty() {
         Value::Null
     } else {
         Value::Array(locks)
-    };
-    Json(json!({ "Locks": locks })).into_response()
+    }
 }
 
 fn api_error(code: StatusCode, msg: &str) -> Response {

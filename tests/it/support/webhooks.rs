@@ -37,12 +37,19 @@ pub fn sign(secret: &str, body: &[u8]) -> String {
     format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
 }
 
+/// A fresh delivery id, as GitHub gives every event (a redelivery resends the same `Webhook`).
+fn delivery_id() -> String {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("{:08x}-{n:04x}-4000-8000-{:012x}", std::process::id(), n)
+}
+
 fn github(event: &str, secret: &str, body: Vec<u8>) -> Webhook {
     Webhook {
         headers: vec![
             ("content-type".into(), "application/json".into()),
             ("x-github-event".into(), event.into()),
-            ("x-github-delivery".into(), format!("d-{}", body.len())),
+            ("x-github-delivery".into(), delivery_id()),
             ("user-agent".into(), "GitHub-Hookshot/abc123".into()),
             ("x-hub-signature-256".into(), sign(secret, &body)),
         ],

@@ -1,18 +1,45 @@
 -- ARGV[4] mode: 0 acquire, 1 acquire-or-enqueue, 2 enqueue; [5] pull; [6] user; [7] rank;
 -- [8] order rank; [9] hold ms; [10] queue timeout ms; [11] max queue size; [12] aging per ms;
--- [13] payload; [14..] lock fields.
--- Replies {1, token, expires, {field, holder, ...} preempted, dispatches} |
+-- [13] payload; [14] request identity ('' none); [15..] lock fields.
+-- Replies {1, token, expires, {field, holder, ...} preempted, dispatches, taken fields} |
 -- {0, field, holder, ...} | {2, field} (queue full) | {3, id, {{field, position, holder}...}, dispatches}
+-- | {4} (the request was forgotten: not queued)
 local mode = ARGV[4]
 local pull, user, rank = ARGV[5], ARGV[6], ARGV[7]
 local hold = tonumber(ARGV[9])
+local rid = ARGV[14]
 local fields = {}
-for i = 14, #ARGV do fields[#fields + 1] = ARGV[i] end
+for i = 15, #ARGV do fields[#fields + 1] = ARGV[i] end
 
-local blocked, preempt = {}, {}
+local function positions_of(id)
+  local positions = {}
+  for _, f in ipairs(fields) do
+    local h = holder(f)
+    local r = redis.call('ZRANK', B .. 'q:' .. f, id)
+    positions[#positions + 1] = { f, r and (r + 1) or 0, h and h.pull or '' }
+  end
+  return positions
+end
+
+if mode ~= '0' and rid ~= '' then
+  if redis.call('EXISTS', B .. 'x:' .. rid) == 1 then return { 4 } end
+  -- The same request again (a redelivery): it keeps its one waiter.
+  local existing = redis.call('HGET', B .. 'r', rid)
+  if existing and (redis.call('ZSCORE', B .. 't', existing) or redis.call('ZSCORE', B .. 'd', existing)) then
+    return { 3, existing, positions_of(existing), {} }
+  end
+end
+
+local blocked, preempt, held = {}, {}, {}
 for _, f in ipairs(fields) do
   local h = holder(f)
-  if not (h and h.pull == pull) then
+  local ifp = in_flight_pull(f)
+  if h and h.pull == pull then
+    held[f] = true
+  elseif ifp and ifp ~= pull then
+    blocked[#blocked + 1] = f
+    blocked[#blocked + 1] = ifp
+  else
     local queued = redis.call('EXISTS', B .. 'q:' .. f) == 1
     if h and (h.exp > NOW or queued) then
       blocked[#blocked + 1] = f
@@ -27,12 +54,20 @@ for _, f in ipairs(fields) do
   end
 end
 
+local function taken_fields()
+  local taken = {}
+  for _, f in ipairs(fields) do
+    if not held[f] then taken[#taken + 1] = f end
+  end
+  return taken
+end
+
 if mode ~= '2' and #blocked == 0 then
   local token = redis.call('INCR', B .. 'f')
   local exp = NOW + hold
   for i = 1, #preempt, 2 do drop(preempt[i], preempt[i + 1]) end
   for _, f in ipairs(fields) do take(f, pull, token, exp, rank, user) end
-  return { 1, token, exp, preempt, {} }
+  return { 1, token, exp, preempt, {}, taken_fields() }
 end
 if mode == '0' then
   local res = { 0 }
@@ -47,9 +82,11 @@ end
 local seq = redis.call('INCR', B .. 's')
 local id = string.format('%012d', seq)
 local score = tonumber(ARGV[12]) * NOW - tonumber(ARGV[8])
+local deadline = NOW + tonumber(ARGV[10])
 redis.call('HSET', B .. 'w:' .. id, 'p', pull, 'u', user, 'r', rank, 'l', table.concat(fields, '\n'),
-  'b', ARGV[13], 't', NOW, 'h', hold)
-redis.call('ZADD', B .. 't', NOW + tonumber(ARGV[10]), id)
+  'b', ARGV[13], 't', NOW, 'h', hold, 'c', score, 'q', deadline, 'i', rid)
+if rid ~= '' then redis.call('HSET', B .. 'r', rid, id) end
+redis.call('ZADD', B .. 't', deadline, id)
 local positions = {}
 for _, f in ipairs(fields) do
   redis.call('ZADD', B .. 'q:' .. f, score, id)
@@ -65,15 +102,15 @@ if mode == '1' then
       -- Granted at once: answer as a grant instead of dispatching the caller's own request.
       table.remove(out, i)
       local w = redis.call('HMGET', B .. 'w:' .. id, 'k', 'x')
-      redis.call('ZREM', B .. 'd', id)
-      redis.call('DEL', B .. 'w:' .. id)
+      local ignored = {}
+      finish(id, ignored)
       local pre = {}
       for _, line in ipairs(split(w[2], '\n')) do
         local fp = split(line, '\t')
         pre[#pre + 1] = fp[1]
         pre[#pre + 1] = fp[2]
       end
-      return { 1, tonumber(w[1]), NOW + hold, pre, emit(out) }
+      return { 1, tonumber(w[1]), NOW + hold, pre, emit(out), taken_fields() }
     end
   end
 end

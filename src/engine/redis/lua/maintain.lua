@@ -32,6 +32,7 @@ local again = {}
 for _, id in ipairs(redis.call('ZRANGEBYSCORE', B .. 'd', '-inf', NOW)) do
   redis.call('ZADD', B .. 'd', NOW + LEASE, id)
   redis.call('HSET', B .. 'w:' .. id, 'o', OWNER)
+  redis.call('HINCRBY', B .. 'w:' .. id, 'a', 1)
   again[#again + 1] = id
 end
 local depth = { 0, 0, 0, 0 }

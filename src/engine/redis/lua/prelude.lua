@@ -9,6 +9,9 @@
 --   t        zset  queued waiter ids by queue deadline
 --   w:<id>   hash  waiter / dispatch record
 --   d        zset  dispatch ids by lease deadline
+--   g:<f>    set   dispatch ids whose replay holds lock field f in flight (one pull's)
+--   r        hash  request identity -> waiter / dispatch id (idempotent enqueue)
+--   x:<rid>  string  a forgotten request identity (expires); such a request is never queued
 --   f, s     counters: fencing token, waiter sequence
 --   k        list  deadlock records (JSON, newest first)
 local B = ARGV[1]
@@ -55,6 +58,48 @@ local function head(f)
   return redis.call('ZRANGE', B .. 'q:' .. f, 0, 0)[1]
 end
 
+-- The pull whose grant of lock field f is being replayed (not confirmed yet), if any.
+local function in_flight_pull(f)
+  for _, id in ipairs(redis.call('SMEMBERS', B .. 'g:' .. f)) do
+    local p = redis.call('HGET', B .. 'w:' .. id, 'p')
+    if p then return p end
+    redis.call('SREM', B .. 'g:' .. f, id)
+  end
+  return nil
+end
+
+local function set_in_flight(id, locks)
+  for _, f in ipairs(locks) do redis.call('SADD', B .. 'g:' .. f, id) end
+end
+
+local function clear_in_flight(id, locks)
+  for _, f in ipairs(locks) do redis.call('SREM', B .. 'g:' .. f, id) end
+end
+
+-- Forgets a dispatch record (confirmed, cancelled or dropped); its locks go to `touched`.
+local function finish(id, touched)
+  local w = redis.call('HMGET', B .. 'w:' .. id, 'l', 'i')
+  local locks = split(w[1], '\n')
+  clear_in_flight(id, locks)
+  for _, f in ipairs(locks) do touched[#touched + 1] = f end
+  if w[2] and w[2] ~= '' then redis.call('HDEL', B .. 'r', w[2]) end
+  redis.call('ZREM', B .. 'd', id)
+  redis.call('DEL', B .. 'w:' .. id)
+end
+
+-- Puts a dispatched waiter back into its queues at its old score and deadline.
+local function requeue(id)
+  local w = redis.call('HMGET', B .. 'w:' .. id, 'l', 'c', 'q', 't')
+  local locks = split(w[1], '\n')
+  clear_in_flight(id, locks)
+  redis.call('ZREM', B .. 'd', id)
+  redis.call('HDEL', B .. 'w:' .. id, 'z', 'k', 'x', 'o', 'a')
+  local score = tonumber(w[2]) or tonumber(w[4]) or NOW
+  local deadline = tonumber(w[3]) or NOW
+  redis.call('ZADD', B .. 't', deadline, id)
+  for _, f in ipairs(locks) do redis.call('ZADD', B .. 'q:' .. f, score, id) end
+end
+
 -- Takes a waiter out of its queues and leases it as a dispatch with `reason`.
 local function to_dispatch(id, locks, reason, token, preempted)
   for _, f in ipairs(locks) do
@@ -83,6 +128,9 @@ local function try_grant(id, out)
         pre[#pre + 1] = f .. '\t' .. h.pull
       end
     end
+    -- One grant in flight per lock: the next pull waits until that replay is confirmed.
+    local ifp = in_flight_pull(f)
+    if ifp and ifp ~= pull then return end
   end
   local token = redis.call('INCR', B .. 'f')
   local exp = NOW + tonumber(w[5])
@@ -94,7 +142,9 @@ local function try_grant(id, out)
     take(f, pull, token, exp, w[3], w[2])
   end
   to_dispatch(id, locks, 'granted', token, table.concat(pre, '\n'))
+  set_in_flight(id, locks)
   out[#out + 1] = id
+  return true
 end
 
 -- Visits the queues of `fields` in byte order (as the memory engine does), so both backends hand
@@ -109,10 +159,12 @@ local function grant_pass(fields, out)
   end
   table.sort(sorted)
   for _, f in ipairs(sorted) do
-    local id = head(f)
-    if id and not seen[id] then
+    -- A grant can unblock the next head too: the same pull's extra waiter (re-entrant).
+    while true do
+      local id = head(f)
+      if not id or seen[id] then break end
       seen[id] = true
-      try_grant(id, out)
+      if not try_grant(id, out) then break end
     end
   end
 end
@@ -127,12 +179,13 @@ local function remove_waiter(id, reason, out, touched)
   return true
 end
 
--- Dispatch records as flat arrays: id, reason, pull, user, rank, locks, payload, token, preempted, enqueued.
+-- Dispatch records as flat arrays: id, reason, pull, user, rank, locks, payload, token, preempted,
+-- enqueued, attempt.
 local function emit(ids)
   local res = {}
   for _, id in ipairs(ids) do
-    local w = redis.call('HMGET', B .. 'w:' .. id, 'z', 'p', 'u', 'r', 'l', 'b', 'k', 'x', 't')
-    res[#res + 1] = { id, w[1] or '', w[2] or '', w[3] or '', w[4] or '0', w[5] or '', w[6] or '', w[7] or '', w[8] or '', w[9] or '0' }
+    local w = redis.call('HMGET', B .. 'w:' .. id, 'z', 'p', 'u', 'r', 'l', 'b', 'k', 'x', 't', 'a')
+    res[#res + 1] = { id, w[1] or '', w[2] or '', w[3] or '', w[4] or '0', w[5] or '', w[6] or '', w[7] or '', w[8] or '', w[9] or '0', w[10] or '0' }
   end
   return res
 end

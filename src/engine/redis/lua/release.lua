@@ -1,6 +1,6 @@
 -- ARGV[4] mode: 'key' (ARGV[5] field, ARGV[6] pull or '' to force) | 'pull' (ARGV[5] pull).
 -- Replies {status, holder, released fields, removed ids, dispatches}; status 1 released,
--- 0 not held, -1 held by another pull.
+-- 0 not held, -1 held by another pull. A released pull's waiters are dispatched 'dropped'.
 local out, touched, released, removed = {}, {}, {}, {}
 if ARGV[4] == 'key' then
   local f = ARGV[5]
@@ -21,7 +21,7 @@ for _, f in ipairs(redis.call('SMEMBERS', B .. 'p:' .. pull)) do
 end
 for _, id in ipairs(redis.call('ZRANGE', B .. 't', 0, -1)) do
   if redis.call('HGET', B .. 'w:' .. id, 'p') == pull then
-    remove_waiter(id, 'removed', out, touched)
+    remove_waiter(id, 'dropped', out, touched)
     removed[#removed + 1] = id
   end
 end

@@ -1,4 +1,5 @@
--- Replies {now, holders {field, value}..., queues {field, {id, pull, user, rank, enqueued}...}...}.
+-- Replies {now, holders {field, value}..., queues {field, {id, pull, user, rank, enqueued}...}...,
+-- fields whose grant is in flight}.
 local holders = redis.call('HGETALL', B .. 'h')
 local fields, seen = {}, {}
 local waiters = {}
@@ -20,4 +21,8 @@ for _, f in ipairs(fields) do
   end
   queues[#queues + 1] = q
 end
-return { NOW, holders, queues }
+local inflight = {}
+for i = 1, #holders, 2 do
+  if in_flight_pull(holders[i]) then inflight[#inflight + 1] = holders[i] end
+end
+return { NOW, holders, queues, inflight }

@@ -1,0 +1,94 @@
+-- Repairs toward Atlantis. ARGV[4] mode:
+--   'adopt': ARGV[5] field, [6] pull, [7] user, [8] hold ms, [9] expected holder pull or '' (free),
+--            [10] expected token. Makes pull the holder if the lock is as expected and no grant of it
+--            is in flight; serves no waiter. Replies {adopted 0/1}.
+--   'back':  ARGV[5] dispatch id, [6] token or '', [7] hold ms, [8..] triples field, pull, user.
+--            Releases the dispatch's locks held under token, queues its waiter again in its old
+--            place, adopts each listed holder where the lock is free. Replies {0/1, dispatches}.
+--   'grant': ARGV[5] pull, [6] token, [7..] fields. Releases those the pull holds under token.
+--            Replies {released count, dispatches}.
+--   'forget': ARGV[5] request identity, [6] ms to keep refusing it. Replies {removed 0/1, dispatches}.
+local mode = ARGV[4]
+if mode == 'adopt' then
+  local f, pull = ARGV[5], ARGV[6]
+  if in_flight_pull(f) then return { 0 } end
+  local h = holder(f)
+  if ARGV[9] == '' then
+    if h then return { 0 } end
+  elseif not h or h.pull ~= ARGV[9] or h.token ~= ARGV[10] then
+    return { 0 }
+  end
+  if h and h.pull == pull then return { 0 } end
+  if h then drop(f, h.pull) end
+  local tok = redis.call('INCR', B .. 'f')
+  take(f, pull, tok, NOW + tonumber(ARGV[8]), 1, ARGV[7])
+  return { 1 }
+end
+local out = {}
+if mode == 'back' then
+  local id = ARGV[5]
+  if not redis.call('ZSCORE', B .. 'd', id) then return { 0, {} } end
+  local pull = redis.call('HGET', B .. 'w:' .. id, 'p')
+  local locks = split(redis.call('HGET', B .. 'w:' .. id, 'l'), '\n')
+  if ARGV[6] ~= '' then
+    for _, f in ipairs(locks) do
+      local h = holder(f)
+      if h and h.pull == pull and h.token == ARGV[6] then drop(f, pull) end
+    end
+  end
+  requeue(id)
+  for i = 8, #ARGV - 2, 3 do
+    local f, p, u = ARGV[i], ARGV[i + 1], ARGV[i + 2]
+    if p ~= pull and not holder(f) and not in_flight_pull(f) then
+      local tok = redis.call('INCR', B .. 'f')
+      take(f, p, tok, NOW + tonumber(ARGV[7]), 1, u)
+    end
+  end
+  grant_pass(locks, out)
+  return { 1, emit(out) }
+end
+if mode == 'grant' then
+  local pull, tok, released = ARGV[5], ARGV[6], {}
+  for i = 7, #ARGV do
+    local h = holder(ARGV[i])
+    if h and h.pull == pull and h.token == tok then
+      drop(ARGV[i], pull)
+      released[#released + 1] = ARGV[i]
+    end
+  end
+  grant_pass(released, out)
+  return { #released, emit(out) }
+end
+if mode == 'forget' then
+  local rid = ARGV[5]
+  redis.call('SET', B .. 'x:' .. rid, '1', 'PX', ARGV[6])
+  local id = redis.call('HGET', B .. 'r', rid)
+  if not id then return { 0, {} } end
+  redis.call('HDEL', B .. 'r', rid)
+  local touched = {}
+  if redis.call('ZSCORE', B .. 't', id) then
+    local locks = split(redis.call('HGET', B .. 'w:' .. id, 'l'), '\n')
+    for _, f in ipairs(locks) do
+      redis.call('ZREM', B .. 'q:' .. f, id)
+      touched[#touched + 1] = f
+    end
+    redis.call('ZREM', B .. 't', id)
+    redis.call('DEL', B .. 'w:' .. id)
+    grant_pass(touched, out)
+    return { 1, emit(out) }
+  end
+  if redis.call('ZSCORE', B .. 'd', id) then
+    local w = redis.call('HMGET', B .. 'w:' .. id, 'p', 'k', 'l')
+    if w[2] and w[2] ~= '' then
+      for _, f in ipairs(split(w[3], '\n')) do
+        local h = holder(f)
+        if h and h.pull == w[1] and h.token == w[2] then drop(f, w[1]) end
+      end
+    end
+    finish(id, touched)
+    grant_pass(touched, out)
+    return { 1, emit(out) }
+  end
+  return { 0, {} }
+end
+return redis.error_reply('unknown repair mode')
