@@ -199,7 +199,11 @@ fn config_errors_never_print_secrets() {
         ),
     )
     .unwrap();
-    let out = Command::new(BIN).arg("--config").arg(&path).output().unwrap();
+    let out = Command::new(BIN)
+        .arg("--config")
+        .arg(&path)
+        .output()
+        .unwrap();
     let _ = std::fs::remove_file(&path);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "{err}");

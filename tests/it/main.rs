@@ -11,6 +11,7 @@ mod deploy;
 mod engine;
 mod enhanced;
 mod forwarding;
+mod fuzz_smoke;
 mod hardening;
 mod notify;
 mod resolve;
