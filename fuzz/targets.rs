@@ -12,8 +12,15 @@ use atlantis_lock_proxy::resolve::PatternList;
 use atlantis_lock_proxy::resolve::parse_atlantis_yaml;
 use atlantis_lock_proxy::upstream::replay::StoredRequest;
 
-/// (method, path, headers) of the requests the network can send to a lock route.
-const SHAPES: &[(&str, &str, &[(&str, &str)])] = &[
+/// A request shape: method, path, the headers a VCS sends.
+type Shape = (
+    &'static str,
+    &'static str,
+    &'static [(&'static str, &'static str)],
+);
+
+/// The requests the network can send to a lock route.
+const SHAPES: &[Shape] = &[
     ("POST", "/events", &[("x-github-event", "issue_comment")]),
     ("POST", "/events", &[("x-github-event", "pull_request")]),
     ("POST", "/events", &[("x-gitlab-event", "Note Hook")]),
