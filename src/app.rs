@@ -141,6 +141,7 @@ impl App {
             shadow,
             limits,
             unsigned_webhooks,
+            tasks: crate::supervise::TaskHealth::new(),
         });
         Ok(App {
             config,
@@ -194,6 +195,24 @@ impl App {
         let follower =
             st.control
                 .spawn_follower(st.router.clone(), Some(st.metrics.clone()), stop.clone());
+        // Each of them runs until shutdown; one that ends earlier fails /readyz.
+        let watch = |name, task| {
+            st.tasks
+                .watch(name, task, stop.clone(), Some(st.metrics.clone()))
+        };
+        let background = watch("maintenance", background);
+        let dispatcher = dispatcher.map(|d| watch("dispatcher", d));
+        // The reconciler stops by itself against an Atlantis older than v0.34 (it says so).
+        let reconciler = st.tasks.watch_may_return(
+            "reconciler",
+            reconciler,
+            stop.clone(),
+            Some(st.metrics.clone()),
+        );
+        let stats = watch("stats", stats);
+        let prober = watch("breaker-prober", prober);
+        let watcher = watch("path-watcher", watcher);
+        let follower = follower.map(|f| watch("split-follower", f));
         let admin = {
             let router = admin::router(self.admin_state.clone());
             let limits = admin_limits(&self.config);

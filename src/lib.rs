@@ -36,6 +36,7 @@ pub mod notify;
 pub mod proxy;
 pub mod resolve;
 pub mod route;
+pub mod supervise;
 pub mod telemetry;
 pub mod upstream;
 pub mod vcs;

@@ -51,6 +51,8 @@ pub struct AdminState {
     pub limits: Arc<RateLimits>,
     /// VCSs whose webhooks are gated without a secret (`atlantis.allow-unsigned-webhooks`).
     pub unsigned_webhooks: Vec<crate::classify::Vcs>,
+    /// Background tasks that ended before shutdown (they fail `/readyz`).
+    pub tasks: Arc<crate::supervise::TaskHealth>,
 }
 
 impl AdminState {
@@ -136,12 +138,22 @@ async fn readyz(
     st.metrics.set_backend_health(engine.is_ok());
     let engine_optional =
         q.engine.as_deref() == Some("optional") && st.enhanced.settings().legacy_fallback;
-    let ready = atlantis.is_ok() && (engine.is_ok() || engine_optional);
+    let ended = st.tasks.ended();
+    let tasks = if ended.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "background task(s) ended before shutdown: {}",
+            ended.join(", ")
+        ))
+    };
+    let ready = atlantis.is_ok() && (engine.is_ok() || engine_optional) && tasks.is_ok();
     let body = json!({
         "status": if ready { "ready" } else { "unavailable" },
         "checks": {
             "atlantis": atlantis.err().unwrap_or_else(|| "ok".into()),
             "engine": engine.err().unwrap_or_else(|| "ok".into()),
+            "tasks": tasks.err().unwrap_or_else(|| "ok".into()),
         },
         // Informational: an open breaker already means enhanced traffic takes the legacy path,
         // so it does not make the replica unready.

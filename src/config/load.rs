@@ -34,6 +34,21 @@ const ENV_ALIASES: &[(&str, &str)] = &[
     ("ALP_GITLAB_TOKEN", "atlantis.vcs-tokens.gitlab"),
 ];
 
+/// Keys whose values are secrets: an override of one is taken as the raw string, whatever it
+/// looks like (`ALP_REDIS_PASSWORD=20240101` is not a number, `ALP_ADMIN_TOKEN=1234e5` no float).
+pub const SECRET_KEYS: &[&str] = &[
+    "admin.token",
+    "atlantis.api-secret",
+    "atlantis.webhook-secrets.github",
+    "atlantis.webhook-secrets.gitlab",
+    "atlantis.webhook-secrets.bitbucket",
+    "atlantis.webhook-secrets.gitea",
+    "atlantis.webhook-secrets.azuredevops.password",
+    "atlantis.vcs-tokens.github",
+    "atlantis.vcs-tokens.gitlab",
+    "enhanced-locking.redis.password",
+];
+
 /// One value set from outside the file: a dotted key path and its text.
 #[derive(Clone, Debug)]
 pub struct Override {
@@ -94,7 +109,12 @@ pub fn assemble(
     }
     expand_env(&mut root, env, "")?;
     for o in overrides {
-        set_path(&mut root, &o.key, scalar(&o.value), &o.source)?;
+        let value = if SECRET_KEYS.contains(&o.key.as_str()) {
+            Value::String(o.value.clone())
+        } else {
+            scalar(&o.value)
+        };
+        set_path(&mut root, &o.key, value, &o.source)?;
     }
     serde_path_to_error::deserialize::<_, RawConfig>(root).map_err(|e| {
         let key = e.path().to_string();
@@ -238,7 +258,11 @@ mod tests {
         )
         .unwrap();
         assert_eq!(
-            raw.enhanced_locking.redis.password.as_deref(),
+            raw.enhanced_locking
+                .redis
+                .password
+                .map(String::from)
+                .as_deref(),
             Some("s3cret")
         );
         let err = assemble(
@@ -248,6 +272,81 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(err.key, "admin.token");
+    }
+
+    /// Issue 14 item 15: every secret key takes the environment's text as it is.
+    #[test]
+    fn secrets_from_the_environment_are_raw_strings() {
+        for key in SECRET_KEYS {
+            for value in ["20240101", "1234e5", "true", "0x1F", "'quoted'", "[a]", "~"] {
+                let o = [Override {
+                    key: key.to_string(),
+                    value: value.to_string(),
+                    source: "ALP_TEST".into(),
+                }];
+                let file = "atlantis:\n  webhook-secrets:\n    azuredevops:\n      user: u\n";
+                let raw = assemble(Some(("f.yaml", file)), &HashMap::new(), &o)
+                    .unwrap_or_else(|e| panic!("{key}={value}: {e}"));
+                let got = [
+                    raw.admin.token,
+                    raw.atlantis.api_secret,
+                    raw.atlantis.webhook_secrets.github,
+                    raw.atlantis.webhook_secrets.gitlab,
+                    raw.atlantis.webhook_secrets.bitbucket,
+                    raw.atlantis.webhook_secrets.gitea,
+                    raw.atlantis
+                        .webhook_secrets
+                        .azuredevops
+                        .and_then(|a| a.password),
+                    raw.atlantis.vcs_tokens.github,
+                    raw.atlantis.vcs_tokens.gitlab,
+                    raw.enhanced_locking.redis.password,
+                ];
+                let set: Vec<String> = got.into_iter().flatten().map(String::from).collect();
+                assert_eq!(set, vec![value.to_string()], "{key}");
+            }
+        }
+        // The aliases name secret keys too.
+        let e = env(&[
+            ("ALP_REDIS_PASSWORD", "20240101"),
+            ("ALP_ADMIN_TOKEN", "1234e5"),
+        ]);
+        let raw = assemble(None, &e, &env_overrides(&e)).unwrap();
+        assert_eq!(
+            raw.enhanced_locking
+                .redis
+                .password
+                .map(String::from)
+                .as_deref(),
+            Some("20240101")
+        );
+        assert_eq!(raw.admin.token.map(String::from).as_deref(), Some("1234e5"));
+    }
+
+    /// Issue 14 item 14: a secret that YAML reads as a number is refused, naming the key but not
+    /// the value.
+    #[test]
+    fn a_secret_of_another_type_in_the_file_is_not_printed() {
+        for (yaml, key) in [
+            ("admin:\n  token: 98765432\n", "admin.token"),
+            ("atlantis:\n  api-secret: 1234e5\n", "atlantis.api-secret"),
+            (
+                "enhanced-locking:\n  redis:\n    password: 24681357\n",
+                "enhanced-locking.redis.password",
+            ),
+            (
+                "atlantis:\n  webhook-secrets:\n    github: true\n",
+                "atlantis.webhook-secrets.github",
+            ),
+        ] {
+            let e = assemble(Some(("f.yaml", yaml)), &HashMap::new(), &[]).unwrap_err();
+            assert_eq!(e.key, key);
+            let text = e.to_string();
+            for leak in ["98765432", "1234", "123400000", "24681357", "true"] {
+                assert!(!text.contains(leak), "{text}");
+            }
+            assert!(text.contains("quote it"), "{text}");
+        }
     }
 
     #[test]

@@ -16,7 +16,8 @@ use std::path::Path;
 use std::time::Duration;
 
 pub use load::Override;
-pub use secret::Secret;
+pub(crate) use secret::RawSecret;
+pub use secret::{Secret, has_userinfo, redact_userinfo};
 
 use crate::classify::{CommentCommandName, Priority, Vcs};
 

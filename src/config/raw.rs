@@ -7,6 +7,8 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
+use super::secret::RawSecret;
+
 /// The whole file (DESIGN.md §6: the top level is a contract).
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
@@ -69,7 +71,7 @@ pub struct RawRateLimit {
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct RawAdmin {
     pub listen: Option<String>,
-    pub token: Option<String>,
+    pub token: Option<RawSecret>,
     pub rate_limit: Option<String>,
     pub max_connections: Option<usize>,
     pub header_read_timeout: Option<String>,
@@ -85,7 +87,7 @@ pub struct RawAtlantis {
     #[serde(default)]
     pub webhook_secrets: RawWebhookSecrets,
     pub allow_unsigned_webhooks: Option<Vec<String>>,
-    pub api_secret: Option<String>,
+    pub api_secret: Option<RawSecret>,
     pub lock_sync_interval: Option<String>,
     pub lock_sync_grace: Option<String>,
     pub resolve_timeout: Option<String>,
@@ -102,10 +104,10 @@ pub struct RawAtlantis {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct RawWebhookSecrets {
-    pub github: Option<String>,
-    pub gitlab: Option<String>,
-    pub bitbucket: Option<String>,
-    pub gitea: Option<String>,
+    pub github: Option<RawSecret>,
+    pub gitlab: Option<RawSecret>,
+    pub bitbucket: Option<RawSecret>,
+    pub gitea: Option<RawSecret>,
     pub azuredevops: Option<RawBasicAuth>,
 }
 
@@ -114,16 +116,16 @@ pub struct RawWebhookSecrets {
 #[serde(deny_unknown_fields)]
 pub struct RawBasicAuth {
     pub user: Option<String>,
-    pub password: Option<String>,
+    pub password: Option<RawSecret>,
 }
 
 /// `atlantis.vcs-tokens:` — API tokens for the resolver and the notifier.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct RawVcsTokens {
-    pub github: Option<String>,
+    pub github: Option<RawSecret>,
     pub github_api_url: Option<String>,
-    pub gitlab: Option<String>,
+    pub gitlab: Option<RawSecret>,
     pub gitlab_api_url: Option<String>,
 }
 
@@ -173,7 +175,7 @@ pub struct RawEnhancedLocking {
 pub struct RawRedis {
     pub addr: Option<String>,
     pub cluster_nodes: Option<Vec<String>>,
-    pub password: Option<String>,
+    pub password: Option<RawSecret>,
     pub db: Option<i64>,
     pub cluster_mode: Option<bool>,
     pub key_prefix: Option<String>,

@@ -43,12 +43,12 @@ pub(super) fn validate(raw: RawConfig) -> Result<Config> {
         .unwrap_or("http://127.0.0.1:4142");
     let upstream = UpstreamConfig {
         url: upstream_url(url)?,
-        connect_timeout: dur(
+        connect_timeout: positive(
             "upstream.connect-timeout",
             raw.upstream.connect_timeout,
             "5s",
         )?,
-        timeout: dur("upstream.timeout", raw.upstream.timeout, "60s")?,
+        timeout: positive("upstream.timeout", raw.upstream.timeout, "60s")?,
         pool_idle_timeout: dur(
             "upstream.pool-idle-timeout",
             raw.upstream.pool_idle_timeout,
@@ -82,12 +82,12 @@ pub(super) fn validate(raw: RawConfig) -> Result<Config> {
                 "1KiB",
             )?,
         },
-        header_read_timeout: dur(
+        header_read_timeout: positive(
             "server.header-read-timeout",
             raw.server.header_read_timeout,
             "30s",
         )?,
-        body_read_timeout: dur(
+        body_read_timeout: positive(
             "server.body-read-timeout",
             raw.server.body_read_timeout,
             "30s",
@@ -144,9 +144,9 @@ pub(super) fn validate(raw: RawConfig) -> Result<Config> {
         },
         allow_unsigned_webhooks: allow_unsigned(a.allow_unsigned_webhooks.unwrap_or_default())?,
         api_secret: secret("atlantis.api-secret", a.api_secret)?,
-        lock_sync_interval: dur("atlantis.lock-sync-interval", a.lock_sync_interval, "10s")?,
+        lock_sync_interval: positive("atlantis.lock-sync-interval", a.lock_sync_interval, "10s")?,
         lock_sync_grace: dur("atlantis.lock-sync-grace", a.lock_sync_grace, "30s")?,
-        resolve_timeout: dur("atlantis.resolve-timeout", a.resolve_timeout, "2s")?,
+        resolve_timeout: positive("atlantis.resolve-timeout", a.resolve_timeout, "2s")?,
         allow_draft_prs: a.allow_draft_prs.unwrap_or(false),
         disable_autoplan: a.disable_autoplan.unwrap_or(false),
         notify_on_grant: a.notify_on_grant.unwrap_or(false),
@@ -267,8 +267,8 @@ fn enhanced(e: RawEnhancedLocking) -> Result<EnhancedConfig> {
             "the proxy always keeps Atlantis's own lock key format; remove the key or set it to true",
         ));
     }
-    let default_timeout = dur(&format!("{K}.default-timeout"), e.default_timeout, "30m")?;
-    let max_timeout = dur(&format!("{K}.max-timeout"), e.max_timeout, "2h")?;
+    let default_timeout = positive(&format!("{K}.default-timeout"), e.default_timeout, "30m")?;
+    let max_timeout = positive(&format!("{K}.max-timeout"), e.max_timeout, "2h")?;
     if default_timeout > max_timeout {
         return Err(ConfigError::new(
             format!("{K}.default-timeout"),
@@ -279,7 +279,7 @@ fn enhanced(e: RawEnhancedLocking) -> Result<EnhancedConfig> {
     for (name, value) in e.priority_timeouts.unwrap_or_default() {
         let key = format!("{K}.priority-timeouts.{name}");
         let p: Priority = name.parse().map_err(|m| ConfigError::new(&key, m))?;
-        priority_timeouts.insert(p, dur(&key, Some(value), "0s")?);
+        priority_timeouts.insert(p, positive(&key, Some(value), "0s")?);
     }
     let boost = e.priority_boost_factor.unwrap_or(2.0);
     if !(boost.is_finite() && boost >= 1.0) {
@@ -317,11 +317,11 @@ fn enhanced(e: RawEnhancedLocking) -> Result<EnhancedConfig> {
         priority_timeouts,
         enable_priority_queue: e.enable_priority_queue.unwrap_or(true),
         max_queue_size,
-        queue_timeout: dur(&format!("{K}.queue-timeout"), e.queue_timeout, "10m")?,
+        queue_timeout: positive(&format!("{K}.queue-timeout"), e.queue_timeout, "10m")?,
         priority_boost_factor: boost,
         priority_label_pattern: pattern,
         enable_deadlock_detection: e.enable_deadlock_detection.unwrap_or(true),
-        deadlock_check_interval: dur(
+        deadlock_check_interval: positive(
             &format!("{K}.deadlock-check-interval"),
             e.deadlock_check_interval,
             "30s",
@@ -330,10 +330,10 @@ fn enhanced(e: RawEnhancedLocking) -> Result<EnhancedConfig> {
         circuit_breaker: BreakerConfig {
             failure_threshold: cb.failure_threshold.unwrap_or(10).max(1),
             success_threshold: cb.success_threshold.unwrap_or(5).max(1),
-            timeout: dur(&format!("{K}.circuit-breaker.timeout"), cb.timeout, "30s")?,
+            timeout: positive(&format!("{K}.circuit-breaker.timeout"), cb.timeout, "30s")?,
         },
         enable_automatic_cleanup: e.enable_automatic_cleanup.unwrap_or(false),
-        cleanup_interval: dur(&format!("{K}.cleanup-interval"), e.cleanup_interval, "5m")?,
+        cleanup_interval: positive(&format!("{K}.cleanup-interval"), e.cleanup_interval, "5m")?,
         enable_events: e.enable_events.unwrap_or(true),
         event_buffer_size: e.event_buffer_size.unwrap_or(1000).max(1),
         instance_id: e.instance_id.unwrap_or_else(default_instance_id),
@@ -342,13 +342,13 @@ fn enhanced(e: RawEnhancedLocking) -> Result<EnhancedConfig> {
             max_attempts: e.max_retry_attempts.unwrap_or(5).max(1),
             base_delay: dur(&format!("{K}.retry-base-delay"), e.retry_base_delay, "1s")?,
         },
-        timeout_check_interval: dur(
+        timeout_check_interval: positive(
             &format!("{K}.timeout-check-interval"),
             e.timeout_check_interval,
             "1s",
         )?,
-        dispatch_lease: dur(&format!("{K}.dispatch-lease"), e.dispatch_lease, "60s")?,
-        replay_wait: dur(&format!("{K}.replay-wait"), e.replay_wait, "30s")?,
+        dispatch_lease: positive(&format!("{K}.dispatch-lease"), e.dispatch_lease, "60s")?,
+        replay_wait: positive(&format!("{K}.replay-wait"), e.replay_wait, "30s")?,
         always_enhanced: e.always_enhanced.unwrap_or_default(),
         always_legacy: e.always_legacy.unwrap_or_default(),
     })
@@ -386,10 +386,10 @@ fn redis(r: RawRedis) -> Result<RedisConfig> {
             .shadow_key_prefix
             .unwrap_or_else(|| "atlantis:shadow:".into()),
         pool_size: r.pool_size.unwrap_or(20).max(1),
-        pool_timeout: dur(&format!("{K}.pool-timeout"), r.pool_timeout, "2s")?,
-        dial_timeout: dur(&format!("{K}.dial-timeout"), r.dial_timeout, "2s")?,
-        read_timeout: dur(&format!("{K}.read-timeout"), r.read_timeout, "1s")?,
-        write_timeout: dur(&format!("{K}.write-timeout"), r.write_timeout, "1s")?,
+        pool_timeout: positive(&format!("{K}.pool-timeout"), r.pool_timeout, "2s")?,
+        dial_timeout: positive(&format!("{K}.dial-timeout"), r.dial_timeout, "2s")?,
+        read_timeout: positive(&format!("{K}.read-timeout"), r.read_timeout, "1s")?,
+        write_timeout: positive(&format!("{K}.write-timeout"), r.write_timeout, "1s")?,
         max_retries: r.max_retries.unwrap_or(2),
     })
 }
@@ -470,7 +470,14 @@ fn clash(a: SocketAddr, b: SocketAddr) -> bool {
 }
 
 fn upstream_url(value: &str) -> Result<http::Uri> {
-    let bad = |why: &str| ConfigError::new("upstream.url", format!("'{value}' {why}"));
+    let shown = redact_userinfo(value);
+    let bad = |why: &str| ConfigError::new("upstream.url", format!("'{shown}' {why}"));
+    if has_userinfo(value) {
+        // It would go to Atlantis nowhere (hyper ignores it) and end up in logs and errors.
+        return Err(bad(
+            "carries a user:password@ part: the proxy never sends credentials to Atlantis; remove it",
+        ));
+    }
     let uri: http::Uri = value.parse().map_err(|_| bad("is not a URL"))?;
     match uri.scheme_str() {
         Some("http") => {}
@@ -497,7 +504,9 @@ fn opt_url(key: &str, value: Option<String>) -> Result<Option<http::Uri>> {
             v.parse::<http::Uri>()
                 .ok()
                 .filter(|u| u.scheme().is_some() && u.host().is_some())
-                .ok_or_else(|| ConfigError::new(key, format!("'{v}' is not a URL")))
+                .ok_or_else(|| {
+                    ConfigError::new(key, format!("'{}' is not a URL", redact_userinfo(&v)))
+                })
         })
         .transpose()
 }
@@ -521,8 +530,8 @@ fn cidrs(key: &str, values: Vec<String>) -> Result<Vec<ipnet::IpNet>> {
         .collect()
 }
 
-fn secret(key: &str, value: Option<String>) -> Result<Option<Secret>> {
-    match value {
+fn secret(key: &str, value: Option<RawSecret>) -> Result<Option<Secret>> {
+    match value.map(String::from) {
         None => Ok(None),
         Some(v) if v.is_empty() => Ok(None),
         Some(v) if v.trim() != v => Err(ConfigError::new(
@@ -533,14 +542,36 @@ fn secret(key: &str, value: Option<String>) -> Result<Option<Secret>> {
     }
 }
 
+/// Longest duration any key takes: beyond it, adding the value to a clock reading can overflow
+/// (a background task would panic on "overflow when adding duration to instant").
+pub(super) const MAX_DURATION: Duration = Duration::from_secs(366 * 24 * 3600);
+
+/// A duration that may be zero (a grace period, a drain period, a base delay).
 fn dur(key: &str, value: Option<String>, default: &str) -> Result<Duration> {
     let text = value.unwrap_or_else(|| default.to_string());
-    humantime::parse_duration(text.trim()).map_err(|e| {
+    let d = humantime::parse_duration(text.trim()).map_err(|e| {
         ConfigError::new(
             key,
             format!("'{text}' is not a duration ({e}); write e.g. 500ms, 30s, 10m, 2h"),
         )
-    })
+    })?;
+    if d > MAX_DURATION {
+        return Err(ConfigError::new(
+            key,
+            format!("'{text}' is longer than the most any duration may be (366 days)"),
+        ));
+    }
+    Ok(d)
+}
+
+/// A period or a timeout: zero would spin, panic (`interval` needs a non-zero period) or time
+/// everything out at once.
+fn positive(key: &str, value: Option<String>, default: &str) -> Result<Duration> {
+    let d = dur(key, value, default)?;
+    if d.is_zero() {
+        return Err(ConfigError::new(key, "must be longer than zero"));
+    }
+    Ok(d)
 }
 
 fn count(key: &str, value: Option<usize>, default: usize) -> Result<usize> {
@@ -652,6 +683,79 @@ mod tests {
         assert_eq!(e.key, "repos[0].projects[0].repo_locks.timeout");
         let e = err("repos:\n  - name: acme/infra\n    projekts: []\n");
         assert!(e.message.contains("projekts"), "{e}");
+    }
+
+    /// Issue 14 item 14: credentials in the upstream URL are refused and never printed.
+    #[test]
+    fn an_upstream_url_with_credentials_is_refused_unprinted() {
+        let e = err("upstream:\n  url: http://admin:hunter2@atlantis:4141\n");
+        assert_eq!(e.key, "upstream.url");
+        assert!(e.message.contains("user:password@"), "{e}");
+        assert!(!e.to_string().contains("hunter2"), "{e}");
+        let e = err("upstream:\n  url: ftp://u:hunter2@x\n");
+        assert!(!e.to_string().contains("hunter2"), "{e}");
+    }
+
+    /// Issue 14 item 12: a zero period or an overflowing duration would panic a background task.
+    #[test]
+    fn every_duration_is_range_checked_naming_its_key() {
+        for (yaml, key) in [
+            (
+                "enhanced-locking:\n  timeout-check-interval: 0s\n",
+                "enhanced-locking.timeout-check-interval",
+            ),
+            (
+                "enhanced-locking:\n  cleanup-interval: 0s\n",
+                "enhanced-locking.cleanup-interval",
+            ),
+            (
+                "enhanced-locking:\n  deadlock-check-interval: 0ms\n",
+                "enhanced-locking.deadlock-check-interval",
+            ),
+            (
+                "atlantis:\n  lock-sync-interval: 0s\n",
+                "atlantis.lock-sync-interval",
+            ),
+            (
+                "enhanced-locking:\n  queue-timeout: 0s\n",
+                "enhanced-locking.queue-timeout",
+            ),
+            (
+                "enhanced-locking:\n  cleanup-interval: 500000000000y\n",
+                "enhanced-locking.cleanup-interval",
+            ),
+            (
+                "enhanced-locking:\n  deadlock-check-interval: 1000y\n",
+                "enhanced-locking.deadlock-check-interval",
+            ),
+            (
+                "enhanced-locking:\n  queue-timeout: 400d\n",
+                "enhanced-locking.queue-timeout",
+            ),
+            (
+                "enhanced-locking:\n  dispatch-lease: 0s\n",
+                "enhanced-locking.dispatch-lease",
+            ),
+            (
+                "enhanced-locking:\n  redis:\n    read-timeout: 0s\n",
+                "enhanced-locking.redis.read-timeout",
+            ),
+            ("upstream:\n  timeout: 0s\n", "upstream.timeout"),
+            ("server:\n  drain-period: 2000y\n", "server.drain-period"),
+            (
+                "enhanced-locking:\n  priority-timeouts: {high: 0s}\n",
+                "enhanced-locking.priority-timeouts.high",
+            ),
+        ] {
+            let e = err(yaml);
+            assert_eq!(e.key, key, "{yaml}: {e}");
+        }
+        // Zero stays allowed where it means "none".
+        let c =
+            Config::from_yaml("server:\n  drain-period: 0s\natlantis:\n  lock-sync-grace: 0s\n")
+                .unwrap();
+        assert!(c.server.drain_period.is_zero());
+        assert!(Config::from_yaml("enhanced-locking:\n  max-timeout: 366d\n").is_ok());
     }
 
     #[test]

@@ -21,6 +21,9 @@ pub fn spawn_background(
         let mut next_cleanup = Instant::now() + s.cleanup_interval;
         let mut next_deadlock = Instant::now() + s.deadlock_check_interval;
         tokio::pin!(shutdown);
+        // During a backend outage these fail every tick: one line per minute, with a count.
+        let mut maintain_log = crate::telemetry::throttle::LogThrottle::default();
+        let mut deadlock_log = crate::telemetry::throttle::LogThrottle::default();
         loop {
             tokio::select! {
                 _ = &mut shutdown => break,
@@ -31,13 +34,31 @@ pub fn spawn_background(
             if cleanup {
                 next_cleanup = now + s.cleanup_interval;
             }
-            if let Err(e) = engine.maintain(cleanup).await {
-                tracing::warn!(error = %e, "lock engine maintenance failed");
+            match engine.maintain(cleanup).await {
+                Err(e) => {
+                    if let Some(unlogged) = maintain_log.failure() {
+                        tracing::warn!(error = %e, repeated = unlogged, "lock engine maintenance failed");
+                    }
+                }
+                Ok(_) => {
+                    if let Some(failures) = maintain_log.success() {
+                        tracing::info!(failures, "lock engine maintenance works again");
+                    }
+                }
             }
             if s.enable_deadlock_detection && now >= next_deadlock {
                 next_deadlock = now + s.deadlock_check_interval;
-                if let Err(e) = engine.check_deadlocks().await {
-                    tracing::warn!(error = %e, "deadlock check failed");
+                match engine.check_deadlocks().await {
+                    Err(e) => {
+                        if let Some(unlogged) = deadlock_log.failure() {
+                            tracing::warn!(error = %e, repeated = unlogged, "deadlock check failed");
+                        }
+                    }
+                    Ok(_) => {
+                        if let Some(failures) = deadlock_log.success() {
+                            tracing::info!(failures, "deadlock checks work again");
+                        }
+                    }
                 }
             }
         }

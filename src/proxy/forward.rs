@@ -19,14 +19,22 @@ pub fn read_error(e: BoxError, limit: usize) -> ProxyError {
     body_error(&*e, limit).unwrap_or_else(|| ProxyError::BodyUnreadable(e.to_string()))
 }
 
-/// Wraps a body for streaming to Atlantis, still bounded by the size limit.
+/// Wraps a body for streaming to Atlantis, still bounded by the size limit. Its read errors are
+/// marked as the client's ([`ClientBodyError`]), so a broken upload is a 400, not a 502.
 pub fn stream<B>(body: B, limit: usize) -> ProxyBody
 where
     B: Body<Data = Bytes> + Send + 'static,
     B::Error: Into<BoxError>,
 {
-    Limited::new(body, limit).boxed_unsync()
+    Limited::new(body, limit)
+        .map_err(|e| Box::new(ClientBodyError(e)) as BoxError)
+        .boxed_unsync()
 }
+
+/// A client's request body failed while it was streamed to Atlantis (bad chunking, reset, ...).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ClientBodyError(#[source] BoxError);
 
 /// Sends a request to Atlantis and streams its answer back, hop-by-hop headers removed.
 pub async fn forward(
@@ -122,16 +130,18 @@ pub fn prepare<B>(req: &mut Request<B>, client: SocketAddr, keep_upgrade: bool) 
 }
 
 /// Finds a size-limit or body-timeout error anywhere in an error's source chain.
+/// A body the client broke in another way is the client's fault too (400, no upstream error).
 fn body_error(err: &(dyn std::error::Error + 'static), limit: usize) -> Option<ProxyError> {
-    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(err);
-    while let Some(e) = cur {
+    let chain = || std::iter::successors(Some(err), |e| e.source());
+    for e in chain() {
         if e.is::<http_body_util::LengthLimitError>() {
             return Some(ProxyError::BodyTooLarge(limit));
         }
         if e.is::<tower_http::timeout::TimeoutError>() || e.is::<super::rate::TooSlow>() {
             return Some(ProxyError::BodyTimeout);
         }
-        cur = e.source();
     }
-    None
+    chain()
+        .find(|e| e.is::<ClientBodyError>())
+        .map(|e| ProxyError::BodyUnreadable(e.to_string()))
 }

@@ -11,6 +11,7 @@ use super::config::{
     InvalidProjectConfig, RawAutoDiscover, RawAutoplan, RawProject, RawRepoLocks, RepoConfig,
     validate_repo,
 };
+use super::yaml_guard;
 use crate::classify::{LockMode, Priority};
 
 fn invalid(at: &str, problem: impl Into<String>) -> InvalidProjectConfig {
@@ -76,9 +77,14 @@ impl From<LenientRepoLocks> for RawRepoLocks {
 }
 
 /// Parses and validates a repo's `atlantis.yaml` (version 2 or 3, as Atlantis requires).
+///
+/// The file is untrusted (any pull request writes it): it is bounded first (see [`yaml_guard`]),
+/// and so are its `when_modified` and `ignore_paths` patterns, before anything is compiled.
 pub fn parse_atlantis_yaml(bytes: &[u8]) -> Result<RepoConfig, InvalidProjectConfig> {
+    yaml_guard::prescan(bytes).map_err(|e| invalid("atlantis.yaml", e.to_string()))?;
     let doc: AtlantisYaml =
         serde_norway::from_slice(bytes).map_err(|e| invalid("atlantis.yaml", e.to_string()))?;
+    check_pattern_counts(&doc)?;
     match doc.version {
         Some(2 | 3) => {}
         Some(v) => {
@@ -117,6 +123,51 @@ pub fn parse_atlantis_yaml(bytes: &[u8]) -> Result<RepoConfig, InvalidProjectCon
         locks.as_ref(),
         autodiscover.as_ref(),
     )
+}
+
+/// Caps the patterns of an untrusted file: per project, per file, and per pattern length.
+fn check_pattern_counts(doc: &AtlantisYaml) -> Result<(), InvalidProjectConfig> {
+    use yaml_guard::{MAX_PATTERN_BYTES, MAX_PATTERNS_PER_FILE, MAX_PATTERNS_PER_PROJECT};
+    let check_list = |at: String, list: &[String]| {
+        if list.len() > MAX_PATTERNS_PER_PROJECT {
+            return Err(invalid(
+                &at,
+                format!(
+                    "has {} patterns; the proxy reads at most {MAX_PATTERNS_PER_PROJECT}",
+                    list.len()
+                ),
+            ));
+        }
+        if list.iter().any(|p| p.len() > MAX_PATTERN_BYTES) {
+            return Err(invalid(
+                &at,
+                format!("has a pattern longer than {MAX_PATTERN_BYTES} bytes"),
+            ));
+        }
+        Ok(list.len())
+    };
+    let mut total = 0usize;
+    for (i, p) in doc.projects.iter().enumerate() {
+        if let Some(wm) = p.autoplan.as_ref().and_then(|a| a.when_modified.as_deref()) {
+            total += check_list(
+                format!("atlantis.yaml.projects[{i}].autoplan.when_modified"),
+                wm,
+            )?;
+        }
+    }
+    if let Some(a) = &doc.autodiscover {
+        total += check_list(
+            "atlantis.yaml.autodiscover.ignore_paths".into(),
+            &a.ignore_paths,
+        )?;
+    }
+    if total > MAX_PATTERNS_PER_FILE {
+        return Err(invalid(
+            "atlantis.yaml",
+            format!("has {total} patterns; the proxy reads at most {MAX_PATTERNS_PER_FILE}"),
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -159,5 +210,46 @@ projects:
         assert!(
             parse_atlantis_yaml(b"version: 3\nprojects: [{dir: ., workspace: ../x}]\n").is_err()
         );
+    }
+
+    #[test]
+    fn the_bracket_bomb_is_refused_fast() {
+        let mut bomb = b"version: 3\nprojects: ".to_vec();
+        bomb.extend(std::iter::repeat_n(b'[', 16 * 1024));
+        let started = std::time::Instant::now();
+        let e = parse_atlantis_yaml(&bomb).unwrap_err();
+        assert!(e.problem.contains("nests flow collections"), "{e}");
+        // Parsing it took 2.7 s; the scan takes microseconds (a wide margin for slow CI).
+        assert!(started.elapsed() < std::time::Duration::from_millis(200));
+    }
+
+    #[test]
+    fn pattern_lists_are_capped() {
+        let list: Vec<String> = (0..=yaml_guard::MAX_PATTERNS_PER_PROJECT)
+            .map(|i| format!("\"m{i}/*.tf\""))
+            .collect();
+        let yaml = format!(
+            "version: 3\nprojects:\n  - dir: a\n    autoplan:\n      when_modified: [{}]\n",
+            list.join(", ")
+        );
+        let e = parse_atlantis_yaml(yaml.as_bytes()).unwrap_err();
+        assert_eq!(e.at, "atlantis.yaml.projects[0].autoplan.when_modified");
+        let long = "x".repeat(yaml_guard::MAX_PATTERN_BYTES + 1);
+        let yaml = format!(
+            "version: 3\nprojects:\n  - dir: a\n    autoplan: {{when_modified: [{long}]}}\n"
+        );
+        assert!(parse_atlantis_yaml(yaml.as_bytes()).is_err());
+        let per = yaml_guard::MAX_PATTERNS_PER_PROJECT;
+        let projects = yaml_guard::MAX_PATTERNS_PER_FILE / per + 1;
+        let mut yaml = String::from("version: 3\nprojects:\n");
+        for p in 0..projects {
+            let wm: Vec<String> = (0..per).map(|i| format!("p{p}/m{i}")).collect();
+            yaml.push_str(&format!(
+                "  - dir: d{p}\n    autoplan: {{when_modified: [{}]}}\n",
+                wm.join(", ")
+            ));
+        }
+        let e = parse_atlantis_yaml(yaml.as_bytes()).unwrap_err();
+        assert_eq!(e.at, "atlantis.yaml");
     }
 }

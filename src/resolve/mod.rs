@@ -20,6 +20,7 @@ pub mod config;
 pub mod mapping;
 mod pattern;
 mod stats;
+pub mod yaml_guard;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -146,16 +147,24 @@ pub struct Resolver {
     table: ProjectTable,
     cache: Mutex<cache::Lru<CacheKey, Arc<View>>>,
     stats: ResolveStats,
+    /// Bounds the `atlantis.yaml` parses running at once.
+    parsers: Arc<tokio::sync::Semaphore>,
 }
 
 type CacheKey = (Vcs, String, i64, String);
+
+/// A parsed `atlantis.yaml`: `None` when the commit has none.
+type ParsedConfig = Result<Option<Arc<RepoConfig>>, InvalidProjectConfig>;
+
+/// `atlantis.yaml` files parsed at once, on blocking threads (the machine may have two cores).
+pub const PARSE_PERMITS: usize = 2;
 
 /// What we know about one pull at one head commit; filled lazily, shared by concurrent callers.
 #[derive(Debug, Default)]
 struct View {
     pull: OnceCell<PullInfo>,
     files: OnceCell<Arc<Vec<ChangedFile>>>,
-    repo_cfg: OnceCell<Result<Option<Arc<RepoConfig>>, InvalidProjectConfig>>,
+    repo_cfg: OnceCell<ParsedConfig>,
     dirs: Mutex<DirIndex>,
 }
 
@@ -199,6 +208,7 @@ impl Resolver {
             server,
             table,
             stats: ResolveStats::default(),
+            parsers: Arc::new(tokio::sync::Semaphore::new(PARSE_PERMITS)),
         }
     }
 
@@ -320,7 +330,7 @@ impl Resolver {
                         let bytes = client.file(&req.repo, file, &sha).await?;
                         Ok::<_, VcsError>(match bytes {
                             None => Ok(None),
-                            Some(b) => parse_atlantis_yaml(&b).map(|c| Some(Arc::new(c))),
+                            Some(b) => self.parse_repo_config(b, view.clone()).await,
                         })
                     })
                     .await?;
@@ -381,6 +391,33 @@ impl Resolver {
             UnresolvedKind::Unmappable,
             "directory listings did not settle",
         ))
+    }
+
+    /// Parses a pull's `atlantis.yaml` on a blocking thread, at most [`PARSE_PERMITS`] at once.
+    ///
+    /// The file is bounded before parsing (see [`yaml_guard`]); the caller's budget still applies
+    /// to the wait, and a parse that outlives it stores its result in the commit's view, so the
+    /// next webhook for the same commit does not parse again.
+    async fn parse_repo_config(&self, bytes: Vec<u8>, view: Arc<View>) -> ParsedConfig {
+        let Ok(permit) = self.parsers.clone().acquire_owned().await else {
+            return Err(InvalidProjectConfig {
+                at: "atlantis.yaml".into(),
+                problem: "the parser is shut down".into(),
+            });
+        };
+        let task = tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            let parsed = parse_atlantis_yaml(&bytes).map(|c| Some(Arc::new(c)));
+            // Already set when the caller is still waiting: then it stores the same value.
+            let _ = view.repo_cfg.set(parsed.clone());
+            parsed
+        });
+        task.await.unwrap_or_else(|e| {
+            Err(InvalidProjectConfig {
+                at: "atlantis.yaml".into(),
+                problem: format!("parsing did not finish: {e}"),
+            })
+        })
     }
 
     fn map(

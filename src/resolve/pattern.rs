@@ -61,14 +61,16 @@ struct Compiled {
 /// Compiled `when_modified` lists shared by the projects of one config: most projects use the
 /// default list, and compiling it once instead of once per project is most of the parse cost.
 #[derive(Debug, Default)]
-pub(crate) struct PatternCache(HashMap<Vec<String>, Arc<Compiled>>);
+pub(crate) struct PatternCache(HashMap<Vec<(bool, String)>, Arc<Compiled>>);
 
 /// An ordered list of inclusion/exclusion patterns.
 ///
-/// Patterns that stay inside the project dir are compiled once without it and matched against
-/// the part of the file path below the dir (`base`); `dir/P` and "`dir/` + a path matching `P`"
-/// are the same test because the dir is a literal prefix. Lists reaching out of the dir (`../x`)
-/// are joined to the dir and matched against the whole path, as Atlantis does.
+/// A project's patterns are first written exactly as Atlantis writes them (each joined to the
+/// project dir, then read by patternmatcher). When the dir is a literal and every pattern then
+/// starts with `dir/`, the rest is compiled once without the dir and matched against the part
+/// of the file path below it (`base`): "`dir/P`" and "`dir/` + a path matching `P`" are the same
+/// test because the dir is a literal prefix. Other lists (`../x`, `.`, a glob dir) are matched
+/// against the whole path, as Atlantis does.
 #[derive(Clone, Debug)]
 pub struct PatternList {
     compiled: Arc<Compiled>,
@@ -79,8 +81,12 @@ pub struct PatternList {
 impl PatternList {
     /// Compiles patterns already relative to the repo root (`!` prefix = exclusion).
     pub fn new<'a>(patterns: impl IntoIterator<Item = &'a str>) -> Result<Self, PatternError> {
+        let normalized = patterns
+            .into_iter()
+            .filter_map(|p| normalize(p).transpose())
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(Self {
-            compiled: Arc::new(compile_list(patterns)?),
+            compiled: Arc::new(compile_normalized(&normalized)?),
             base: None,
         })
     }
@@ -95,40 +101,46 @@ impl PatternList {
         when_modified: &[String],
         cache: &mut PatternCache,
     ) -> Result<Self, PatternError> {
-        let cleaned: Vec<String> = when_modified
+        let joined: Vec<String> = when_modified
             .iter()
-            .map(|wm| wm.trim())
-            .filter(|wm| !wm.is_empty())
-            .map(|wm| match wm.strip_prefix('!') {
-                Some(rest) if !rest.is_empty() => format!("!{}", clean_path(rest)),
-                _ => clean_path(wm),
-            })
+            .map(|wm| atlantis_join(dir, wm))
             .collect();
-        let stays_inside = cleaned.iter().all(|p| {
-            let body = p.strip_prefix('!').unwrap_or(p);
-            body != "." && body != ".." && !body.starts_with("../")
-        });
+        let normalized = joined
+            .iter()
+            .filter_map(|p| normalize(p).transpose())
+            .collect::<Result<Vec<_>, _>>()?;
         let literal_dir = !dir.contains(['*', '?', '[', ']', '{', '}', '\\']);
-        if stays_inside && literal_dir {
-            let compiled = match cache.0.get(&cleaned) {
-                Some(c) => c.clone(),
-                None => {
-                    let c = Arc::new(compile_list(cleaned.iter().map(String::as_str))?);
-                    cache.0.insert(cleaned, c.clone());
-                    c
-                }
-            };
-            let base = (dir != ".").then(|| dir.to_string());
-            return Ok(Self { compiled, base });
-        }
-        let joined: Vec<String> = cleaned
-            .iter()
-            .map(|wm| match wm.strip_prefix('!') {
-                Some(rest) => format!("!{}", join(dir, rest)),
-                None => join(dir, wm),
-            })
-            .collect();
-        Self::new(joined.iter().map(String::as_str))
+        let base = (dir != ".").then(|| format!("{dir}/"));
+        let relative: Option<Vec<(bool, String)>> = match &base {
+            _ if !literal_dir => None,
+            None => Some(normalized.clone()),
+            Some(prefix) => normalized
+                .iter()
+                .map(|(excl, body)| {
+                    body.strip_prefix(prefix.as_str())
+                        .filter(|rest| !rest.is_empty())
+                        .map(|rest| (*excl, rest.to_string()))
+                })
+                .collect(),
+        };
+        let Some(relative) = relative else {
+            return Ok(Self {
+                compiled: Arc::new(compile_normalized(&normalized)?),
+                base: None,
+            });
+        };
+        let compiled = match cache.0.get(&relative) {
+            Some(c) => c.clone(),
+            None => {
+                let c = Arc::new(compile_normalized(&relative)?);
+                cache.0.insert(relative, c.clone());
+                c
+            }
+        };
+        Ok(Self {
+            compiled,
+            base: base.map(|_| dir.to_string()),
+        })
     }
 
     /// patternmatcher's `MatchesOrParentMatches`: the file, or one of its parent dirs, matches.
@@ -174,26 +186,38 @@ impl PatternList {
     }
 }
 
-fn compile_list<'a>(patterns: impl IntoIterator<Item = &'a str>) -> Result<Compiled, PatternError> {
+/// patternmatcher's `New` for one pattern: trim, clean, and a leading `!` marks an exclusion.
+/// `None` for a blank pattern (skipped, as patternmatcher does).
+fn normalize(raw: &str) -> Result<Option<(bool, String)>, PatternError> {
+    let p = raw.trim();
+    if p.is_empty() {
+        return Ok(None);
+    }
+    match p.strip_prefix('!') {
+        Some("") => Err(PatternError {
+            pattern: raw.to_string(),
+            reason: "a lone '!' excludes nothing".into(),
+        }),
+        Some(rest) => Ok(Some((true, clean_path(rest)))),
+        None => Ok(Some((false, clean_path(p)))),
+    }
+}
+
+/// Atlantis's `project_finder.go`: trim, keep a leading `!` aside, `filepath.Join(dir, rest)`.
+fn atlantis_join(dir: &str, wm: &str) -> String {
+    let wm = wm.trim();
+    match wm.strip_prefix('!') {
+        Some(rest) => format!("!{}", join(dir, rest)),
+        None => join(dir, wm),
+    }
+}
+
+fn compile_normalized(patterns: &[(bool, String)]) -> Result<Compiled, PatternError> {
     let mut set = GlobSetBuilder::new();
-    let mut exclusion = Vec::new();
-    for raw in patterns {
-        let p = raw.trim();
-        if p.is_empty() {
-            continue;
-        }
-        let (excl, body) = match p.strip_prefix('!') {
-            Some("") => {
-                return Err(PatternError {
-                    pattern: raw.to_string(),
-                    reason: "a lone '!' excludes nothing".into(),
-                });
-            }
-            Some(rest) => (true, rest),
-            None => (false, p),
-        };
-        set.add(build_glob(&clean_path(body))?);
-        exclusion.push(excl);
+    let mut exclusion = Vec::with_capacity(patterns.len());
+    for (excl, body) in patterns {
+        set.add(build_glob(body)?);
+        exclusion.push(*excl);
     }
     let set = set.build().map_err(|e| PatternError {
         pattern: String::new(),
@@ -335,6 +359,27 @@ mod tests {
         assert!(!pl.matches_or_parent_matches("a"));
     }
 
+    /// Issue 14 item 11: Atlantis joins `./ x` to the dir before patternmatcher trims it, so in
+    /// `proj` it is the pattern `proj/ x` (leading blank kept) and at the root it is `x`.
+    #[test]
+    fn blanks_after_cleaning_match_like_atlantis() {
+        let wm = vec!["./ x".to_string()];
+        let pl = PatternList::for_project("proj", &wm).unwrap();
+        assert!(pl.matches_or_parent_matches("proj/ x"));
+        assert!(!pl.matches_or_parent_matches("proj/x"));
+        let root = PatternList::for_project(".", &wm).unwrap();
+        assert!(root.matches_or_parent_matches("x"));
+        assert!(!root.matches_or_parent_matches(" x"));
+        // An empty entry is the project dir itself to Atlantis: every file below it matches.
+        let pl = PatternList::for_project("proj", &[String::new()]).unwrap();
+        assert!(pl.matches_or_parent_matches("proj/README.md"));
+        assert!(!pl.matches_or_parent_matches("other/main.tf"));
+        // And a lone "!" excludes the dir.
+        let wm = vec!["**/*.tf".to_string(), "!".to_string()];
+        let pl = PatternList::for_project("proj", &wm).unwrap();
+        assert!(!pl.matches_or_parent_matches("proj/main.tf"));
+    }
+
     mod equivalence {
         use super::super::*;
         use proptest::prelude::*;
@@ -342,6 +387,7 @@ mod tests {
         fn segment() -> impl Strategy<Value = String> {
             prop_oneof![
                 Just("a".to_string()),
+                Just(" x".to_string()),
                 Just("b".to_string()),
                 Just("modules".to_string()),
                 Just("main.tf".to_string()),
@@ -358,6 +404,9 @@ mod tests {
                 Just("?".to_string()),
                 Just("..".to_string()),
                 Just(".".to_string()),
+                Just(" x".to_string()),
+                Just(" ".to_string()),
+                Just(String::new()),
             ]
         }
 
@@ -378,13 +427,7 @@ mod tests {
                     .iter()
                     .map(|(excl, p)| if *excl { format!("!{p}") } else { p.clone() })
                     .collect();
-                let joined: Vec<String> = wm
-                    .iter()
-                    .map(|p| match p.strip_prefix('!') {
-                        Some(rest) => format!("!{}", join(&dir, rest)),
-                        None => join(&dir, p),
-                    })
-                    .collect();
+                let joined: Vec<String> = wm.iter().map(|p| atlantis_join(&dir, p)).collect();
                 let (Ok(relative), Ok(rooted)) = (
                     PatternList::for_project(&dir, &wm),
                     PatternList::new(joined.iter().map(String::as_str)),

@@ -6,10 +6,12 @@
 //! spans (h2, hyper, tonic, tower) never reach the exporter: they would bury a request's tree, and
 //! the exporter's own gRPC calls would trace themselves.
 
+mod escape;
 pub mod metrics;
 mod otlp;
 pub mod propagation;
 pub mod spans;
+pub mod throttle;
 
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::trace::SdkTracerProvider;
@@ -144,12 +146,19 @@ fn fmt_layer(cfg: &TelemetryConfig) -> Box<dyn Layer<Registry> + Send + Sync> {
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(&cfg.log_level))
         .unwrap_or_else(|_| EnvFilter::new("info"));
+    // Colours only on a terminal: a log file or collector would keep the escape codes.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let layer = tracing_subscriber::fmt::layer()
         .with_span_events(FmtSpan::NONE)
+        .with_ansi(ansi)
         .with_writer(std::io::stderr);
     match cfg.log_format {
         LogFormat::Json => layer.json().with_filter(filter).boxed(),
-        LogFormat::Text => layer.with_filter(filter).boxed(),
+        // Request-derived field values are escaped (no forged lines, no terminal control).
+        LogFormat::Text => layer
+            .fmt_fields(escape::EscapedFields)
+            .with_filter(filter)
+            .boxed(),
     }
 }
 

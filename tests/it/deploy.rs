@@ -24,8 +24,10 @@ use files::{Instruction, Service, compose, dockerfile, dockerfile_env, exec_form
 /// `ALP_*` variables the binary's command line reads (clap `env = ...`), not config keys.
 const CLI_ENV: &[&str] = &["ALP_CONFIG", "ALP_ADMIN_URL"];
 
-/// A value no config key accepts, so loading it fails naming the key the variable sets.
-const PROBE: &str = "[[deploy-probe]]";
+/// A value no config key accepts, so loading it fails naming the key the variable sets: a YAML
+/// list for typed keys, and for secret keys (taken as raw strings) a value with a leading blank,
+/// which a secret refuses.
+const PROBE: &str = " [[deploy-probe]]";
 
 fn service<'a>(all: &'a BTreeMap<String, Service>, name: &str) -> &'a Service {
     all.get(name)

@@ -12,6 +12,8 @@ mod edges;
 mod engine;
 mod enhanced;
 mod forwarding;
+mod fuzz_smoke;
+mod hardening;
 mod notify;
 mod resolve;
 mod sim;

@@ -457,6 +457,38 @@ async fn an_invalid_atlantis_yaml_is_left_to_atlantis() {
     );
 }
 
+/// Issue 14 item 10: a pull's `atlantis.yaml` of 16 KB of `[` took 2.7 s of libyaml (release
+/// build; far longer here) on a runtime worker. It is refused before parsing, at once.
+#[tokio::test]
+async fn a_bracket_bomb_atlantis_yaml_is_refused_at_once() {
+    let fake = FakeVcs::github().await;
+    let bomb = format!("version: 3\nprojects: {}", "[".repeat(16 * 1024));
+    fake.add_file(REPO, "atlantis.yaml", &bomb);
+    fake.add_pull(REPO, 7, pull(&["a/main.tf"]));
+    let resolver = resolver_with(
+        &fake,
+        api(&fake),
+        ProjectTable::default(),
+        Duration::from_secs(30),
+    );
+    let started = Instant::now();
+    let r = resolver
+        .resolve(&request(&fake, CommandKind::Plan, Some(SHA)))
+        .await;
+    let took = started.elapsed();
+    assert!(
+        matches!(&r, Resolution::Unresolved { kind: UnresolvedKind::BadRepoConfig, reason } if reason.contains("nests flow collections")),
+        "{r:?}"
+    );
+    assert!(took < Duration::from_millis(500), "took {took:?}");
+    // A second webhook for the same commit reuses the verdict: no second download.
+    let r2 = resolver
+        .resolve(&request(&fake, CommandKind::Plan, Some(SHA)))
+        .await;
+    assert_eq!(r2, r);
+    assert_eq!(fake.count("atlantis.yaml"), 1);
+}
+
 #[tokio::test]
 async fn gitlab_subgroup_paths_are_encoded() {
     let fake = FakeVcs::gitlab().await;

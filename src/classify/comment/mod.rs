@@ -294,8 +294,10 @@ fn parse_command(
     })
 }
 
-/// `validateDir`: globs keep their shape (minus a leading `./` or `/`); plain dirs are cleaned
-/// to repo-relative form; anything escaping the repo is refused.
+/// `validateDir`: a glob loses one leading `./`, then one leading `/`, and keeps its shape
+/// otherwise (so `-d //*` gives `/*`, as in Atlantis); plain dirs are cleaned to repo-relative
+/// form; anything escaping the repo is refused. The caller then cleans once more, as
+/// `NewCommentCommand` does.
 fn validate_dir(dir: &str) -> Result<String, CommentError> {
     if dir.is_empty() {
         return Ok(String::new());

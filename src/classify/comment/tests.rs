@@ -283,6 +283,42 @@ fn parse_glob_dirs() {
     }
 }
 
+/// Issue 14 item 11: `-d` cleaning as Atlantis v0.47.1 does it, step by step. `validateDir` trims
+/// one `./` then one `/` from a glob and runs `filepath.Clean` → `filepath.Join(".", …)` →
+/// `filepath.Clean` on anything else; `NewCommentCommand` then runs `path.Clean` and maps `/` to
+/// `.`. So `-d //*` stays the absolute `/*` in Atlantis too (and matches no project there, nor
+/// here: the proxy leaves it to Atlantis), while every non-glob dir comes out repo-relative.
+#[test]
+fn dir_cleaning_matches_atlantis_exactly() {
+    for (flag, dir) in [
+        // Globs: one "./", then one "/", then path.Clean.
+        ("//*", "/*"),
+        (".//*", "*"),
+        (".//*", "*"),
+        ("/./*", "*"),
+        ("./*", "*"),
+        ("././*", "*"),
+        ("/*", "*"),
+        ("a//*/", "a/*"),
+        ("./a/./b*", "a/b*"),
+        ("/modules/**/", "modules/**"),
+        ("*/", "*"),
+        // Plain dirs: always relative, `/..` is the root.
+        ("/", "."),
+        ("//", "."),
+        ("/..", "."),
+        ("//a//b/", "a/b"),
+        ("./a/", "a"),
+        ("a/../b", "b"),
+        ("a/./b/.", "a/b"),
+        (".", "."),
+        ("./", "."),
+    ] {
+        let c = cmd(&format!("atlantis plan -d '{flag}'"));
+        assert_eq!(c.dir, dir, "-d {flag}");
+    }
+}
+
 #[test]
 fn parse_valid_command_multi_line_rules() {
     for c in [

@@ -48,8 +48,10 @@ pub(crate) fn connection_info(
     s: &RedisSettings,
     db: i64,
 ) -> Result<ConnectionInfo, EngineError> {
+    // The address may be a URL with a password in it: never print that part.
+    let shown = crate::config::redact_userinfo(addr);
     let bad =
-        |why: String| EngineError::BackendUnavailable(format!("redis address {addr:?}: {why}"));
+        |why: String| EngineError::BackendUnavailable(format!("redis address {shown:?}: {why}"));
     let info = if addr.contains("://") {
         addr.into_connection_info()
             .map_err(|e| bad(e.to_string()))?

@@ -21,6 +21,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::BreakerConfig;
 use crate::engine::{EngineError, LockEngine};
+use crate::telemetry::throttle::LogThrottle;
 use crate::telemetry::{BreakerState, Metrics};
 
 const CLOSED: u8 = 0;
@@ -90,6 +91,8 @@ struct Inner {
     successes: u32,
     probes_in_flight: u32,
     opened_at: Instant,
+    /// Failed probes of one outage: logged once per interval, the recovery once.
+    probe_log: LogThrottle,
 }
 
 /// A circuit breaker; share it as `Arc<CircuitBreaker>`.
@@ -161,6 +164,7 @@ impl CircuitBreaker {
                 successes: 0,
                 probes_in_flight: 0,
                 opened_at: Instant::now(),
+                probe_log: LogThrottle::default(),
             }),
             metrics,
         }
@@ -194,7 +198,11 @@ impl CircuitBreaker {
                 inner.successes = 0;
                 inner.probes_in_flight = 1;
                 self.set_state(HALF_OPEN);
-                tracing::info!("circuit breaker half-open: probing the engine backend");
+                if inner.probe_log.failing() {
+                    tracing::debug!("circuit breaker half-open: probing the engine backend");
+                } else {
+                    tracing::info!("circuit breaker half-open: probing the engine backend");
+                }
                 Some(self.permit(generation, true))
             }
             HALF_OPEN if inner.probes_in_flight < self.probe_slots(&inner) => {
@@ -304,11 +312,21 @@ impl CircuitBreaker {
                     inner.probes_in_flight = 0;
                     self.closed_failures.store(0, Ordering::Relaxed);
                     self.set_state(CLOSED);
-                    tracing::info!("circuit breaker closed: engine backend healthy again");
+                    let failed_probes = inner.probe_log.success().unwrap_or(0);
+                    tracing::info!(
+                        failed_probes,
+                        "circuit breaker closed: engine backend healthy again"
+                    );
                 }
             }
             (HALF_OPEN, false) => {
-                tracing::warn!("circuit breaker probe failed: open again");
+                match inner.probe_log.failure() {
+                    Some(unlogged) => tracing::warn!(
+                        repeated = unlogged,
+                        "circuit breaker probe failed: open again"
+                    ),
+                    None => tracing::debug!("circuit breaker probe failed: open again"),
+                }
                 self.open(&mut inner);
             }
             _ => {}

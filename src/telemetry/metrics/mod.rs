@@ -8,6 +8,7 @@
 mod exposition;
 pub mod locking;
 pub mod proxy;
+mod tasks;
 
 use prometheus_client::registry::Registry;
 
@@ -30,6 +31,7 @@ pub struct Metrics {
     >,
     locking: locking::Locking,
     own: proxy::Own,
+    tasks: tasks::Tasks,
 }
 
 impl Default for Metrics {
@@ -45,12 +47,14 @@ impl Metrics {
         let (requests, upstream_duration) = proxy::register_http(&mut registry);
         let own = proxy::Own::register(&mut registry);
         let locking = locking::Locking::register(&mut registry);
+        let tasks = tasks::Tasks::register(&mut registry);
         Self {
             registry,
             requests,
             upstream_duration,
             locking,
             own,
+            tasks,
         }
     }
 
