@@ -38,5 +38,6 @@ pub mod resolve;
 pub mod route;
 pub mod supervise;
 pub mod telemetry;
+pub mod throttle;
 pub mod upstream;
 pub mod vcs;

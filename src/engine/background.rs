@@ -22,8 +22,8 @@ pub fn spawn_background(
         let mut next_deadlock = Instant::now() + s.deadlock_check_interval;
         tokio::pin!(shutdown);
         // During a backend outage these fail every tick: one line per minute, with a count.
-        let mut maintain_log = crate::telemetry::throttle::LogThrottle::default();
-        let mut deadlock_log = crate::telemetry::throttle::LogThrottle::default();
+        let mut maintain_log = crate::throttle::LogThrottle::default();
+        let mut deadlock_log = crate::throttle::LogThrottle::default();
         loop {
             tokio::select! {
                 _ = &mut shutdown => break,

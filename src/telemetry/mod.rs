@@ -11,7 +11,6 @@ pub mod metrics;
 mod otlp;
 pub mod propagation;
 pub mod spans;
-pub mod throttle;
 
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::trace::SdkTracerProvider;

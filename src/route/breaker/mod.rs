@@ -21,8 +21,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::BreakerConfig;
 use crate::engine::{EngineError, LockEngine};
-use crate::telemetry::throttle::LogThrottle;
 use crate::telemetry::{BreakerState, Metrics};
+use crate::throttle::LogThrottle;
 
 const CLOSED: u8 = 0;
 const OPEN: u8 = 1;
