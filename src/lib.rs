@@ -41,3 +41,4 @@ pub mod telemetry;
 pub mod throttle;
 pub mod upstream;
 pub mod vcs;
+pub mod vocab;

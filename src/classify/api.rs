@@ -7,11 +7,11 @@ use serde_json::Value;
 
 use super::comment::{lex, validate_workspace};
 use super::config::{ClassifyConfig, command_locks};
-use super::key::{LockKey, PullRef};
 use super::operation::{
     Acquire, CommandKind, LockSet, LockTarget, Operation, PassthroughReason as R, PullMeta, Vcs,
 };
 use super::webhook::{header, query_unescape};
+use crate::vocab::{LockKey, PullRef};
 
 /// The fields of Atlantis's `APIRequest` (a Go struct decoded with case-insensitive keys).
 #[derive(Default)]

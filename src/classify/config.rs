@@ -2,8 +2,8 @@
 
 use std::collections::HashMap;
 
-use super::key::LockMode;
-use super::operation::{CommandKind, Vcs};
+use crate::vocab::{CommandKind, LockMode, Vcs};
+pub(crate) use crate::vocab::{CommentCommandName, command_locks};
 
 pub use crate::config::{Secret, WebhookSecrets};
 
@@ -92,82 +92,6 @@ impl LockModeTable {
     /// Repositories the table knows, to split ambiguous lock keys.
     pub fn known_repos(&self) -> impl Iterator<Item = &str> {
         self.repos.keys().map(String::as_str)
-    }
-}
-
-/// ATLANTIS.md §4: which command takes the project lock under which mode.
-pub fn command_locks(mode: LockMode, command: CommandKind) -> bool {
-    use CommandKind::*;
-    match (mode, command) {
-        (LockMode::Disabled, _) => false,
-        (_, Import | StateRm | ApiApply) => true,
-        (LockMode::OnPlan, Plan | Autoplan | ApprovePolicies | ApiPlan) => true,
-        (LockMode::OnApply, Apply) => true,
-        _ => false,
-    }
-}
-
-/// Comment commands as named in `--allow-commands`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum CommentCommandName {
-    /// `version`
-    Version,
-    /// `plan`
-    Plan,
-    /// `apply`
-    Apply,
-    /// `cancel`
-    Cancel,
-    /// `unlock`
-    Unlock,
-    /// `approve_policies`
-    ApprovePolicies,
-    /// `import`
-    Import,
-    /// `state`
-    State,
-}
-
-impl CommentCommandName {
-    /// Every comment command, in Atlantis's `AllCommentCommands` order.
-    pub const ALL: [CommentCommandName; 8] = [
-        Self::Version,
-        Self::Plan,
-        Self::Apply,
-        Self::Cancel,
-        Self::Unlock,
-        Self::ApprovePolicies,
-        Self::Import,
-        Self::State,
-    ];
-
-    /// Atlantis's `--allow-commands` default: `version,plan,apply,unlock,approve_policies,cancel`.
-    pub const DEFAULT_ALLOWED: [CommentCommandName; 6] = [
-        Self::Version,
-        Self::Plan,
-        Self::Apply,
-        Self::Unlock,
-        Self::ApprovePolicies,
-        Self::Cancel,
-    ];
-
-    /// The name as typed in a comment.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Version => "version",
-            Self::Plan => "plan",
-            Self::Apply => "apply",
-            Self::Cancel => "cancel",
-            Self::Unlock => "unlock",
-            Self::ApprovePolicies => "approve_policies",
-            Self::Import => "import",
-            Self::State => "state",
-        }
-    }
-
-    /// Parses a lowercase command word.
-    pub fn parse(word: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|c| c.as_str() == word)
     }
 }
 

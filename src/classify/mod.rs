@@ -33,7 +33,6 @@ mod config;
 #[cfg(test)]
 mod fixtures_test;
 mod json;
-mod key;
 mod operation;
 #[cfg(test)]
 mod proptests;
@@ -42,14 +41,14 @@ mod signature;
 mod testutil;
 mod webhook;
 
-pub use config::{
-    ClassifyConfig, CommentCommandName, LockModeTable, RepoLockModes, Secret, WebhookSecrets,
+pub use crate::vocab::{
+    CommandKind, CommentCommandName, LockKey, LockMode, ParseKeyError, Priority, PullRef, Vcs,
     command_locks,
 };
-pub use key::{LockKey, LockMode, ParseKeyError, Priority, PullRef};
+pub use config::{ClassifyConfig, LockModeTable, RepoLockModes, Secret, WebhookSecrets};
 pub use operation::{
-    Acquire, CommandKind, GlobalApplyAction, LockSet, LockTarget, Operation, PassthroughReason,
-    PullMeta, ReleaseCause, Vcs,
+    Acquire, GlobalApplyAction, LockSet, LockTarget, Operation, PassthroughReason, PullMeta,
+    ReleaseCause,
 };
 
 use http::{Method, StatusCode};

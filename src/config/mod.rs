@@ -7,7 +7,6 @@ mod engine;
 mod load;
 mod rate;
 mod raw;
-mod secret;
 mod validate;
 
 use std::collections::{BTreeMap, HashMap};
@@ -15,11 +14,11 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
+pub(crate) use crate::vocab::RawSecret;
+pub use crate::vocab::{Secret, has_userinfo, redact_userinfo};
 pub use load::Override;
-pub(crate) use secret::RawSecret;
-pub use secret::{Secret, has_userinfo, redact_userinfo};
 
-use crate::classify::{CommentCommandName, Priority, Vcs};
+use crate::vocab::{CommentCommandName, Priority, Vcs};
 
 /// A configuration problem: which key, and what is wrong with it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
-use super::secret::RawSecret;
+use crate::vocab::RawSecret;
 
 /// The whole file (DESIGN.md §6: the top level is a contract).
 #[derive(Debug, Default, Deserialize)]

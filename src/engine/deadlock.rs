@@ -8,7 +8,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::classify::Priority;
+use crate::vocab::Priority;
 
 /// One queued waiter as the detector sees it.
 #[derive(Clone, Debug, PartialEq, Eq)]

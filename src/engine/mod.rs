@@ -43,7 +43,7 @@ pub use types::{
 
 use std::sync::Arc;
 
-use crate::classify::{LockKey, PullRef};
+use crate::vocab::{LockKey, PullRef};
 
 /// Builds the configured engine: Redis when `redis` is given, otherwise the in-memory default.
 pub async fn build_engine(

@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use crate::classify::Priority;
+use crate::vocab::Priority;
 
 /// Queueing, timeout, deadlock and cleanup behaviour shared by every backend.
 #[derive(Clone, Debug)]

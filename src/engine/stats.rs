@@ -2,7 +2,7 @@
 
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
-use crate::classify::Priority;
+use crate::vocab::Priority;
 
 use super::settings::rank;
 

@@ -3,7 +3,7 @@
 use std::fmt;
 use std::time::{Duration, SystemTime};
 
-use crate::classify::{LockKey, Priority, PullRef};
+use crate::vocab::{LockKey, Priority, PullRef};
 
 /// A request to take a set of locks for one pull, all or nothing.
 #[derive(Clone, Debug, PartialEq, Eq)]

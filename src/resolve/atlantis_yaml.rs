@@ -12,7 +12,7 @@ use super::config::{
     validate_repo,
 };
 use super::yaml_guard;
-use crate::classify::{LockMode, Priority};
+use crate::vocab::{LockMode, Priority};
 
 fn invalid(at: &str, problem: impl Into<String>) -> InvalidProjectConfig {
     InvalidProjectConfig {

@@ -12,7 +12,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::pattern::{PatternCache, PatternList, clean_path, compile_glob};
-use crate::classify::{LockMode, Priority};
+use crate::vocab::{LockMode, Priority};
 
 /// Atlantis's default `when_modified` (`raw.DefaultAutoPlanWhenModified`).
 pub fn default_when_modified() -> Vec<String> {

@@ -42,10 +42,10 @@ use std::collections::{BTreeMap, HashMap};
 
 use super::config::{LockSettings, ProjectSpec, RepoConfig};
 use super::pattern::{PatternList, clean_path};
-use crate::classify::{LockKey, LockMode};
 use crate::vcs::{ChangedFile, DirEntry};
+use crate::vocab::{LockKey, LockMode};
 
-pub use crate::classify::CommandKind;
+pub use crate::vocab::CommandKind;
 
 /// Flags of a targeted comment: `-d` (may be a glob), `-w`, `-p`.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]

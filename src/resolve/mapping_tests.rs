@@ -1,7 +1,7 @@
 use super::*;
-use crate::classify::Priority;
 use crate::resolve::config::AutoDiscoverMode;
 use crate::resolve::parse_atlantis_yaml;
+use crate::vocab::Priority;
 
 fn server() -> ServerDefaults {
     ServerDefaults {
@@ -302,7 +302,7 @@ fn targeted_commands() {
 
 #[test]
 fn commands_lock_by_mode() {
-    use crate::classify::command_locks as locks;
+    use crate::vocab::command_locks as locks;
     use CommandKind::*;
     assert!(locks(LockMode::OnPlan, Plan) && !locks(LockMode::OnApply, Plan));
     assert!(locks(LockMode::OnApply, Apply) && !locks(LockMode::OnPlan, Apply));

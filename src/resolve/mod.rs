@@ -36,8 +36,8 @@ pub use mapping::{CommandKind, Filters};
 pub use pattern::{PatternError, PatternList};
 pub use stats::{ResolveStats, StatsSnapshot, UnresolvedKind};
 
-use crate::classify::{LockKey, LockMode, Priority};
 use crate::vcs::{ChangedFile, GithubClient, GitlabClient, PullInfo, Vcs, VcsClient, VcsError};
+use crate::vocab::{LockKey, LockMode, Priority};
 use mapping::{DirIndex, MapInput, MapOutcome, Selected, ServerDefaults};
 
 /// Atlantis's default `--autoplan-file-list` (cmd/server.go, v0.47.1).
@@ -241,14 +241,12 @@ impl Resolver {
                     .into_iter()
                     .filter_map(|s| {
                         let mode = s.locks.mode.unwrap_or(self.settings.default_lock_mode);
-                        crate::classify::command_locks(mode, req.command).then_some(
-                            ResolvedProject {
-                                key: s.key,
-                                priority: s.locks.priority,
-                                timeout: s.locks.timeout,
-                                mode,
-                            },
-                        )
+                        crate::vocab::command_locks(mode, req.command).then_some(ResolvedProject {
+                            key: s.key,
+                            priority: s.locks.priority,
+                            timeout: s.locks.timeout,
+                            mode,
+                        })
                     })
                     .collect();
                 tracing::debug!(repo = %req.repo, pull = req.pull, locks = locks.len(), "resolved");

@@ -13,13 +13,13 @@ mod http;
 
 use std::time::Duration;
 
-pub use crate::config::Secret;
+pub use crate::vocab::Secret;
 pub use client::VcsClient;
 pub use github::GithubClient;
 pub use gitlab::GitlabClient;
 pub use http::{ApiClient, ApiConfig, ApiResponse};
 
-pub use crate::classify::Vcs;
+pub use crate::vocab::Vcs;
 
 /// The parts of a pull request the resolver needs.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -14,11 +14,11 @@ use http::HeaderMap;
 use super::ClassifyError;
 use super::comment::{self, CommentParse, Grammar};
 use super::config::{ClassifyConfig, CommentCommandName};
-use super::key::{LockKey, PullRef};
 use super::operation::{
     Acquire, CommandKind, LockSet, LockTarget, Operation, PassthroughReason as R, PullMeta,
     ReleaseCause, Vcs,
 };
+use crate::vocab::{LockKey, PullRef};
 
 /// A header's value when present and non-empty (Go's `Header.Get(h) != ""`).
 pub(super) fn header<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {

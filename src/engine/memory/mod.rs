@@ -20,7 +20,7 @@ use super::{
     LockInfo, QueueInfo, QueueOutcome, ReleaseOutcome, ReleaseSummary, WaiterId, WaiterInfo,
     from_unix_ms,
 };
-use crate::classify::{LockKey, PullRef};
+use crate::vocab::{LockKey, PullRef};
 
 /// How long a forgotten request stays refused (a VCS redelivers within minutes).
 pub const FORGET_FOR: std::time::Duration = std::time::Duration::from_secs(3600);

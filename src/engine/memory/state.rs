@@ -2,13 +2,13 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 
-use crate::classify::{Priority, PullRef};
 use crate::engine::deadlock::{WaitGraphInput, WaitNode};
 use crate::engine::settings::EngineSettings;
 use crate::engine::types::{
     Admission, Blocker, DeadlockRecord, Dispatch, DispatchReason, EngineError, Grant, Preempted,
     QueuePosition, WaiterId, from_unix_ms, lock_field, lock_key,
 };
+use crate::vocab::{Priority, PullRef};
 
 /// Most deadlock records kept per repository.
 const DEADLOCK_HISTORY: usize = 100;

@@ -4,11 +4,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::MemoryEngine;
-use crate::classify::{LockKey, Priority, PullRef};
 use crate::engine::{
     AcquireOutcome, AcquireRequest, DispatchReason, EngineSettings, LockEngine, QueueOutcome,
     spawn_background,
 };
+use crate::vocab::{LockKey, Priority, PullRef};
 
 fn req(pull: i64, dir: &str) -> AcquireRequest {
     AcquireRequest {

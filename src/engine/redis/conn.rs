@@ -49,7 +49,7 @@ pub(crate) fn connection_info(
     db: i64,
 ) -> Result<ConnectionInfo, EngineError> {
     // The address may be a URL with a password in it: never print that part.
-    let shown = crate::config::redact_userinfo(addr);
+    let shown = crate::vocab::redact_userinfo(addr);
     let bad =
         |why: String| EngineError::BackendUnavailable(format!("redis address {shown:?}: {why}"));
     let info = if addr.contains("://") {

@@ -39,7 +39,7 @@ use super::{
     Preempted, QueueInfo, QueueOutcome, QueuePosition, RedisSettings, ReleaseOutcome,
     ReleaseSummary, WaiterId, from_unix_ms, rank,
 };
-use crate::classify::{LockKey, PullRef};
+use crate::vocab::{LockKey, PullRef};
 
 /// The Redis-backed [`LockEngine`].
 #[derive(Debug)]

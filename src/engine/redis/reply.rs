@@ -2,13 +2,13 @@
 
 use redis::Value;
 
-use crate::classify::PullRef;
 use crate::engine::deadlock::{WaitGraphInput, WaitNode};
 use crate::engine::types::{lock_field, lock_key};
 use crate::engine::{
     Dispatch, DispatchReason, EngineError, EngineResult, LockInfo, Preempted, WaiterId, WaiterInfo,
     from_unix_ms, priority_of,
 };
+use crate::vocab::PullRef;
 
 /// Shorthand for a malformed reply.
 pub fn bad(what: &str) -> EngineError {

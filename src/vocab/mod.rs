@@ -1,0 +1,11 @@
+//! The vocabulary every module shares: lock keys, pulls, priorities, lock modes, commands, VCSs
+//! and secrets. A leaf: it depends on no other module of the crate, so configuration, the
+//! engine, the resolver and the VCS clients can all speak it without depending on each other.
+
+mod command;
+mod key;
+mod secret;
+
+pub use command::{CommandKind, CommentCommandName, Vcs, command_locks};
+pub use key::{LockKey, LockMode, ParseKeyError, Priority, PullRef};
+pub use secret::{RawSecret, Secret, has_userinfo, redact_userinfo};
