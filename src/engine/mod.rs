@@ -148,6 +148,17 @@ pub trait LockEngine: Send + Sync + 'static {
         atlantis: Vec<(LockKey, PullRef, String)>,
     ) -> BoxFuture<'_, EngineResult<bool>>;
 
+    /// Puts off a hand-off that was not sent: the locks it took under `token` are released, its
+    /// locks stop being in flight (nobody waits on a hand-off that will not reach Atlantis), and
+    /// it is offered again after `retry_in`. Unlike [`LockEngine::hand_back`] the waiter is not
+    /// queued again (a removed or timed-out waiter stays out of the queue). False when gone.
+    fn defer(
+        &self,
+        dispatch: &Dispatch,
+        token: Option<u64>,
+        retry_in: std::time::Duration,
+    ) -> BoxFuture<'_, EngineResult<bool>>;
+
     /// Releases the locks of `locks` that `pull` holds under `token` (a grant whose request
     /// Atlantis refused); returns how many.
     fn release_grant(

@@ -235,6 +235,9 @@ pub enum Admission {
     /// Another pull holds one of its locks now (a repair adopted Atlantis's holder): the waiter
     /// is queued again, in its old place.
     Requeued,
+    /// A hand-off that must wait: one of its locks is free, but another pull's hand-off is in
+    /// flight for it (Atlantis might give it to that pull). Nothing changed; admit again later.
+    Busy,
 }
 
 /// One held lock, for `/admin/locks`.

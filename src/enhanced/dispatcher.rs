@@ -29,12 +29,24 @@ use crate::upstream::replay::{ReplayOutcome, StoredRequest, replay};
 /// Replays handled at once; more wait (their leases keep them owned meanwhile).
 const CONCURRENT_REPLAYS: usize = 16;
 
+/// How soon a hand-off that was not sent is offered again.
+const DEFER_RETRY: Duration = Duration::from_millis(250);
+
 /// Marks a request the engine admitted (its fencing token) on its way to Atlantis, so Atlantis's
 /// logs and the tests can tell admitted requests from hand-offs. Not covered by any signature.
 pub const ADMITTED_HEADER: &str = "x-lock-proxy-admitted";
 
 /// Marks a hand-off (a request Atlantis is expected to refuse), with the reason it left the queue.
 pub const HANDOFF_HEADER: &str = "x-lock-proxy-handoff";
+
+/// What a dispatch must still be, in the engine, when its bytes leave.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Expect<'a> {
+    /// The grant under this token.
+    Grant(u64),
+    /// A hand-off blocked by exactly these.
+    HandOff(&'a [Blocker]),
+}
 
 /// What Atlantis's lock table says about a dispatch's locks.
 enum AtlantisView {
@@ -124,30 +136,78 @@ impl Enhanced {
                 return;
             }
         };
-        match admission {
-            Admission::Done => {}
-            Admission::Dropped => {
-                tracing::info!(waiter = %d.id, pull = %d.pull, "grant cancelled: its pull released its locks meanwhile");
-                self.metrics.replay("dropped");
-                self.notice_dispatch(&d, &stored, DispatchReason::Dropped)
-                    .await;
+        // A hand-off re-checked right before it leaves may have become a grant or another
+        // hand-off: that is handled in turn (a few times; then it is offered again later).
+        let mut admission = admission;
+        let mut token = None;
+        for _ in 0..4 {
+            admission = match admission {
+                Admission::Done => return,
+                Admission::Dropped => {
+                    tracing::info!(waiter = %d.id, pull = %d.pull, "grant cancelled: its pull released its locks meanwhile");
+                    self.metrics.replay("dropped");
+                    self.notice_dispatch(&d, &stored, DispatchReason::Dropped)
+                        .await;
+                    return;
+                }
+                Admission::Requeued => {
+                    tracing::info!(waiter = %d.id, pull = %d.pull, "grant taken back: another pull holds the lock in Atlantis; queued again");
+                    self.metrics.replay("requeued");
+                    return;
+                }
+                Admission::Busy => match self.admit_when_not_busy(&d).await {
+                    Some(next) => next,
+                    None => break,
+                },
+                Admission::Grant {
+                    fencing_token,
+                    preempted,
+                } => {
+                    return self.send_grant(d, stored, fencing_token, preempted).await;
+                }
+                Admission::HandOff {
+                    blocked,
+                    taken,
+                    fencing_token,
+                } => {
+                    token = fencing_token.or(token);
+                    match self
+                        .send_handoff(&d, stored.clone(), blocked, taken, token)
+                        .await
+                    {
+                        Some(next) => next,
+                        None => return,
+                    }
+                }
+            };
+        }
+        self.defer(&d, token).await;
+    }
+
+    /// Admits a hand-off again while another pull's hand-off is in flight for one of its free
+    /// locks (bounded by `replay-wait`); `None` when it is still waiting then.
+    async fn admit_when_not_busy(&self, d: &Dispatch) -> Option<Admission> {
+        let until = Instant::now() + self.settings.replay_wait;
+        while Instant::now() < until {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            match self.engine.admit(d).await {
+                Ok(Admission::Busy) => {}
+                Ok(next) => return Some(next),
+                Err(e) => {
+                    tracing::warn!(waiter = %d.id, error = %e, "cannot admit a dispatch; it is offered again later");
+                    return Some(Admission::Done);
+                }
             }
-            Admission::Requeued => {
-                tracing::info!(waiter = %d.id, pull = %d.pull, "grant taken back: another pull holds the lock in Atlantis; queued again");
-                self.metrics.replay("requeued");
-            }
-            Admission::Grant {
-                fencing_token,
-                preempted,
-            } => self.send_grant(d, stored, fencing_token, preempted).await,
-            Admission::HandOff {
-                blocked,
-                taken,
-                fencing_token,
-            } => {
-                self.send_handoff(d, stored, blocked, taken, fencing_token)
-                    .await
-            }
+        }
+        tracing::info!(waiter = %d.id, "another hand-off is still in flight for a free lock: offered again later");
+        None
+    }
+
+    /// A hand-off not sent: it stops holding locks in flight and is offered again shortly.
+    async fn defer(&self, d: &Dispatch, token: Option<u64>) {
+        self.metrics.replay("deferred");
+        if let Err(e) = self.engine.defer(d, token, DEFER_RETRY).await {
+            tracing::warn!(waiter = %d.id, error = %e, "cannot put a hand-off off; it is offered again after its lease");
         }
     }
 
@@ -218,25 +278,67 @@ impl Enhanced {
         }
         stored.set_header(ADMITTED_HEADER, &token.to_string());
         let waited = d.enqueued_at.elapsed().unwrap_or_default();
-        if self.send(&d, &mut stored, Some(token)).await {
+        if self
+            .send(&d, &mut stored, Some(token), Expect::Grant(token))
+            .await
+        {
             self.metrics.queue_left(waited, Ok(()));
             self.notice_dispatch(&d, &stored, DispatchReason::Granted)
                 .await;
         }
     }
 
+    /// Sends a hand-off if Atlantis will refuse it; the admission it turned into when it changed
+    /// right before leaving, to be handled in turn.
     async fn send_handoff(
         &self,
-        d: Dispatch,
+        d: &Dispatch,
         mut stored: StoredRequest,
         blocked: Vec<Blocker>,
         taken: Vec<LockKey>,
         token: Option<u64>,
-    ) {
-        // Atlantis must refuse every blocked lock (another pull holds it there too) and must
-        // not list a taken one for another pull.
+    ) -> Option<Admission> {
+        // Neither this pull nor a holder of a blocked lock may be releasing: an unlock Atlantis
+        // carries out before this hand-off would let Atlantis give the lock to this pull.
+        let until = Instant::now() + self.settings.replay_wait;
+        while Instant::now() < until
+            && (self.is_unlocking(&d.pull)
+                || blocked
+                    .iter()
+                    .filter_map(|b| b.held_by.as_ref())
+                    .any(|h| self.is_unlocking(h)))
+        {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        // Still a hand-off right before it leaves (its pull may have closed meanwhile).
+        match self.engine.admit(d).await {
+            Ok(Admission::HandOff { blocked: now, .. }) if now == blocked => {}
+            Ok(next @ (Admission::HandOff { .. } | Admission::Grant { .. } | Admission::Busy)) => {
+                // The locks changed hands meanwhile: handled as what it is now.
+                tracing::info!(waiter = %d.id, admission = ?next, "hand-off changed while waiting for Atlantis");
+                return Some(next);
+            }
+            Ok(Admission::Dropped) => {
+                self.metrics.replay("dropped");
+                self.notice_dispatch(d, &stored, DispatchReason::Dropped)
+                    .await;
+                return None;
+            }
+            Ok(other) => {
+                tracing::info!(waiter = %d.id, admission = ?other, "hand-off changed while waiting for Atlantis: not sent");
+                return None;
+            }
+            Err(e) => {
+                tracing::warn!(waiter = %d.id, error = %e, "cannot re-check a hand-off; it is offered again later");
+                return None;
+            }
+        }
+        // Checked after the engine (whose blocked locks are in flight for this hand-off now, so
+        // nobody else is granted them): Atlantis must refuse every blocked lock (another pull
+        // holds it there too, not only in the engine: a grant still on its way does not count)
+        // and must not list a taken one for another pull.
         let view = self
-            .atlantis_view(&d, |locks, d| {
+            .atlantis_view(d, |locks, d| {
                 let refused = blocked.iter().all(|b| {
                     locks
                         .iter()
@@ -256,47 +358,8 @@ impl Enhanced {
                 // Not sent: the reconciler brings the engine in step, and the next offer is
                 // admitted against the repaired state (often as a grant).
                 tracing::info!(waiter = %d.id, pull = %d.pull, "Atlantis does not hold the blocking locks as the engine does: hand-off deferred");
-                self.metrics.replay("deferred");
-                if !taken.is_empty() {
-                    let _ = self.engine.hand_back(&d, token, Vec::new()).await;
-                }
-                return;
-            }
-        }
-        // Neither this pull nor a holder of a blocked lock may be releasing: an unlock Atlantis
-        // carries out before this hand-off would let Atlantis give the lock to this pull.
-        let until = Instant::now() + self.settings.replay_wait;
-        while Instant::now() < until
-            && (self.is_unlocking(&d.pull)
-                || blocked
-                    .iter()
-                    .filter_map(|b| b.held_by.as_ref())
-                    .any(|h| self.is_unlocking(h)))
-        {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        // Still a hand-off right before it leaves (its pull may have closed meanwhile).
-        match self.engine.admit(&d).await {
-            Ok(Admission::HandOff { blocked: now, .. }) if now == blocked => {}
-            Ok(Admission::HandOff { .. } | Admission::Grant { .. }) => {
-                // The locks changed hands meanwhile: admitted again from the start next offer.
-                tracing::info!(waiter = %d.id, "hand-off changed while waiting: admitted again later");
-                let _ = self.engine.hand_back(&d, None, Vec::new()).await;
-                return;
-            }
-            Ok(Admission::Dropped) => {
-                self.metrics.replay("dropped");
-                self.notice_dispatch(&d, &stored, DispatchReason::Dropped)
-                    .await;
-                return;
-            }
-            Ok(other) => {
-                tracing::info!(waiter = %d.id, admission = ?other, "hand-off changed while waiting for Atlantis: not sent");
-                return;
-            }
-            Err(e) => {
-                tracing::warn!(waiter = %d.id, error = %e, "cannot re-check a hand-off; it is offered again later");
-                return;
+                self.defer(d, token).await;
+                return None;
             }
         }
         let why = match d.reason {
@@ -315,7 +378,10 @@ impl Enhanced {
             stored.set_header(ADMITTED_HEADER, &t.to_string());
         }
         let waited = d.enqueued_at.elapsed().unwrap_or_default();
-        if self.send_unconfirmed(&d, &mut stored, token).await {
+        if self
+            .send_unconfirmed(d, &mut stored, token, Expect::HandOff(&blocked))
+            .await
+        {
             // Atlantis answered before acting: the blocked locks stay in flight while it may
             // still be carrying the hand-off out, then the dispatch is confirmed.
             let settle = self
@@ -323,9 +389,9 @@ impl Enhanced {
                 .replay_wait
                 .min(self.engine.settings().dispatch_lease / 2);
             tokio::time::sleep(settle).await;
-            self.confirm(&d).await;
             // A holder that released meanwhile let Atlantis give the lock to this pull after
-            // all: the engine follows (§10.1).
+            // all: the engine follows (§10.1), before the confirm takes the locks out of flight
+            // (so nobody else is granted them in between).
             if let Ok(locks) =
                 atlantis_api::list_locks(&self.upstream, Duration::from_secs(5)).await
             {
@@ -341,15 +407,23 @@ impl Enhanced {
                     }
                 }
             }
+            self.confirm(d).await;
             self.metrics.queue_left(waited, Err(why));
-            self.notice_dispatch(&d, &stored, d.reason).await;
+            self.notice_dispatch(d, &stored, d.reason).await;
         }
+        None
     }
 
     /// Sends the stored request (continuing a new trace linked to the original) and confirms it
     /// once Atlantis answered. False when it was not delivered (it is offered again later).
-    async fn send(&self, d: &Dispatch, stored: &mut StoredRequest, token: Option<u64>) -> bool {
-        let sent = self.send_unconfirmed(d, stored, token).await;
+    async fn send(
+        &self,
+        d: &Dispatch,
+        stored: &mut StoredRequest,
+        token: Option<u64>,
+        expect: Expect<'_>,
+    ) -> bool {
+        let sent = self.send_unconfirmed(d, stored, token, expect).await;
         if sent {
             self.confirm(d).await;
         }
@@ -362,6 +436,7 @@ impl Enhanced {
         d: &Dispatch,
         stored: &mut StoredRequest,
         token: Option<u64>,
+        expect: Expect<'_>,
     ) -> bool {
         let mut headers = http::HeaderMap::new();
         telemetry::inject_headers(&tracing::Span::current(), &mut headers);
@@ -370,7 +445,34 @@ impl Enhanced {
                 stored.set_header(name.as_str(), v);
             }
         }
-        match replay(&self.upstream, stored, &self.settings.retry).await {
+        // Nothing of a pull whose release is on its way leaves; a release waits for this.
+        let Some(sending) = self.begin_sending(&d.pull) else {
+            tracing::info!(waiter = %d.id, pull = %d.pull, "its pull is releasing: not sent now");
+            return false;
+        };
+        // The last check, under the guard (a release of the pull arriving now waits for this
+        // send; one that came first has cancelled the dispatch in the engine).
+        match self.engine.admit(d).await {
+            Ok(Admission::Grant {
+                fencing_token: t, ..
+            }) if expect == Expect::Grant(t) => {}
+            Ok(Admission::HandOff { blocked, .. }) if expect == Expect::HandOff(&blocked) => {}
+            Ok(Admission::Dropped) => {
+                drop(sending);
+                tracing::info!(waiter = %d.id, pull = %d.pull, "its pull released its locks: not sent");
+                self.metrics.replay("dropped");
+                self.notice_dispatch(d, stored, DispatchReason::Dropped)
+                    .await;
+                return false;
+            }
+            other => {
+                tracing::info!(waiter = %d.id, admission = ?other, "changed right before sending: not sent now");
+                return false;
+            }
+        }
+        let outcome = replay(&self.upstream, stored, &self.settings.retry).await;
+        drop(sending);
+        match outcome {
             ReplayOutcome::Delivered { status } => {
                 tracing::Span::current().record("http.response.status_code", status.as_u16());
                 tracing::info!(waiter = %d.id, pull = %d.pull, reason = d.reason.as_str(), %status, "replayed to Atlantis");

@@ -91,6 +91,9 @@ pub struct Enhanced {
     forgetting: Arc<std::sync::atomic::AtomicUsize>,
     /// Pulls whose `unlock` Atlantis accepted and is carrying out: their grants wait.
     unlocking: std::sync::Mutex<std::collections::HashSet<crate::classify::PullRef>>,
+    /// Replays this replica is sending now, per pull (taken under the `unlocking` lock, so a
+    /// release either waits for a replay already leaving or stops it from leaving).
+    sending: std::sync::Mutex<std::collections::HashMap<crate::classify::PullRef, usize>>,
     /// Dispatches this replica is handling now.
     handling: std::sync::Mutex<std::collections::HashSet<crate::engine::WaiterId>>,
     /// Grants forwarded directly whose command Atlantis has not carried out yet (it answers
@@ -168,6 +171,7 @@ impl Enhanced {
             forgetting: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
             unlocking: std::sync::Mutex::new(std::collections::HashSet::new()),
             unsettled: std::sync::Mutex::new(std::collections::HashMap::new()),
+            sending: std::sync::Mutex::new(std::collections::HashMap::new()),
             handling: std::sync::Mutex::new(std::collections::HashSet::new()),
         }
     }
@@ -278,6 +282,44 @@ impl Enhanced {
             u.insert(pull.clone());
         } else {
             u.remove(pull);
+        }
+    }
+
+    /// Starts sending a replay of `pull`; false (nothing may leave) while its release is under
+    /// way. The returned guard ends it.
+    fn begin_sending(&self, pull: &crate::classify::PullRef) -> Option<SendingGuard<'_>> {
+        let unlocking = self
+            .unlocking
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if unlocking.contains(pull) {
+            return None;
+        }
+        *self
+            .sending
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .entry(pull.clone())
+            .or_default() += 1;
+        Some(SendingGuard {
+            sending: &self.sending,
+            pull: pull.clone(),
+        })
+    }
+
+    /// Waits (bounded) until no replay of `pull` is on its way to Atlantis from this replica, so
+    /// a release forwarded next reaches Atlantis after them. Call after
+    /// `set_unlocking(pull, true)`.
+    pub(crate) async fn replays_sent(&self, pull: &crate::classify::PullRef, within: Duration) {
+        let until = tokio::time::Instant::now() + within;
+        while tokio::time::Instant::now() < until
+            && self
+                .sending
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .contains_key(pull)
+        {
+            tokio::time::sleep(Duration::from_millis(5)).await;
         }
     }
 
@@ -496,5 +538,26 @@ impl Enhanced {
                 previous = current;
             }
         })
+    }
+}
+
+/// A replay on its way to Atlantis (see `Enhanced::begin_sending`).
+struct SendingGuard<'a> {
+    sending: &'a std::sync::Mutex<std::collections::HashMap<crate::classify::PullRef, usize>>,
+    pull: crate::classify::PullRef,
+}
+
+impl Drop for SendingGuard<'_> {
+    fn drop(&mut self) {
+        let mut s = self
+            .sending
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(n) = s.get_mut(&self.pull) {
+            *n -= 1;
+            if *n == 0 {
+                s.remove(&self.pull);
+            }
+        }
     }
 }

@@ -42,6 +42,10 @@ pub async fn carry(
             // Nothing of this pull is sent to Atlantis while its release is under way (bounded
             // by `replay-wait` on the sending side).
             state.enhanced.set_unlocking(&pull, true);
+            state
+                .enhanced
+                .replays_sent(&pull, std::time::Duration::from_secs(10))
+                .await;
             let resp = send(state, client, parts, bytes).await;
             // Mirror the release only once Atlantis did release (§10.4), on every path, so the
             // engine never keeps a lock Atlantis let go nor frees one Atlantis keeps.

@@ -660,6 +660,25 @@ impl LockEngine for MemoryEngine {
         })
     }
 
+    fn defer(
+        &self,
+        dispatch: &Dispatch,
+        token: Option<u64>,
+        retry_in: std::time::Duration,
+    ) -> BoxFuture<'_, EngineResult<bool>> {
+        let id = dispatch.id.clone();
+        Box::pin(async move {
+            Ok(self.with(|repos, now| {
+                let Some(repo) = repos.get_mut(&id.repo) else {
+                    return false;
+                };
+                let (found, out) = repo.defer(id.seq, token, retry_in.as_millis() as i64, now);
+                self.deliver(repo, out, now);
+                found
+            }))
+        })
+    }
+
     fn release_grant(
         &self,
         pull: PullRef,

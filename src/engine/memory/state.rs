@@ -562,25 +562,23 @@ impl RepoState {
             return (Admission::Done, Vec::new());
         }
         // A hand-off: Atlantis will refuse the locks other pulls hold, and take the free ones.
+        // A lock is blocked by its holder (live, or with a grant in flight); a free lock that
+        // another pull's hand-off is in flight for is neither blocked nor free: wait.
         let mut blocked = Vec::new();
         let mut free = Vec::new();
         for f in &fields {
-            let other_in_flight = self.in_flight_other(f, d.pull.number);
-            match (self.holders.get(f), other_in_flight) {
-                (_, Some(other)) => blocked.push(Blocker {
-                    key: lock_key(&self.repo, f),
-                    held_by: Some(self.pull_ref(other)),
-                }),
-                (Some(h), None) if h.pull == d.pull.number => {}
-                (Some(h), None) if h.expires_ms > now => blocked.push(Blocker {
-                    key: lock_key(&self.repo, f),
-                    held_by: Some(self.pull_ref(h.pull)),
-                }),
-                (Some(h), None) => {
-                    let _ = h;
-                    free.push(f.clone());
+            let holder = self.holders.get(f);
+            let marked = self.in_flight_other(f, d.pull.number).is_some();
+            match holder {
+                Some(h) if h.pull == d.pull.number => {}
+                Some(h) if h.expires_ms > now || self.in_flight_of(f, h.pull) => {
+                    blocked.push(Blocker {
+                        key: lock_key(&self.repo, f),
+                        held_by: Some(self.pull_ref(h.pull)),
+                    })
                 }
-                (None, None) => free.push(f.clone()),
+                _ if marked => return (Admission::Busy, Vec::new()),
+                _ => free.push(f.clone()),
             }
         }
         let (user, priority) = (d.user.clone(), d.priority);
@@ -678,8 +676,12 @@ impl RepoState {
             }
         }
         let requeued = self.requeue(seq);
+        // Atlantis's holder replaces this pull's (whichever of its grants held it); a lock another
+        // pull holds or has in flight is the reconciler's to repair.
         for (f, holder, user) in atlantis {
-            if *holder != pull && !self.holders.contains_key(f) && !self.in_flight.contains_key(f) {
+            let ours_or_free = self.holders.get(f).is_none_or(|h| h.pull == pull);
+            if *holder != pull && ours_or_free && self.in_flight_other(f, pull).is_none() {
+                self.holders.remove(f);
                 self.take(
                     std::slice::from_ref(f),
                     *holder,
@@ -693,6 +695,36 @@ impl RepoState {
         }
         let out = self.grant_pass(&fields, now);
         (requeued, out)
+    }
+
+    /// Puts off the hand-off of dispatch `seq` (see `LockEngine::defer`).
+    pub fn defer(
+        &mut self,
+        seq: u64,
+        token: Option<u64>,
+        retry_ms: i64,
+        now: i64,
+    ) -> (bool, Vec<Dispatch>) {
+        let Some(p) = self.pending.get_mut(&seq) else {
+            return (false, Vec::new());
+        };
+        p.lease_until_ms = p.lease_until_ms.min(now + retry_ms);
+        let pull = p.dispatch.pull.number;
+        let fields: Vec<String> = p.dispatch.locks.iter().map(lock_field).collect();
+        if let Some(t) = token {
+            for f in &fields {
+                if self
+                    .holders
+                    .get(f)
+                    .is_some_and(|h| h.pull == pull && h.token == t)
+                {
+                    self.holders.remove(f);
+                }
+            }
+        }
+        self.clear_in_flight(seq);
+        let out = self.grant_pass(&fields, now);
+        (true, out)
     }
 
     /// Releases the locks of `fields` that `pull` holds under `token` (a grant Atlantis refused).

@@ -613,6 +613,7 @@ impl LockEngine for RedisEngine {
             };
             Ok(match text(at(items, 0)?)?.as_str() {
                 "done" => Admission::Done,
+                "busy" => Admission::Busy,
                 "grant" => Admission::Grant {
                     fencing_token: int(at(items, 1)?)? as u64,
                     preempted: decode_preempted(repo, &text(at(items, 2)?)?)?,
@@ -674,6 +675,26 @@ impl LockEngine for RedisEngine {
                 args.push(u.into_bytes());
             }
             Ok(self.repair(&id.repo, "back", args).await? == 1)
+        })
+    }
+
+    fn defer(
+        &self,
+        dispatch: &Dispatch,
+        token: Option<u64>,
+        retry_in: std::time::Duration,
+    ) -> BoxFuture<'_, EngineResult<bool>> {
+        let id = dispatch.id.clone();
+        Box::pin(async move {
+            let args = vec![
+                format!("{:012}", id.seq).into_bytes(),
+                token
+                    .map(|t| t.to_string())
+                    .unwrap_or_default()
+                    .into_bytes(),
+                (retry_in.as_millis() as u64).to_string().into_bytes(),
+            ];
+            Ok(self.repair(&id.repo, "defer", args).await? == 1)
         })
     }
 

@@ -1,6 +1,6 @@
 -- ARGV[4] dispatch id. Decides, atomically, what the dispatcher may send (DESIGN.md §10.2-3).
 -- Replies {'done'} | {'grant', token, preempted text} | {'dropped', dispatches} |
--- {'requeued', dispatches} | {'handoff', {field, holder, ...} blocked, {field...} taken, token or ''}
+-- {'requeued', dispatches} | {'busy'} | {'handoff', {field, holder, ...} blocked, {field...} taken, token or ''}
 local id = ARGV[4]
 if not redis.call('ZSCORE', B .. 'd', id) then return { 'done' } end
 local w = redis.call('HMGET', B .. 'w:' .. id, 'z', 'p', 'l', 'k', 'u', 'r', 'h', 'x')
@@ -37,19 +37,19 @@ if reason == 'dropped' then
   return { 'dropped', emit(out) }
 end
 if reason ~= 'timeout' and reason ~= 'deadlock' and reason ~= 'removed' then return { 'done' } end
--- A hand-off: Atlantis will refuse the locks other pulls hold, and take the free ones.
+-- A hand-off: Atlantis will refuse the locks other pulls hold, and take the free ones. A lock is
+-- blocked by its holder (live, or with a grant in flight); a free lock that another pull's
+-- hand-off is in flight for is neither: the hand-off waits ('busy', nothing changed).
 local blocked, free, pre = {}, {}, {}
 for _, f in ipairs(locks) do
   local h = holder(f)
-  local ifp = in_flight_other(f, pull)
-  if ifp then
-    blocked[#blocked + 1] = f
-    blocked[#blocked + 1] = ifp
-  elseif h and h.pull == pull then
+  if h and h.pull == pull then
     -- already the pull's
-  elseif h and h.exp > NOW then
+  elseif h and (h.exp > NOW or in_flight_of(f, h.pull)) then
     blocked[#blocked + 1] = f
     blocked[#blocked + 1] = h.pull
+  elseif in_flight_other(f, pull) then
+    return { 'busy' }
   else
     if h then pre[#pre + 1] = f .. '\t' .. h.pull end
     free[#free + 1] = f

@@ -58,16 +58,6 @@ local function head(f)
   return redis.call('ZRANGE', B .. 'q:' .. f, 0, 0)[1]
 end
 
--- The pull whose grant of lock field f is being replayed (not confirmed yet), if any.
-local function in_flight_pull(f)
-  for _, id in ipairs(redis.call('SMEMBERS', B .. 'g:' .. f)) do
-    local p = redis.call('HGET', B .. 'w:' .. id, 'p')
-    if p then return p end
-    redis.call('SREM', B .. 'g:' .. f, id)
-  end
-  return nil
-end
-
 -- A pull other than `pull` with a dispatch of lock field f in flight, if any.
 local function in_flight_other(f, pull)
   for _, id in ipairs(redis.call('SMEMBERS', B .. 'g:' .. f)) do

@@ -7,6 +7,9 @@
 --            place, adopts each listed holder where the lock is free. Replies {0/1, dispatches}.
 --   'grant': ARGV[5] pull, [6] token, [7..] fields. Releases those the pull holds under token.
 --            Replies {released count, dispatches}.
+--   'defer': ARGV[5] dispatch id, [6] token or '', [7] ms until it is offered again. Releases the
+--            dispatch's locks held under token and takes it out of flight; it stays a dispatch.
+--            Replies {0/1, dispatches}.
 --   'forget': ARGV[5] request identity, [6] ms to keep refusing it. Replies {removed 0/1, dispatches}.
 local mode = ARGV[4]
 if mode == 'adopt' then
@@ -40,11 +43,33 @@ if mode == 'back' then
   requeue(id)
   for i = 8, #ARGV - 2, 3 do
     local f, p, u = ARGV[i], ARGV[i + 1], ARGV[i + 2]
-    if p ~= pull and not holder(f) and not in_flight_pull(f) then
+    local h = holder(f)
+    -- Atlantis's holder replaces this pull's (whichever of its grants held it); a lock another
+    -- pull holds or has in flight is the reconciler's to repair.
+    if p ~= pull and (not h or h.pull == pull) and not in_flight_other(f, pull) then
+      if h then drop(f, pull) end
       local tok = redis.call('INCR', B .. 'f')
       take(f, p, tok, NOW + tonumber(ARGV[7]), 1, u)
     end
   end
+  grant_pass(locks, out)
+  return { 1, emit(out) }
+end
+if mode == 'defer' then
+  local id = ARGV[5]
+  local lease = redis.call('ZSCORE', B .. 'd', id)
+  if not lease then return { 0, {} } end
+  local w = redis.call('HMGET', B .. 'w:' .. id, 'p', 'l')
+  local pull, locks = w[1], split(w[2], '\n')
+  if ARGV[6] ~= '' then
+    for _, f in ipairs(locks) do
+      local h = holder(f)
+      if h and h.pull == pull and h.token == ARGV[6] then drop(f, pull) end
+    end
+  end
+  clear_in_flight(id, locks)
+  local again = NOW + tonumber(ARGV[7])
+  if again < tonumber(lease) then redis.call('ZADD', B .. 'd', again, id) end
   grant_pass(locks, out)
   return { 1, emit(out) }
 end
