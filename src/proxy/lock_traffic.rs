@@ -121,6 +121,8 @@ async fn acquire(
         return (resp, "legacy");
     }
     let mut stored = stored_request(&parts, &bytes, client);
+    // Nothing secret is kept at rest: the replay takes the secrets from the configuration.
+    stored.redact(state.upstream.secrets());
     stored.vcs = Some(acq.vcs.as_str().to_string());
     stored.command = Some(acq.command.as_typed().to_string());
     let request_id = request_identity(&parts, &bytes);
