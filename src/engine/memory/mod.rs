@@ -300,7 +300,10 @@ impl MemoryEngine {
                 return Ok(QueueOutcome::Granted(grant));
             }
             // The totals first, atomically across repositories; the repository's caps below.
-            match self.reserve(payload.len() as u64) {
+            match repo
+                .check_caps(&self.settings, payload.len() as u64)
+                .and_then(|()| self.reserve(payload.len() as u64))
+            {
                 Ok(r) => reserved = Some(r),
                 Err(e) => {
                     EngineStats::bump(&self.stats.acquisitions_blocked);

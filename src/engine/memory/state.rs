@@ -210,16 +210,7 @@ impl RepoState {
             }
         }
         let bytes = payload.len() as u64;
-        let capped = |cap| EngineError::QueueCapped {
-            cap,
-            max: s.cap(cap),
-        };
-        if self.usage.0 + 1 > s.max_waiters_per_repo {
-            return Err(capped(QueueCap::RepoWaiters));
-        }
-        if self.usage.1 + bytes > s.max_queued_bytes_per_repo {
-            return Err(capped(QueueCap::RepoBytes));
-        }
+        self.check_caps(s, bytes)?;
         self.seq += 1;
         let seq = self.seq;
         self.metered.insert(seq, bytes);
@@ -242,6 +233,21 @@ impl RepoState {
         }
         let positions = self.insert_waiter(waiter);
         Ok((self.waiter_id(seq), positions))
+    }
+
+    /// Whether one more stored request of `bytes` fits the repository's caps.
+    pub fn check_caps(&self, s: &EngineSettings, bytes: u64) -> Result<(), EngineError> {
+        let capped = |cap| EngineError::QueueCapped {
+            cap,
+            max: s.cap(cap),
+        };
+        if self.usage.0 + 1 > s.max_waiters_per_repo {
+            return Err(capped(QueueCap::RepoWaiters));
+        }
+        if self.usage.1 + bytes > s.max_queued_bytes_per_repo {
+            return Err(capped(QueueCap::RepoBytes));
+        }
+        Ok(())
     }
 
     /// Puts a waiter into the queue of each of its locks, at its score; returns its places.
