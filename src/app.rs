@@ -68,7 +68,8 @@ impl App {
         let proxy_listener = bind("main", config.listen).await?;
         let admin_listener = bind("admin", config.admin.listen).await?;
         let metrics = Arc::new(Metrics::new());
-        let upstream = Upstream::new(&config.upstream);
+        let upstream = Upstream::new(&config.upstream)
+            .with_secrets(crate::upstream::redact::HeaderSecrets::from_config(&config));
         if config.enhanced.backend == Backend::Memory {
             tracing::info!(
                 "engine backend: in-memory (single replica only; set enhanced-locking.redis.addr for Redis)"

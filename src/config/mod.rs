@@ -234,6 +234,14 @@ pub struct EnhancedConfig {
     pub enable_priority_queue: bool,
     /// Waiters per resource.
     pub max_queue_size: usize,
+    /// Stored requests (queued or being replayed) per repository.
+    pub max_waiters_per_repo: u64,
+    /// Stored requests in total.
+    pub max_waiters_total: u64,
+    /// Bytes of stored requests per repository.
+    pub max_queued_bytes_per_repo: u64,
+    /// Bytes of stored requests in total.
+    pub max_queued_bytes_total: u64,
     /// How long a waiter may wait before it is forwarded to Atlantis anyway.
     pub queue_timeout: Duration,
     /// Aging factor so low priority cannot starve.

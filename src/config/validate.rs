@@ -236,6 +236,7 @@ fn allow_unsigned(names: Vec<String>) -> Result<Vec<Vcs>> {
 
 fn enhanced(e: RawEnhancedLocking) -> Result<EnhancedConfig> {
     const K: &str = "enhanced-locking";
+    let caps = QueueCaps::validate(&e)?;
     let redis = redis(e.redis)?;
     let backend = match e.backend.as_deref() {
         None if redis.addr.is_some() || !redis.cluster_nodes.is_empty() => Backend::Redis,
@@ -317,6 +318,10 @@ fn enhanced(e: RawEnhancedLocking) -> Result<EnhancedConfig> {
         priority_timeouts,
         enable_priority_queue: e.enable_priority_queue.unwrap_or(true),
         max_queue_size,
+        max_waiters_per_repo: caps.waiters_per_repo,
+        max_waiters_total: caps.waiters_total,
+        max_queued_bytes_per_repo: caps.bytes_per_repo,
+        max_queued_bytes_total: caps.bytes_total,
         queue_timeout: positive(&format!("{K}.queue-timeout"), e.queue_timeout, "10m")?,
         priority_boost_factor: boost,
         priority_label_pattern: pattern,
@@ -354,6 +359,65 @@ fn enhanced(e: RawEnhancedLocking) -> Result<EnhancedConfig> {
     })
 }
 
+/// The memory caps on stored requests (issue 14, item 6), each at least 1 and the per-repository
+/// one no larger than the total.
+struct QueueCaps {
+    waiters_per_repo: u64,
+    waiters_total: u64,
+    bytes_per_repo: u64,
+    bytes_total: u64,
+}
+
+impl QueueCaps {
+    fn validate(e: &RawEnhancedLocking) -> Result<Self> {
+        const K: &str = "enhanced-locking";
+        let at_least_one = |key: &str, v: u64| {
+            if v == 0 {
+                Err(ConfigError::new(format!("{K}.{key}"), "must be at least 1"))
+            } else {
+                Ok(v)
+            }
+        };
+        let bytes = |key: &str, v: Option<&str>, default: &str| -> Result<u64> {
+            let n = size(&format!("{K}.{key}"), v, default)? as u64;
+            at_least_one(key, n)
+        };
+        let caps = Self {
+            waiters_per_repo: at_least_one(
+                "max-waiters-per-repo",
+                e.max_waiters_per_repo.unwrap_or(1000),
+            )?,
+            waiters_total: at_least_one(
+                "max-waiters-total",
+                e.max_waiters_total.unwrap_or(10_000),
+            )?,
+            bytes_per_repo: bytes(
+                "max-queued-bytes-per-repo",
+                e.max_queued_bytes_per_repo.as_deref(),
+                "256MiB",
+            )?,
+            bytes_total: bytes(
+                "max-queued-bytes-total",
+                e.max_queued_bytes_total.as_deref(),
+                "1GiB",
+            )?,
+        };
+        if caps.waiters_per_repo > caps.waiters_total {
+            return Err(ConfigError::new(
+                format!("{K}.max-waiters-per-repo"),
+                "is larger than max-waiters-total",
+            ));
+        }
+        if caps.bytes_per_repo > caps.bytes_total {
+            return Err(ConfigError::new(
+                format!("{K}.max-queued-bytes-per-repo"),
+                "is larger than max-queued-bytes-total",
+            ));
+        }
+        Ok(caps)
+    }
+}
+
 fn redis(r: RawRedis) -> Result<RedisConfig> {
     const K: &str = "enhanced-locking.redis";
     let cluster_mode = r.cluster_mode.unwrap_or(false);
@@ -365,6 +429,18 @@ fn redis(r: RawRedis) -> Result<RedisConfig> {
             return Err(ConfigError::new(
                 format!("{K}.cluster-nodes"),
                 "cluster-mode is on but no nodes are given",
+            ));
+        }
+    }
+    for (key, prefix) in [
+        ("key-prefix", &r.key_prefix),
+        ("shadow-key-prefix", &r.shadow_key_prefix),
+    ] {
+        // A brace in the prefix would become the Redis Cluster hash tag of every key.
+        if prefix.as_deref().is_some_and(|p| p.contains(['{', '}'])) {
+            return Err(ConfigError::new(
+                format!("{K}.{key}"),
+                "must not contain '{' or '}' (they would choose the Redis Cluster slot of every key)",
             ));
         }
     }
@@ -806,6 +882,48 @@ mod tests {
             err("enhanced-locking: {backend: redis}").key,
             "enhanced-locking.redis.addr"
         );
+    }
+
+    #[test]
+    fn queue_memory_caps_have_defaults_and_are_checked() {
+        let c = Config::from_yaml("upstream: {url: 'http://a:4141'}").unwrap();
+        assert_eq!(c.enhanced.max_waiters_per_repo, 1000);
+        assert_eq!(c.enhanced.max_waiters_total, 10_000);
+        assert_eq!(c.enhanced.max_queued_bytes_per_repo, 256 << 20);
+        assert_eq!(c.enhanced.max_queued_bytes_total, 1 << 30);
+        let c = Config::from_yaml(
+            "upstream: {url: 'http://a:4141'}\nenhanced-locking:\n  max-queued-bytes-per-repo: 1MiB\n  max-waiters-total: 5\n  max-waiters-per-repo: 5\n",
+        )
+        .unwrap();
+        assert_eq!(c.enhanced.max_queued_bytes_per_repo, 1 << 20);
+        for (yaml, key) in [
+            (
+                "max-waiters-per-repo: 0",
+                "enhanced-locking.max-waiters-per-repo",
+            ),
+            (
+                "max-queued-bytes-total: 0B",
+                "enhanced-locking.max-queued-bytes-total",
+            ),
+            (
+                "max-queued-bytes-total: lots",
+                "enhanced-locking.max-queued-bytes-total",
+            ),
+            (
+                "max-waiters-per-repo: 20\n  max-waiters-total: 10",
+                "enhanced-locking.max-waiters-per-repo",
+            ),
+            (
+                "redis: {addr: 'r:6379', key-prefix: 'a{b}:'}",
+                "enhanced-locking.redis.key-prefix",
+            ),
+        ] {
+            let err = Config::from_yaml(&format!(
+                "upstream: {{url: 'http://a:4141'}}\nenhanced-locking:\n  {yaml}\n"
+            ))
+            .unwrap_err();
+            assert_eq!(err.key, key, "{yaml}: {err}");
+        }
     }
 
     #[test]

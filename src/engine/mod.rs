@@ -37,8 +37,8 @@ pub use settings::{EngineSettings, RedisSettings, SHADOW_KEY_PREFIX, priority_of
 pub use stats::EngineStats;
 pub use types::{
     AcquireOutcome, AcquireRequest, Admission, Blocker, DeadlockRecord, Dispatch, DispatchReason,
-    EngineError, Enqueued, Grant, LockInfo, Preempted, QueueInfo, QueueOutcome, QueuePosition,
-    ReleaseOutcome, ReleaseSummary, WaiterId, WaiterInfo, from_unix_ms, unix_ms,
+    EngineError, Enqueued, Grant, LockInfo, Preempted, QueueCap, QueueInfo, QueueOutcome,
+    QueuePosition, ReleaseOutcome, ReleaseSummary, WaiterId, WaiterInfo, from_unix_ms, unix_ms,
 };
 
 use std::sync::Arc;

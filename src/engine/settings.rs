@@ -18,6 +18,14 @@ pub struct EngineSettings {
     pub enable_priority_queue: bool,
     /// `max-queue-size`: most waiters one lock key may have; a full queue rejects with `QueueFull`.
     pub max_queue_size: usize,
+    /// `max-waiters-per-repo`: most stored requests (queued or being replayed) of one repository.
+    pub max_waiters_per_repo: u64,
+    /// `max-waiters-total`: most stored requests of all repositories together.
+    pub max_waiters_total: u64,
+    /// `max-queued-bytes-per-repo`: most bytes of stored requests of one repository.
+    pub max_queued_bytes_per_repo: u64,
+    /// `max-queued-bytes-total`: most bytes of stored requests of all repositories together.
+    pub max_queued_bytes_total: u64,
     /// `queue-timeout`: how long a waiter may wait before it is dispatched as timed out.
     pub queue_timeout: Duration,
     /// `priority-boost-factor`: aging; a waiter gains this many priority levels per `queue_timeout` waited.
@@ -48,6 +56,10 @@ impl Default for EngineSettings {
             priority_timeouts: HashMap::new(),
             enable_priority_queue: true,
             max_queue_size: 1000,
+            max_waiters_per_repo: 1000,
+            max_waiters_total: 10_000,
+            max_queued_bytes_per_repo: 256 << 20,
+            max_queued_bytes_total: 1 << 30,
             queue_timeout: Duration::from_secs(10 * 60),
             priority_boost_factor: 2.0,
             enable_deadlock_detection: true,
@@ -70,6 +82,16 @@ impl EngineSettings {
             .or_else(|| self.priority_timeouts.get(&priority).copied())
             .unwrap_or(self.default_timeout);
         wanted.min(self.max_timeout)
+    }
+
+    /// The configured value of a memory cap.
+    pub fn cap(&self, cap: super::QueueCap) -> u64 {
+        match cap {
+            super::QueueCap::RepoWaiters => self.max_waiters_per_repo,
+            super::QueueCap::RepoBytes => self.max_queued_bytes_per_repo,
+            super::QueueCap::TotalWaiters => self.max_waiters_total,
+            super::QueueCap::TotalBytes => self.max_queued_bytes_total,
+        }
     }
 
     /// The priority level used for ordering: all equal when the priority queue is off.

@@ -325,6 +325,74 @@ pub enum ReleaseOutcome {
     HeldByOther(PullRef),
 }
 
+/// A cap on what queued requests may store, besides `max-queue-size` per lock.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum QueueCap {
+    /// `max-waiters-per-repo`.
+    RepoWaiters,
+    /// `max-queued-bytes-per-repo`.
+    RepoBytes,
+    /// `max-waiters-total`.
+    TotalWaiters,
+    /// `max-queued-bytes-total`.
+    TotalBytes,
+}
+
+impl QueueCap {
+    /// Every refusal reason of the `queue_refused` metric: `queue_full` (`max-queue-size`) and
+    /// each cap.
+    pub const ALL_REASONS: [&'static str; 5] = [
+        "queue_full",
+        "repo_waiters",
+        "repo_bytes",
+        "total_waiters",
+        "total_bytes",
+    ];
+
+    /// The metric reason (and the Redis scripts' name) of the cap.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            QueueCap::RepoWaiters => "repo_waiters",
+            QueueCap::RepoBytes => "repo_bytes",
+            QueueCap::TotalWaiters => "total_waiters",
+            QueueCap::TotalBytes => "total_bytes",
+        }
+    }
+
+    /// Parses [`QueueCap::as_str`].
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "repo_waiters" => QueueCap::RepoWaiters,
+            "repo_bytes" => QueueCap::RepoBytes,
+            "total_waiters" => QueueCap::TotalWaiters,
+            "total_bytes" => QueueCap::TotalBytes,
+            _ => return None,
+        })
+    }
+}
+
+impl fmt::Display for QueueCap {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            QueueCap::RepoWaiters => "max-waiters-per-repo",
+            QueueCap::RepoBytes => "max-queued-bytes-per-repo",
+            QueueCap::TotalWaiters => "max-waiters-total",
+            QueueCap::TotalBytes => "max-queued-bytes-total",
+        })
+    }
+}
+
+impl EngineError {
+    /// The `queue_refused` reason when the error is a refused queue place.
+    pub fn queue_refusal(&self) -> Option<&'static str> {
+        match self {
+            EngineError::QueueFull { .. } => Some("queue_full"),
+            EngineError::QueueCapped { cap, .. } => Some(cap.as_str()),
+            _ => None,
+        }
+    }
+}
+
 /// Engine failures.
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
@@ -336,6 +404,18 @@ pub enum EngineError {
         /// The configured limit.
         max: usize,
     },
+    /// Queueing would pass a memory cap (`max-waiters-per-repo`, `max-queued-bytes-total`, …).
+    #[error("queue refused: {cap} cap of {max} reached")]
+    QueueCapped {
+        /// Which cap.
+        cap: QueueCap,
+        /// Its configured value.
+        max: u64,
+    },
+    /// The backend refused one repository's operation (a script error, a cross-slot key): the
+    /// backend itself is healthy and other repositories are unaffected.
+    #[error("the lock backend refused the operation: {0}")]
+    Refused(String),
     /// The request named no locks.
     #[error("no locks requested")]
     NoLocks,

@@ -10,7 +10,6 @@ use tracing::Instrument;
 
 use super::{ProxyError, ProxyState, forward};
 use crate::classify::{Acquire, GlobalApplyAction, Operation, ReleaseCause};
-use crate::engine::EngineError;
 use crate::enhanced::{ADMITTED_HEADER, Decision};
 use crate::route::EnginePath;
 use crate::telemetry::{self, ReleaseReason, spans};
@@ -125,6 +124,8 @@ async fn acquire(
         return (resp, "legacy");
     }
     let mut stored = stored_request(&parts, &bytes, client);
+    // Nothing secret is kept at rest: the replay takes the secrets from the configuration.
+    stored.redact(state.upstream.secrets());
     stored.vcs = Some(acq.vcs.as_str().to_string());
     stored.command = Some(acq.command.as_typed().to_string());
     let request_id = request_identity(&parts, &bytes);
@@ -184,10 +185,13 @@ async fn acquire(
         }
         Err(e) => {
             span.record(spans::attr::DECISION, "engine_error");
-            // A full queue is answered the legacy way: Atlantis says "locked", nothing is silent.
-            if matches!(e, EngineError::QueueFull { .. })
-                || state.enhanced.settings().legacy_fallback
-            {
+            // A full queue or a memory cap is answered the legacy way: Atlantis says "locked",
+            // nothing is silent.
+            let refused = e.queue_refusal();
+            if let Some(reason) = refused {
+                state.metrics.queue_refused(reason);
+            }
+            if refused.is_some() || state.enhanced.settings().legacy_fallback {
                 state.metrics.legacy_fallback();
                 tracing::warn!(error = %e, pull = %acq.pull, "engine unavailable: legacy path");
                 return (send(state, client, parts, bytes).await, "legacy");

@@ -2,6 +2,7 @@
 
 pub mod atlantis_api;
 mod headers;
+pub mod redact;
 pub mod replay;
 
 use std::time::Duration;
@@ -47,6 +48,7 @@ pub struct Upstream {
     client: Client<HttpConnector, ProxyBody>,
     base: Uri,
     timeout: Duration,
+    secrets: redact::HeaderSecrets,
 }
 
 impl Upstream {
@@ -65,7 +67,20 @@ impl Upstream {
             client,
             base: cfg.url.clone(),
             timeout: cfg.timeout,
+            secrets: redact::HeaderSecrets::default(),
         }
+    }
+
+    /// The same client, knowing the configured secrets that queued requests are stored without
+    /// and replayed with.
+    pub fn with_secrets(mut self, secrets: redact::HeaderSecrets) -> Self {
+        self.secrets = secrets;
+        self
+    }
+
+    /// The secrets taken out of stored requests (and put back at replay).
+    pub fn secrets(&self) -> &redact::HeaderSecrets {
+        &self.secrets
     }
 
     /// The Atlantis base URL.

@@ -9,6 +9,7 @@ use http::{HeaderName, HeaderValue, Method, Request, StatusCode};
 use http_body_util::BodyExt;
 use serde::{Deserialize, Serialize};
 
+use super::redact::{HeaderSecrets, MissingSecret, Redaction};
 use super::{ProxyBody, Upstream, UpstreamError, full};
 use crate::config::RetryConfig;
 
@@ -33,6 +34,10 @@ pub struct StoredRequest {
     /// The command as a user would type it after `atlantis` (`plan`, `apply`), for notifications.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub command: Option<String>,
+    /// Headers whose secret was taken out before the request was stored (their value in
+    /// `headers` is empty until [`StoredRequest::restore_secrets`] puts it back).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    redacted: Vec<Redaction>,
 }
 
 /// A stored request that cannot be read back (corrupt or from an incompatible version).
@@ -59,7 +64,49 @@ impl StoredRequest {
             traceparent: None,
             vcs: None,
             command: None,
+            redacted: Vec::new(),
         }
+    }
+
+    /// Takes every configured secret out of the headers (and drops credential headers that
+    /// carry none), so the stored form holds no secret.
+    pub fn redact(&mut self, secrets: &HeaderSecrets) {
+        let mut raw: Vec<(String, Vec<u8>)> = self
+            .headers
+            .drain(..)
+            .map(|(k, v)| {
+                let v = B64.decode(&v).unwrap_or_default();
+                (k, v)
+            })
+            .collect();
+        self.redacted = secrets.strip(&mut raw);
+        self.headers = raw.into_iter().map(|(k, v)| (k, B64.encode(v))).collect();
+    }
+
+    /// Puts the redacted secrets back from the configuration. A header whose secret is not
+    /// configured any more is left out (and reported).
+    pub fn restore_secrets(&mut self, secrets: &HeaderSecrets) -> Vec<MissingSecret> {
+        let mut missing = Vec::new();
+        let mut gone = Vec::new();
+        for r in std::mem::take(&mut self.redacted) {
+            match secrets.restore(&r) {
+                Ok(v) => {
+                    if let Some(h) = self.headers.get_mut(r.header) {
+                        h.1 = B64.encode(v);
+                    }
+                }
+                Err(e) => {
+                    gone.push(r.header);
+                    missing.push(e);
+                }
+            }
+        }
+        let mut i = 0;
+        self.headers.retain(|_| {
+            i += 1;
+            !gone.contains(&(i - 1))
+        });
+        missing
     }
 
     /// Serialized form stored in the engine's waiter record.
@@ -136,6 +183,11 @@ pub async fn replay(
     let attempts = if retry.enabled { retry.max_attempts } else { 1 };
     let mut delay = retry.base_delay;
     let mut last = String::new();
+    let mut stored = stored.clone();
+    for missing in stored.restore_secrets(upstream.secrets()) {
+        tracing::warn!(error = %missing, uri = %stored.uri, "replayed without a secret header");
+    }
+    let stored = &stored;
     for attempt in 1..=attempts {
         let req = match stored.to_request() {
             Ok(r) => r,
@@ -197,5 +249,37 @@ mod tests {
             back.header("X-Hub-Signature-256").as_deref(),
             Some("sha256=abc")
         );
+    }
+
+    #[test]
+    fn a_redacted_request_stores_no_secret_and_rebuilds_the_same_headers() {
+        let mut secrets = HeaderSecrets::default();
+        secrets.add(
+            "atlantis.webhook-secrets.gitlab",
+            Some(&crate::vocab::Secret::new("s3cr3t-token")),
+        );
+        let req = Request::post("/events")
+            .header("x-gitlab-event", "Note Hook")
+            .header("x-gitlab-token", "s3cr3t-token")
+            .header("x-after", "1")
+            .body(())
+            .unwrap();
+        let (parts, ()) = req.into_parts();
+        let mut stored = StoredRequest::capture(&parts, &Bytes::from_static(b"{}"));
+        stored.redact(&secrets);
+        let bytes = stored.encode();
+        let text = String::from_utf8_lossy(&bytes);
+        assert!(!text.contains("s3cr3t-token"), "{text}");
+        assert!(!text.contains(&B64.encode("s3cr3t-token")), "{text}");
+        let mut back = StoredRequest::decode(&bytes).unwrap();
+        assert!(back.restore_secrets(&secrets).is_empty());
+        let rebuilt = back.to_request().unwrap();
+        let names: Vec<&str> = rebuilt.headers().keys().map(|k| k.as_str()).collect();
+        assert_eq!(names, ["x-gitlab-event", "x-gitlab-token", "x-after"]);
+        assert_eq!(rebuilt.headers()["x-gitlab-token"], "s3cr3t-token");
+        // Without the secret configured, the header is left out rather than sent empty.
+        let mut again = StoredRequest::decode(&bytes).unwrap();
+        assert_eq!(again.restore_secrets(&HeaderSecrets::default()).len(), 1);
+        assert!(again.header("x-gitlab-token").is_none());
     }
 }

@@ -1,9 +1,16 @@
 //! The in-memory engine: the embedded default when no Redis is configured (one replica only).
+//!
+//! Each repository's state has its own mutex; the map of repositories is locked only to find or
+//! add one (and to prune idle ones), never across a repository's work, so one repository with
+//! ten thousand waiters does not slow a plan in another. The totals of stored requests and bytes
+//! (for `max-waiters-total`, `max-queued-bytes-total`) are atomics: an enqueue reserves its place
+//! in them before it stores anything, so concurrent repositories cannot overshoot.
 
 mod state;
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 use futures_util::future::BoxFuture;
@@ -16,9 +23,9 @@ use super::events::{self, TARGET};
 use super::types::{lock_field, lock_key, unix_ms};
 use super::{
     AcquireOutcome, AcquireRequest, Admission, DeadlockRecord, Dispatch, DispatchReason,
-    DispatchReceiver, EngineResult, EngineSettings, EngineStats, Enqueued, Grant, LockEngine,
-    LockInfo, QueueInfo, QueueOutcome, ReleaseOutcome, ReleaseSummary, WaiterId, WaiterInfo,
-    from_unix_ms,
+    DispatchReceiver, EngineError, EngineResult, EngineSettings, EngineStats, Enqueued, Grant,
+    LockEngine, LockInfo, QueueCap, QueueInfo, QueueOutcome, ReleaseOutcome, ReleaseSummary,
+    WaiterId, WaiterInfo, from_unix_ms,
 };
 use crate::vocab::{LockKey, PullRef};
 
@@ -38,13 +45,38 @@ impl Clock {
     }
 }
 
+/// One repository's state, locked on its own.
+type Shared = Arc<Mutex<RepoState>>;
+
+/// Stored requests and their bytes across repositories.
+#[derive(Debug, Default)]
+struct Usage {
+    waiters: AtomicU64,
+    bytes: AtomicU64,
+}
+
+/// A place reserved in the totals for one request about to be stored; given back on drop (the
+/// stored request is then counted through its repository's usage).
+struct Reservation<'a> {
+    usage: &'a Usage,
+    bytes: u64,
+}
+
+impl Drop for Reservation<'_> {
+    fn drop(&mut self) {
+        self.usage.waiters.fetch_sub(1, Ordering::AcqRel);
+        self.usage.bytes.fetch_sub(self.bytes, Ordering::AcqRel);
+    }
+}
+
 /// The in-memory [`LockEngine`].
 #[derive(Debug)]
 pub struct MemoryEngine {
     settings: EngineSettings,
     stats: EngineStats,
     clock: Clock,
-    repos: Mutex<HashMap<String, RepoState>>,
+    repos: Mutex<HashMap<String, Shared>>,
+    usage: Usage,
     tx: mpsc::Sender<Dispatch>,
     rx: Mutex<Option<DispatchReceiver>>,
 }
@@ -61,16 +93,105 @@ impl MemoryEngine {
                 base: Instant::now(),
             },
             repos: Mutex::new(HashMap::new()),
+            usage: Usage::default(),
             tx,
             rx: Mutex::new(Some(rx)),
         }
     }
 
-    fn with<T>(&self, f: impl FnOnce(&mut HashMap<String, RepoState>, i64) -> T) -> T {
-        // A poisoned lock means a panic mid-update; the state machine keeps no half-written
-        // invariants across awaits, so continuing with it is the most useful behaviour.
+    /// Runs `f` on one repository's state under its own lock (created when `create`; `None`
+    /// when it has none). The map of repositories is locked only to find the entry.
+    fn with_repo<T>(
+        &self,
+        name: &str,
+        create: bool,
+        f: impl FnOnce(&mut RepoState, i64) -> T,
+    ) -> Option<T> {
+        loop {
+            let shared = {
+                // A poisoned lock means a panic mid-update; the state machine keeps no
+                // half-written invariants across awaits, so continuing is the most useful.
+                let mut repos = self.repos.lock().unwrap_or_else(|e| e.into_inner());
+                match repos.get(name) {
+                    Some(s) => s.clone(),
+                    None if create => repos
+                        .entry(name.to_owned())
+                        .or_insert_with(|| Arc::new(Mutex::new(RepoState::new(name))))
+                        .clone(),
+                    None => return None,
+                }
+            };
+            let mut repo = shared.lock().unwrap_or_else(|e| e.into_inner());
+            // Pruned between finding it and locking it: look it up again.
+            if repo.retired {
+                continue;
+            }
+            let before = repo.usage;
+            let out = f(&mut repo, self.clock.now_ms());
+            self.account(before, repo.usage);
+            return Some(out);
+        }
+    }
+
+    /// Runs `f` on every repository in turn, each under its own lock.
+    fn each_repo(&self, mut f: impl FnMut(&mut RepoState, i64)) {
+        let all: Vec<Shared> = self
+            .repos
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .cloned()
+            .collect();
+        for shared in all {
+            let mut repo = shared.lock().unwrap_or_else(|e| e.into_inner());
+            if repo.retired {
+                continue;
+            }
+            let before = repo.usage;
+            f(&mut repo, self.clock.now_ms());
+            self.account(before, repo.usage);
+        }
+    }
+
+    /// Applies a repository's change of stored requests and bytes to the totals.
+    fn account(&self, before: (u64, u64), after: (u64, u64)) {
+        let u = &self.usage;
+        u.waiters.fetch_add(after.0, Ordering::AcqRel);
+        u.waiters.fetch_sub(before.0, Ordering::AcqRel);
+        u.bytes.fetch_add(after.1, Ordering::AcqRel);
+        u.bytes.fetch_sub(before.1, Ordering::AcqRel);
+    }
+
+    /// Reserves one request of `bytes` in the totals, or says which total cap it would pass.
+    fn reserve(&self, bytes: u64) -> Result<Reservation<'_>, EngineError> {
+        let s = &self.settings;
+        let u = &self.usage;
+        let capped = |cap| EngineError::QueueCapped {
+            cap,
+            max: s.cap(cap),
+        };
+        if u.waiters.fetch_add(1, Ordering::AcqRel) + 1 > s.max_waiters_total {
+            u.waiters.fetch_sub(1, Ordering::AcqRel);
+            return Err(capped(QueueCap::TotalWaiters));
+        }
+        if u.bytes.fetch_add(bytes, Ordering::AcqRel) + bytes > s.max_queued_bytes_total {
+            u.bytes.fetch_sub(bytes, Ordering::AcqRel);
+            u.waiters.fetch_sub(1, Ordering::AcqRel);
+            return Err(capped(QueueCap::TotalBytes));
+        }
+        Ok(Reservation { usage: u, bytes })
+    }
+
+    /// Drops repositories left with nothing (a repository busy right now is left for later).
+    fn prune(&self) {
         let mut repos = self.repos.lock().unwrap_or_else(|e| e.into_inner());
-        f(&mut repos, self.clock.now_ms())
+        repos.retain(|_, shared| match shared.try_lock() {
+            Ok(mut r) if r.is_idle() => {
+                r.retired = true;
+                false
+            }
+            _ => true,
+        });
     }
 
     /// Leases and sends dispatches to this replica's dispatcher.
@@ -143,10 +264,8 @@ impl MemoryEngine {
         let fields = req.fields();
         let hold_ms = self.hold_ms(&req);
         EngineStats::bump(&self.stats.acquisitions);
-        self.with(|repos, now| {
-            let repo = repos
-                .entry(req.pull.repo.clone())
-                .or_insert_with(|| RepoState::new(&req.pull.repo));
+        let mut reserved = None;
+        let out = self.with_repo(&req.pull.repo.clone(), true, |repo, now| {
             if let Some(rid) = &req.request_id {
                 if repo.is_forgotten(rid, now) {
                     return Ok(QueueOutcome::Forgotten);
@@ -179,6 +298,18 @@ impl MemoryEngine {
                 );
                 events::granted(self.settings.enable_events, &self.stats, &req, &grant);
                 return Ok(QueueOutcome::Granted(grant));
+            }
+            // The totals first, atomically across repositories; the repository's caps below.
+            match repo
+                .check_caps(&self.settings, payload.len() as u64)
+                .and_then(|()| self.reserve(payload.len() as u64))
+            {
+                Ok(r) => reserved = Some(r),
+                Err(e) => {
+                    EngineStats::bump(&self.stats.acquisitions_blocked);
+                    EngineStats::bump(&self.stats.queue_rejected);
+                    return Err(e);
+                }
             }
             let queued = repo.enqueue(
                 &self.settings,
@@ -233,7 +364,9 @@ impl MemoryEngine {
                 waiter_id,
                 positions,
             }))
-        })
+        });
+        drop(reserved);
+        out.unwrap_or(Err(EngineError::Protocol("repository vanished".into())))
     }
 
     fn released(&self, n: usize, pull: &PullRef) {
@@ -244,9 +377,9 @@ impl MemoryEngine {
     }
 
     fn maintain_now(&self, cleanup: bool) {
-        self.with(|repos, now| {
-            let mut depth = [0i64; 4];
-            for repo in repos.values_mut() {
+        let mut depth = [0i64; 4];
+        self.each_repo(|repo, now| {
+            {
                 let timed_out: Vec<u64> = repo
                     .waiters
                     .values()
@@ -295,10 +428,10 @@ impl MemoryEngine {
                 }
                 repo.forgotten.retain(|_, until| *until > now);
             }
-            // A repository with nothing left leaves no state behind.
-            repos.retain(|_, r| !r.is_idle());
-            self.stats.set_queue_depth(depth);
         });
+        // A repository with nothing left leaves no state behind.
+        self.prune();
+        self.stats.set_queue_depth(depth);
     }
 
     fn expiry_notice(
@@ -359,10 +492,8 @@ impl LockEngine for MemoryEngine {
             EngineStats::bump(&self.stats.acquisitions);
             let fields = req.fields();
             let hold_ms = self.hold_ms(&req);
-            self.with(|repos, now| {
-                let repo = repos
-                    .entry(req.pull.repo.clone())
-                    .or_insert_with(|| RepoState::new(&req.pull.repo));
+            let repo_name = req.pull.repo.clone();
+            self.with_repo(&repo_name, true, |repo, now| {
                 match repo.check(&fields, req.pull.number, now) {
                     Check::Free(preempt) => {
                         let g = repo.take(
@@ -383,6 +514,7 @@ impl LockEngine for MemoryEngine {
                     }
                 }
             })
+            .unwrap_or(Err(EngineError::Protocol("repository vanished".into())))
         })
     }
 
@@ -416,10 +548,7 @@ impl LockEngine for MemoryEngine {
     ) -> BoxFuture<'_, EngineResult<ReleaseOutcome>> {
         Box::pin(async move {
             let field = lock_field(&key);
-            self.with(|repos, now| {
-                let Some(repo) = repos.get_mut(&key.repo) else {
-                    return Ok(ReleaseOutcome::NotHeld);
-                };
+            self.with_repo(&key.repo, false, |repo, now| {
                 let Some(holder) = repo.holders.get(&field) else {
                     return Ok(ReleaseOutcome::NotHeld);
                 };
@@ -435,15 +564,13 @@ impl LockEngine for MemoryEngine {
                 self.deliver(repo, out, now);
                 Ok(ReleaseOutcome::Released)
             })
+            .unwrap_or(Ok(ReleaseOutcome::NotHeld))
         })
     }
 
     fn release_pull(&self, pull: PullRef) -> BoxFuture<'_, EngineResult<ReleaseSummary>> {
         Box::pin(async move {
-            self.with(|repos, now| {
-                let Some(repo) = repos.get_mut(&pull.repo) else {
-                    return Ok(ReleaseSummary::default());
-                };
+            self.with_repo(&pull.repo, false, |repo, now| {
                 let mut summary = ReleaseSummary::default();
                 let fields: Vec<String> = repo
                     .holders
@@ -489,110 +616,97 @@ impl LockEngine for MemoryEngine {
                 self.deliver(repo, out, now);
                 Ok(summary)
             })
+            .unwrap_or(Ok(ReleaseSummary::default()))
         })
     }
 
     fn remove_waiter(&self, id: WaiterId) -> BoxFuture<'_, EngineResult<bool>> {
         Box::pin(async move {
-            self.with(|repos, now| {
-                let Some(repo) = repos.get_mut(&id.repo) else {
-                    return Ok(false);
-                };
+            let removed = self.with_repo(&id.repo, false, |repo, now| {
                 let out = repo.remove(id.seq, DispatchReason::Removed, now);
                 let removed = !out.is_empty();
                 self.deliver(repo, out, now);
-                Ok(removed)
-            })
+                removed
+            });
+            Ok(removed.unwrap_or(false))
         })
     }
 
     fn drop_waiter(&self, id: WaiterId) -> BoxFuture<'_, EngineResult<bool>> {
         Box::pin(async move {
-            self.with(|repos, now| {
-                let Some(repo) = repos.get_mut(&id.repo) else {
-                    return Ok(false);
-                };
+            let removed = self.with_repo(&id.repo, false, |repo, now| {
                 let out = repo.remove(id.seq, DispatchReason::Dropped, now);
                 let removed = !out.is_empty();
                 self.deliver(repo, out, now);
-                Ok(removed)
-            })
+                removed
+            });
+            Ok(removed.unwrap_or(false))
         })
     }
 
     fn list_locks(&self) -> BoxFuture<'_, EngineResult<Vec<LockInfo>>> {
         Box::pin(async move {
-            self.with(|repos, _| {
-                let mut locks: Vec<LockInfo> = repos
-                    .values()
-                    .flat_map(|r| {
-                        r.holders.iter().map(|(f, h)| LockInfo {
-                            key: lock_key(&r.repo, f),
-                            pull: PullRef {
-                                repo: r.repo.clone(),
-                                number: h.pull,
-                            },
-                            user: h.user.clone(),
-                            priority: h.priority,
-                            acquired_at: from_unix_ms(h.acquired_ms),
-                            expires_at: from_unix_ms(h.expires_ms),
-                            fencing_token: h.token,
-                            dispatching: r.in_flight_of(f, h.pull),
-                        })
-                    })
-                    .collect();
-                locks.sort_by(|a, b| a.key.cmp(&b.key));
-                Ok(locks)
-            })
+            let mut locks: Vec<LockInfo> = Vec::new();
+            self.each_repo(|r, _| {
+                locks.extend(r.holders.iter().map(|(f, h)| LockInfo {
+                    key: lock_key(&r.repo, f),
+                    pull: PullRef {
+                        repo: r.repo.clone(),
+                        number: h.pull,
+                    },
+                    user: h.user.clone(),
+                    priority: h.priority,
+                    acquired_at: from_unix_ms(h.acquired_ms),
+                    expires_at: from_unix_ms(h.expires_ms),
+                    fencing_token: h.token,
+                    dispatching: r.in_flight_of(f, h.pull),
+                }));
+            });
+            locks.sort_by(|a, b| a.key.cmp(&b.key));
+            Ok(locks)
         })
     }
 
     fn list_queues(&self) -> BoxFuture<'_, EngineResult<Vec<QueueInfo>>> {
         Box::pin(async move {
-            self.with(|repos, _| {
-                let mut queues: Vec<QueueInfo> = repos
-                    .values()
-                    .flat_map(|r| {
-                        r.queues.iter().map(|(f, q)| QueueInfo {
-                            key: lock_key(&r.repo, f),
-                            waiters: q
-                                .iter()
-                                .filter_map(|s| r.waiters.get(s))
-                                .enumerate()
-                                .map(|(i, w)| WaiterInfo {
-                                    id: WaiterId {
-                                        repo: r.repo.clone(),
-                                        seq: w.seq,
-                                    },
-                                    pull: PullRef {
-                                        repo: r.repo.clone(),
-                                        number: w.pull,
-                                    },
-                                    user: w.user.clone(),
-                                    priority: w.priority,
-                                    enqueued_at: from_unix_ms(w.enqueued_ms),
-                                    position: i as u64 + 1,
-                                })
-                                .collect(),
-                        })
-                    })
-                    .collect();
-                queues.sort_by(|a, b| a.key.cmp(&b.key));
-                Ok(queues)
-            })
+            let mut queues: Vec<QueueInfo> = Vec::new();
+            self.each_repo(|r, _| {
+                queues.extend(r.queues.iter().map(|(f, q)| {
+                    QueueInfo {
+                        key: lock_key(&r.repo, f),
+                        waiters: q
+                            .iter()
+                            .filter_map(|s| r.waiters.get(s))
+                            .enumerate()
+                            .map(|(i, w)| WaiterInfo {
+                                id: WaiterId {
+                                    repo: r.repo.clone(),
+                                    seq: w.seq,
+                                },
+                                pull: PullRef {
+                                    repo: r.repo.clone(),
+                                    number: w.pull,
+                                },
+                                user: w.user.clone(),
+                                priority: w.priority,
+                                enqueued_at: from_unix_ms(w.enqueued_ms),
+                                position: i as u64 + 1,
+                            })
+                            .collect(),
+                    }
+                }));
+            });
+            queues.sort_by(|a, b| a.key.cmp(&b.key));
+            Ok(queues)
         })
     }
 
     fn deadlocks(&self) -> BoxFuture<'_, EngineResult<Vec<DeadlockRecord>>> {
         Box::pin(async move {
-            self.with(|repos, _| {
-                let mut all: Vec<DeadlockRecord> = repos
-                    .values()
-                    .flat_map(|r| r.deadlocks.iter().cloned())
-                    .collect();
-                all.sort_by_key(|r| std::cmp::Reverse(r.detected_at_ms));
-                Ok(all)
-            })
+            let mut all: Vec<DeadlockRecord> = Vec::new();
+            self.each_repo(|r, _| all.extend(r.deadlocks.iter().cloned()));
+            all.sort_by_key(|r| std::cmp::Reverse(r.detected_at_ms));
+            Ok(all)
         })
     }
 
@@ -603,12 +717,10 @@ impl LockEngine for MemoryEngine {
     fn confirm(&self, dispatch: &Dispatch) -> BoxFuture<'_, EngineResult<()>> {
         let id = dispatch.id.clone();
         Box::pin(async move {
-            self.with(|repos, now| {
-                if let Some(repo) = repos.get_mut(&id.repo) {
-                    let touched = repo.finish(id.seq);
-                    let out = repo.grant_pass(&touched, now);
-                    self.deliver(repo, out, now);
-                }
+            self.with_repo(&id.repo, false, |repo, now| {
+                let touched = repo.finish(id.seq);
+                let out = repo.grant_pass(&touched, now);
+                self.deliver(repo, out, now);
             });
             Ok(())
         })
@@ -624,14 +736,13 @@ impl LockEngine for MemoryEngine {
     fn admit(&self, dispatch: &Dispatch) -> BoxFuture<'_, EngineResult<Admission>> {
         let id = dispatch.id.clone();
         Box::pin(async move {
-            Ok(self.with(|repos, now| {
-                let Some(repo) = repos.get_mut(&id.repo) else {
-                    return Admission::Done;
-                };
-                let (admission, out) = repo.admit(id.seq, now);
-                self.deliver(repo, out, now);
-                admission
-            }))
+            Ok(self
+                .with_repo(&id.repo, false, |repo, now| {
+                    let (admission, out) = repo.admit(id.seq, now);
+                    self.deliver(repo, out, now);
+                    admission
+                })
+                .unwrap_or(Admission::Done))
         })
     }
 
@@ -649,14 +760,13 @@ impl LockEngine for MemoryEngine {
                 .filter(|(k, _, _)| k.repo == id.repo)
                 .map(|(k, p, u)| (lock_field(k), p.number, u.clone()))
                 .collect();
-            Ok(self.with(|repos, now| {
-                let Some(repo) = repos.get_mut(&id.repo) else {
-                    return false;
-                };
-                let (back, out) = repo.hand_back(id.seq, token, &atlantis, hold_ms, now);
-                self.deliver(repo, out, now);
-                back
-            }))
+            Ok(self
+                .with_repo(&id.repo, false, |repo, now| {
+                    let (back, out) = repo.hand_back(id.seq, token, &atlantis, hold_ms, now);
+                    self.deliver(repo, out, now);
+                    back
+                })
+                .unwrap_or(false))
         })
     }
 
@@ -687,15 +797,14 @@ impl LockEngine for MemoryEngine {
     ) -> BoxFuture<'_, EngineResult<usize>> {
         Box::pin(async move {
             let fields: Vec<String> = locks.iter().map(lock_field).collect();
-            Ok(self.with(|repos, now| {
-                let Some(repo) = repos.get_mut(&pull.repo) else {
-                    return 0;
-                };
-                let (n, out) = repo.release_grant(&fields, pull.number, token, now);
-                self.released(n, &pull);
-                self.deliver(repo, out, now);
-                n
-            }))
+            Ok(self
+                .with_repo(&pull.repo, false, |repo, now| {
+                    let (n, out) = repo.release_grant(&fields, pull.number, token, now);
+                    self.released(n, &pull);
+                    self.deliver(repo, out, now);
+                    n
+                })
+                .unwrap_or(0))
         })
     }
 
@@ -709,37 +818,32 @@ impl LockEngine for MemoryEngine {
         let hold_ms = self.settings.default_timeout.as_millis() as i64;
         Box::pin(async move {
             let field = lock_field(&key);
-            Ok(self.with(|repos, now| {
-                let repo = repos
-                    .entry(key.repo.clone())
-                    .or_insert_with(|| RepoState::new(&key.repo));
-                repo.adopt(&field, holder.number, &user, hold_ms, expect, now)
-            }))
+            Ok(self
+                .with_repo(&key.repo, true, |repo, now| {
+                    repo.adopt(&field, holder.number, &user, hold_ms, expect, now)
+                })
+                .unwrap_or(false))
         })
     }
 
     fn forget(&self, repo: String, request_id: String) -> BoxFuture<'_, EngineResult<bool>> {
         let keep_ms = FORGET_FOR.as_millis() as i64;
         Box::pin(async move {
-            Ok(self.with(|repos, now| {
-                let r = repos
-                    .entry(repo.clone())
-                    .or_insert_with(|| RepoState::new(&repo));
-                let (removed, out) = r.forget(&request_id, now + keep_ms, now);
-                self.deliver(r, out, now);
-                removed
-            }))
+            Ok(self
+                .with_repo(&repo, true, |r, now| {
+                    let (removed, out) = r.forget(&request_id, now + keep_ms, now);
+                    self.deliver(r, out, now);
+                    removed
+                })
+                .unwrap_or(false))
         })
     }
 
     fn check_deadlocks(&self) -> BoxFuture<'_, EngineResult<Vec<DeadlockRecord>>> {
         Box::pin(async move {
-            Ok(self.with(|repos, now| {
-                repos
-                    .values_mut()
-                    .flat_map(|r| self.break_deadlocks(r, now))
-                    .collect()
-            }))
+            let mut found = Vec::new();
+            self.each_repo(|r, now| found.extend(self.break_deadlocks(r, now)));
+            Ok(found)
         })
     }
 }

@@ -6,7 +6,7 @@ use crate::engine::deadlock::{WaitGraphInput, WaitNode};
 use crate::engine::settings::EngineSettings;
 use crate::engine::types::{
     Admission, Blocker, DeadlockRecord, Dispatch, DispatchReason, EngineError, Grant, Preempted,
-    QueuePosition, WaiterId, from_unix_ms, lock_field, lock_key,
+    QueueCap, QueuePosition, WaiterId, from_unix_ms, lock_field, lock_key,
 };
 use crate::vocab::{Priority, PullRef};
 
@@ -74,6 +74,12 @@ pub struct RepoState {
     pub requests: HashMap<String, u64>,
     /// Forgotten request identities → until when (unix ms) they stay refused.
     pub forgotten: HashMap<String, i64>,
+    /// Stored requests (queued or being dispatched) and their bytes.
+    pub usage: (u64, u64),
+    /// Waiter seq → bytes of its stored request, until the request is let go.
+    metered: HashMap<u64, u64>,
+    /// Pruned from the engine: whoever still holds this state looks the repository up again.
+    pub retired: bool,
     fence: u64,
     seq: u64,
 }
@@ -203,8 +209,12 @@ impl RepoState {
                 });
             }
         }
+        let bytes = payload.len() as u64;
+        self.check_caps(s, bytes)?;
         self.seq += 1;
         let seq = self.seq;
+        self.metered.insert(seq, bytes);
+        self.usage = (self.usage.0 + 1, self.usage.1 + bytes);
         let waiter = Waiter {
             seq,
             pull,
@@ -223,6 +233,21 @@ impl RepoState {
         }
         let positions = self.insert_waiter(waiter);
         Ok((self.waiter_id(seq), positions))
+    }
+
+    /// Whether one more stored request of `bytes` fits the repository's caps.
+    pub fn check_caps(&self, s: &EngineSettings, bytes: u64) -> Result<(), EngineError> {
+        let capped = |cap| EngineError::QueueCapped {
+            cap,
+            max: s.cap(cap),
+        };
+        if self.usage.0 + 1 > s.max_waiters_per_repo {
+            return Err(capped(QueueCap::RepoWaiters));
+        }
+        if self.usage.1 + bytes > s.max_queued_bytes_per_repo {
+            return Err(capped(QueueCap::RepoBytes));
+        }
+        Ok(())
     }
 
     /// Puts a waiter into the queue of each of its locks, at its score; returns its places.
@@ -311,6 +336,7 @@ impl RepoState {
     /// Forgets a dispatch (confirmed, cancelled or dropped) and its request identity; returns
     /// the fields whose queues may now move.
     pub fn finish(&mut self, seq: u64) -> Vec<String> {
+        self.unmeter(seq);
         let mut touched = self.clear_in_flight(seq);
         if let Some(p) = self.pending.remove(&seq) {
             touched.extend(
@@ -326,6 +352,16 @@ impl RepoState {
             self.requests.remove(&rid);
         }
         touched
+    }
+
+    /// Stops counting the stored request of waiter `seq` (it is let go).
+    fn unmeter(&mut self, seq: u64) {
+        if let Some(bytes) = self.metered.remove(&seq) {
+            self.usage = (
+                self.usage.0.saturating_sub(1),
+                self.usage.1.saturating_sub(bytes),
+            );
+        }
     }
 
     /// Puts a parked (dispatched) waiter back into its queues, in its old place.
@@ -792,6 +828,7 @@ impl RepoState {
             return (false, Vec::new());
         };
         if let Some(w) = self.unqueue(seq) {
+            self.unmeter(seq);
             let out = self.grant_pass(&w.fields, now);
             return (true, out);
         }

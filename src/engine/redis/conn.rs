@@ -142,6 +142,21 @@ impl Backend {
     }
 }
 
+/// The engine error of a failed command: a script error or a cross-slot key concerns the one
+/// repository the command was for (`Refused`), anything else the backend.
+pub fn failure(e: &RedisError) -> EngineError {
+    use redis::{ErrorKind, ServerErrorKind};
+    let refused = matches!(
+        e.kind(),
+        ErrorKind::Server(ServerErrorKind::CrossSlot | ServerErrorKind::ResponseError)
+    ) || e.code() == Some("WRONGTYPE");
+    if refused {
+        EngineError::Refused(e.to_string())
+    } else {
+        EngineError::BackendUnavailable(e.to_string())
+    }
+}
+
 /// Whether a failed command certainly never reached the server, so retrying cannot apply it twice.
 pub fn safe_to_retry(e: &RedisError) -> bool {
     e.is_connection_refusal()

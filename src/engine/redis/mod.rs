@@ -1,10 +1,18 @@
 //! The Redis engine: state in Redis (standalone or Cluster), one Lua script per operation.
 //!
-//! Every key of a repository shares the hash tag `{owner/repo}` (see `lua/prelude.lua` for the
-//! layout), so each script touches one slot. Scripts read the server clock (`TIME`), so replicas
-//! never disagree about expiry. A global set `<prefix>repos` lists repositories with state so the
-//! maintenance pass can visit them (it is never pruned: a replica may have cached a repository as
-//! registered, and an unlisted repository would never see its queue timeouts).
+//! Every key of a repository shares one hash tag, a digest of its name (see `layout.rs`, and
+//! `lua/prelude.lua` for the keys), so each script touches one slot. Scripts read the server clock
+//! (`TIME`), so replicas never disagree about expiry. A global set `<prefix>repos` lists the
+//! repositories with state so the maintenance pass can visit them. A repository left with nothing
+//! is taken off it (so junk names cost no work once idle): the maintenance script prunes it and
+//! reports so, the pass removes it from the index and then checks it is still idle, putting it
+//! back otherwise; a script that gives an idle repository state again says so (`fresh`) and the
+//! caller lists it again after the script. Whatever order those steps interleave in, a repository
+//! with state ends up listed.
+//!
+//! One repository's failure (a script error, bad data) is logged and skipped by the passes over
+//! every repository (listings, maintenance, deadlock checks) and is not a backend failure for the
+//! breaker; only a backend that does not answer fails them.
 //!
 //! - Fencing tokens come from one counter per repository (`INCR` in the grant), the only scope a
 //!   single-slot script can reach on a Cluster; locks never leave their repository.
@@ -15,17 +23,19 @@
 //!   needless victim, never a lost waiter (the victim is dispatched, not dropped).
 
 pub(crate) mod conn;
+pub mod layout;
 mod reply;
 mod scripts;
 
-use std::collections::HashSet;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use futures_util::future::BoxFuture;
 use redis::{Script, Value};
 use tokio::sync::mpsc;
 
-use self::conn::{Backend, op_deadline, safe_to_retry};
+use self::conn::{Backend, failure, op_deadline, safe_to_retry};
+use self::layout::{LAYOUT_VERSION, Layout};
 use self::reply::{
     Snapshot, array, at, bad, bytes, decode_dispatch, decode_preempted, int, opt_int, text,
 };
@@ -36,9 +46,10 @@ use super::types::{lock_field, lock_key};
 use super::{
     AcquireOutcome, AcquireRequest, Admission, Blocker, DeadlockRecord, Dispatch, DispatchReceiver,
     EngineError, EngineResult, EngineSettings, EngineStats, Enqueued, Grant, LockEngine, LockInfo,
-    Preempted, QueueInfo, QueueOutcome, QueuePosition, RedisSettings, ReleaseOutcome,
+    Preempted, QueueCap, QueueInfo, QueueOutcome, QueuePosition, RedisSettings, ReleaseOutcome,
     ReleaseSummary, WaiterId, from_unix_ms, rank,
 };
+use crate::throttle::LogThrottle;
 use crate::vocab::{LockKey, PullRef};
 
 /// The Redis-backed [`LockEngine`].
@@ -49,7 +60,14 @@ pub struct RedisEngine {
     stats: EngineStats,
     backend: Backend,
     scripts: Scripts,
-    known_repos: Mutex<HashSet<String>>,
+    layout: Layout,
+    /// The keyspace uses digest hash tags (moved from the old layout if needed).
+    migrated: AtomicBool,
+    /// Stored requests and bytes of all repositories at the last maintenance pass, plus this
+    /// replica's enqueues since: the total caps' reference on a Cluster.
+    usage_seen: Mutex<(u64, u64)>,
+    /// Failures of single repositories in passes over all of them, logged once per interval.
+    repo_failures: Mutex<LogThrottle>,
     tx: mpsc::Sender<Dispatch>,
     rx: Mutex<Option<DispatchReceiver>>,
 }
@@ -59,6 +77,7 @@ enum AcquireReply {
     Granted(Grant),
     Held(Vec<Blocker>),
     Full(String),
+    Capped(QueueCap),
     Queued(Enqueued),
     Forgotten,
 }
@@ -68,33 +87,46 @@ impl RedisEngine {
     pub async fn connect(settings: EngineSettings, redis: RedisSettings) -> EngineResult<Self> {
         let backend = Backend::connect(&redis).await?;
         let (tx, rx) = mpsc::channel(super::DISPATCH_BUFFER);
-        Ok(Self {
+        let engine = Self {
             settings,
+            layout: Layout::new(&redis.key_prefix),
             redis,
             stats: EngineStats::default(),
             backend,
             scripts: Scripts::new(),
-            known_repos: Mutex::new(HashSet::new()),
+            migrated: AtomicBool::new(false),
+            usage_seen: Mutex::new((0, 0)),
+            repo_failures: Mutex::new(LogThrottle::default()),
             tx,
             rx: Mutex::new(Some(rx)),
-        })
+        };
+        // Best effort: a Redis that is down now is migrated before the first operation instead.
+        if let Err(e) = engine.ensure_layout().await {
+            tracing::warn!(target: TARGET, error = %e, "redis key layout not checked yet (retried before the first operation)");
+        }
+        Ok(engine)
     }
 
-    /// The key base of a repository: `<prefix>{<repo>}:`.
+    /// The key base of a repository: `<prefix>{<digest>}:`.
     fn base(&self, repo: &str) -> String {
-        format!("{}{{{repo}}}:", self.redis.key_prefix)
+        self.layout.base(repo)
     }
 
     fn repos_key(&self) -> String {
-        format!("{}repos", self.redis.key_prefix)
+        self.layout.repos()
     }
 
     /// Runs a script for one repository with the standard leading arguments.
     async fn run(&self, script: &Script, repo: &str, args: Vec<Vec<u8>>) -> EngineResult<Value> {
+        self.ensure_layout().await?;
         let base = self.base(repo);
         let mut inv = script.prepare_invoke();
-        inv.key(format!("{base}h"))
-            .arg(base)
+        inv.key(format!("{base}h"));
+        // On one server the scripts keep the global usage too; a Cluster script cannot reach it.
+        if !self.redis.cluster_mode {
+            inv.key(self.layout.usage());
+        }
+        inv.arg(base)
             .arg(&self.settings.instance_id)
             .arg(self.settings.dispatch_lease.as_millis() as u64);
         for a in args {
@@ -111,7 +143,7 @@ impl RedisEngine {
                 }
                 Ok(Err(e)) => {
                     EngineStats::bump(&self.stats.errors);
-                    return Err(EngineError::BackendUnavailable(e.to_string()));
+                    return Err(failure(&e));
                 }
                 Err(_) => {
                     EngineStats::bump(&self.stats.errors);
@@ -126,7 +158,7 @@ impl RedisEngine {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(e)) => {
                 EngineStats::bump(&self.stats.errors);
-                Err(EngineError::BackendUnavailable(e.to_string()))
+                Err(failure(&e))
             }
             Err(_) => {
                 EngineStats::bump(&self.stats.errors);
@@ -135,22 +167,160 @@ impl RedisEngine {
         }
     }
 
-    /// Adds the repository to the global index once per process (idempotent in Redis).
+    /// Lists the repository in the global index, after a script gave it state while it had
+    /// none (`fresh`); idempotent.
     async fn register(&self, repo: &str) -> EngineResult<()> {
-        let known = self
-            .known_repos
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .contains(repo);
-        if !known {
-            self.query(redis::cmd("SADD").arg(self.repos_key()).arg(repo))
-                .await?;
-            self.known_repos
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .insert(repo.to_owned());
+        self.query(redis::cmd("SADD").arg(self.repos_key()).arg(repo))
+            .await?;
+        Ok(())
+    }
+
+    /// Takes a pruned repository off the index, then puts it back if a writer gave it state in
+    /// between (see the module doc).
+    async fn unregister(&self, repo: &str) -> EngineResult<()> {
+        self.query(redis::cmd("SREM").arg(self.repos_key()).arg(repo))
+            .await?;
+        let v = self.run(&self.scripts.idle, repo, Vec::new()).await?;
+        if int(at(array(&v)?, 0)?)? == 0 {
+            self.register(repo).await?;
         }
         Ok(())
+    }
+
+    /// A failure of one repository in a pass over all of them: the pass goes on unless the
+    /// backend itself failed.
+    fn skip_repo(&self, repo: &str, op: &str, e: EngineError) -> EngineResult<()> {
+        if matches!(
+            e,
+            EngineError::BackendUnavailable(_) | EngineError::BackendTimeout
+        ) {
+            return Err(e);
+        }
+        let unlogged = self
+            .repo_failures
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .failure();
+        if let Some(repeated) = unlogged {
+            tracing::warn!(target: TARGET, repo, operation = op, error = %e, repeated, "one repository failed; the others go on");
+        }
+        Ok(())
+    }
+
+    /// Moves keys written under the raw-name hash tag to digest tags, once per keyspace and
+    /// under a lock, before any script runs (see `layout.rs`).
+    async fn ensure_layout(&self) -> EngineResult<()> {
+        if self.migrated.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        let deadline = tokio::time::Instant::now() + self.settings.dispatch_lease;
+        loop {
+            let v = self
+                .query(redis::cmd("GET").arg(self.layout.version()))
+                .await?;
+            if text(&v)? == LAYOUT_VERSION {
+                self.migrated.store(true, Ordering::Release);
+                return Ok(());
+            }
+            let locked = self
+                .query(
+                    redis::cmd("SET")
+                        .arg(self.layout.migration_lock())
+                        .arg(&self.settings.instance_id)
+                        .arg("NX")
+                        .arg("PX")
+                        .arg(60_000),
+                )
+                .await?;
+            if locked != Value::Nil {
+                let moved = self.migrate_all().await;
+                let _ = self
+                    .query(redis::cmd("DEL").arg(self.layout.migration_lock()))
+                    .await;
+                let moved = moved?;
+                self.query(
+                    redis::cmd("SET")
+                        .arg(self.layout.version())
+                        .arg(LAYOUT_VERSION),
+                )
+                .await?;
+                if moved > 0 {
+                    tracing::info!(target: TARGET, keys = moved, "moved engine keys to digest hash tags");
+                }
+                self.migrated.store(true, Ordering::Release);
+                return Ok(());
+            }
+            // Another replica is moving the keys: wait for it.
+            if tokio::time::Instant::now() > deadline {
+                return Err(EngineError::BackendUnavailable(
+                    "another replica is still moving engine keys to the new layout".into(),
+                ));
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Moves every listed repository's old keys; returns how many keys moved.
+    async fn migrate_all(&self) -> EngineResult<usize> {
+        let mut moved = 0;
+        for repo in self.repos().await? {
+            moved += self.migrate_repo(&repo).await?;
+        }
+        Ok(moved)
+    }
+
+    async fn migrate_repo(&self, repo: &str) -> EngineResult<usize> {
+        let old = self.layout.legacy_base(repo);
+        let new = self.base(repo);
+        if old == new {
+            return Ok(0);
+        }
+        let mut inv = self.scripts.migrate.prepare_invoke();
+        inv.key(format!("{old}h")).arg(&old).arg("export");
+        let v = match self.backend.invoke(&inv).await {
+            Ok(v) => v,
+            // A name whose old tag was empty never had working keys on a Cluster.
+            Err(e) => return self.skip_repo(repo, "migrate", failure(&e)).map(|()| 0),
+        };
+        let items = array(&v)?;
+        let mut done = Vec::new();
+        for t in items.chunks(3) {
+            let [suffix, ttl, dump] = t else {
+                return Err(bad("migrate triple"));
+            };
+            let suffix = bytes(suffix)?;
+            let ttl = int(ttl)?;
+            if ttl == -2 {
+                continue;
+            }
+            let mut key = new.clone().into_bytes();
+            key.extend_from_slice(&suffix);
+            let restored = self
+                .backend
+                .query(
+                    redis::cmd("RESTORE")
+                        .arg(key)
+                        .arg(ttl.max(0))
+                        .arg(bytes(dump)?),
+                )
+                .await;
+            match restored {
+                Ok(_) => {}
+                // The new layout has this key already (written since): it wins.
+                Err(e) if e.code() == Some("BUSYKEY") => {}
+                Err(e) => return Err(failure(&e)),
+            }
+            done.push(suffix);
+        }
+        if !done.is_empty() {
+            let mut inv = self.scripts.migrate.prepare_invoke();
+            inv.key(format!("{old}h")).arg(&old).arg("drop");
+            for s in &done {
+                inv.arg(s.as_slice());
+            }
+            self.backend.invoke(&inv).await.map_err(|e| failure(&e))?;
+        }
+        Ok(done.len())
     }
 
     async fn repos(&self) -> EngineResult<Vec<String>> {
@@ -169,7 +339,6 @@ impl RedisEngine {
         payload: Vec<u8>,
     ) -> EngineResult<AcquireReply> {
         req.validate()?;
-        self.register(&req.pull.repo).await?;
         EngineStats::bump(&self.stats.acquisitions);
         let s = &self.settings;
         let hold = s.hold_timeout(req.priority, req.hold_timeout).as_millis() as u64;
@@ -183,9 +352,21 @@ impl RedisEngine {
             (s.queue_timeout.as_millis() as u64).to_string().into(),
             s.max_queue_size.to_string().into(),
             format!("{:e}", s.aging_per_ms()).into(),
-            payload,
-            req.request_id.clone().unwrap_or_default().into_bytes(),
         ];
+        let size = payload.len() as u64;
+        args.push(payload);
+        args.push(req.request_id.clone().unwrap_or_default().into_bytes());
+        let (seen_n, seen_b) = *self.usage_seen.lock().unwrap_or_else(|e| e.into_inner());
+        for n in [
+            s.max_waiters_per_repo,
+            s.max_queued_bytes_per_repo,
+            s.max_waiters_total,
+            s.max_queued_bytes_total,
+            seen_n,
+            seen_b,
+        ] {
+            args.push(n.to_string().into_bytes());
+        }
         args.extend(req.fields().into_iter().map(String::into_bytes));
         let v = self
             .run(&self.scripts.acquire, &req.pull.repo, args)
@@ -201,7 +382,23 @@ impl RedisEngine {
                 number: t.parse().map_err(|_| bad("pull number"))?,
             }))
         };
-        match int(at(items, 0)?)? {
+        let status = int(at(items, 0)?)?;
+        // The script gave an idle (unlisted) repository state: list it again.
+        let fresh_at = match status {
+            1 => Some(6),
+            3 => Some(4),
+            _ => None,
+        };
+        if let Some(i) = fresh_at
+            && items.get(i).map(int).transpose()? == Some(1)
+        {
+            self.register(repo).await?;
+        }
+        if status == 3 {
+            let mut seen = self.usage_seen.lock().unwrap_or_else(|e| e.into_inner());
+            *seen = (seen.0 + 1, seen.1 + size);
+        }
+        match status {
             1 => {
                 self.deliver(repo, at(items, 4)?)?;
                 let mut preempted = Vec::new();
@@ -265,6 +462,10 @@ impl RedisEngine {
                 }))
             }
             4 => Ok(AcquireReply::Forgotten),
+            5 => {
+                let cap = QueueCap::parse(&text(at(items, 1)?)?).ok_or_else(|| bad("cap"))?;
+                Ok(AcquireReply::Capped(cap))
+            }
             _ => Err(bad("acquire status")),
         }
     }
@@ -315,6 +516,32 @@ impl RedisEngine {
             self.break_deadlocks(&req.pull.repo).await?;
         }
         Ok(())
+    }
+
+    /// One repository's maintenance; returns its stored requests and bytes (prunes it when
+    /// it has nothing left).
+    async fn maintain_repo(
+        &self,
+        repo: &str,
+        cleanup: bool,
+        depth: &mut [i64; 4],
+    ) -> EngineResult<(u64, u64)> {
+        let arg = if cleanup { "1" } else { "0" };
+        let v = self
+            .run(&self.scripts.maintain, repo, vec![arg.into()])
+            .await?;
+        let items = array(&v)?;
+        for (slot, d) in depth.iter_mut().zip(array(at(items, 0)?)?) {
+            *slot += int(d)?;
+        }
+        self.deliver(repo, at(items, 1)?)?;
+        self.reoffer(repo, at(items, 2)?)?;
+        let usage = array(at(items, 3)?)?;
+        let (n, b) = (int(at(usage, 0)?)?.max(0), int(at(usage, 1)?)?.max(0));
+        if int(at(items, 4)?)? == 1 {
+            self.unregister(repo).await?;
+        }
+        Ok((n as u64, b as u64))
     }
 
     async fn snapshot(&self, repo: &str) -> EngineResult<Snapshot> {
@@ -385,6 +612,17 @@ impl RedisEngine {
     }
 }
 
+impl RedisEngine {
+    /// The error of a refused queue place, counted like a full queue.
+    fn capped(&self, cap: QueueCap) -> EngineError {
+        EngineStats::bump(&self.stats.queue_rejected);
+        EngineError::QueueCapped {
+            cap,
+            max: self.settings.cap(cap),
+        }
+    }
+}
+
 struct ReleaseReply {
     status: i64,
     holder: Option<i64>,
@@ -450,6 +688,7 @@ impl LockEngine for RedisEngine {
                         max: self.settings.max_queue_size,
                     })
                 }
+                AcquireReply::Capped(cap) => Err(self.capped(cap)),
                 AcquireReply::Forgotten => Ok(QueueOutcome::Forgotten),
                 AcquireReply::Held(_) => Err(bad("acquire-or-enqueue held")),
             }
@@ -474,6 +713,7 @@ impl LockEngine for RedisEngine {
                         max: self.settings.max_queue_size,
                     })
                 }
+                AcquireReply::Capped(cap) => Err(self.capped(cap)),
                 _ => Err(bad("enqueue did not queue")),
             }
         })
@@ -537,7 +777,10 @@ impl LockEngine for RedisEngine {
         Box::pin(async move {
             let mut all = Vec::new();
             for repo in self.repos().await? {
-                all.extend(self.snapshot(&repo).await?.locks);
+                match self.snapshot(&repo).await {
+                    Ok(snap) => all.extend(snap.locks),
+                    Err(e) => self.skip_repo(&repo, "list_locks", e)?,
+                }
             }
             all.sort_by(|a, b| a.key.cmp(&b.key));
             Ok(all)
@@ -548,7 +791,14 @@ impl LockEngine for RedisEngine {
         Box::pin(async move {
             let mut all = Vec::new();
             for repo in self.repos().await? {
-                for (field, waiters) in self.snapshot(&repo).await?.queues {
+                let snap = match self.snapshot(&repo).await {
+                    Ok(snap) => snap,
+                    Err(e) => {
+                        self.skip_repo(&repo, "list_queues", e)?;
+                        continue;
+                    }
+                };
+                for (field, waiters) in snap.queues {
                     all.push(QueueInfo {
                         key: lock_key(&repo, &field),
                         waiters,
@@ -569,9 +819,10 @@ impl LockEngine for RedisEngine {
                     .query(redis::cmd("LRANGE").arg(key).arg(0).arg(-1))
                     .await?;
                 for item in array(&v)? {
-                    let record: DeadlockRecord =
-                        serde_json::from_slice(&bytes(item)?).map_err(|e| bad(&e.to_string()))?;
-                    all.push(record);
+                    match serde_json::from_slice::<DeadlockRecord>(&bytes(item)?) {
+                        Ok(record) => all.push(record),
+                        Err(e) => self.skip_repo(&repo, "deadlocks", bad(&e.to_string()))?,
+                    }
                 }
             }
             all.sort_by_key(|r| std::cmp::Reverse(r.detected_at_ms));
@@ -725,7 +976,6 @@ impl LockEngine for RedisEngine {
     ) -> BoxFuture<'_, EngineResult<bool>> {
         let hold = self.settings.default_timeout.as_millis() as u64;
         Box::pin(async move {
-            self.register(&key.repo).await?;
             let (ep, et) = expect
                 .map(|(p, t)| (p.to_string(), t.to_string()))
                 .unwrap_or_default();
@@ -737,7 +987,14 @@ impl LockEngine for RedisEngine {
                 ep.into_bytes(),
                 et.into_bytes(),
             ];
-            Ok(self.repair(&key.repo, "adopt", args).await? == 1)
+            let mut all: Vec<Vec<u8>> = vec![b"adopt".to_vec()];
+            all.extend(args);
+            let v = self.run(&self.scripts.repair, &key.repo, all).await?;
+            let items = array(&v)?;
+            if items.get(2).map(int).transpose()? == Some(1) {
+                self.register(&key.repo).await?;
+            }
+            Ok(int(at(items, 0)?)? == 1)
         })
     }
 
@@ -752,19 +1009,15 @@ impl LockEngine for RedisEngine {
     fn maintain(&self, cleanup: bool) -> BoxFuture<'_, EngineResult<()>> {
         Box::pin(async move {
             let mut depth = [0i64; 4];
+            let mut usage = (0u64, 0u64);
             for repo in self.repos().await? {
-                let arg = if cleanup { "1" } else { "0" };
-                let v = self
-                    .run(&self.scripts.maintain, &repo, vec![arg.into()])
-                    .await?;
-                let items = array(&v)?;
-                for (slot, d) in depth.iter_mut().zip(array(at(items, 0)?)?) {
-                    *slot += int(d)?;
+                match self.maintain_repo(&repo, cleanup, &mut depth).await {
+                    Ok((n, b)) => usage = (usage.0 + n, usage.1 + b),
+                    Err(e) => self.skip_repo(&repo, "maintain", e)?,
                 }
-                self.deliver(&repo, at(items, 1)?)?;
-                self.reoffer(&repo, at(items, 2)?)?;
             }
             self.stats.set_queue_depth(depth);
+            *self.usage_seen.lock().unwrap_or_else(|e| e.into_inner()) = usage;
             Ok(())
         })
     }
@@ -773,7 +1026,10 @@ impl LockEngine for RedisEngine {
         Box::pin(async move {
             let mut found = Vec::new();
             for repo in self.repos().await? {
-                found.extend(self.break_deadlocks(&repo).await?);
+                match self.break_deadlocks(&repo).await {
+                    Ok(f) => found.extend(f),
+                    Err(e) => self.skip_repo(&repo, "check_deadlocks", e)?,
+                }
             }
             Ok(found)
         })

@@ -23,6 +23,10 @@ pub struct Scripts {
     pub admit: Script,
     /// Repairs toward Atlantis: adopt, hand back, release a refused grant, forget a request.
     pub repair: Script,
+    /// Whether a repository holds nothing (after taking it off the index).
+    pub idle: Script,
+    /// Moves a repository's keys from the raw-name hash tag (no prelude: other key base).
+    pub migrate: Script,
 }
 
 fn with_prelude(body: &str) -> Script {
@@ -41,6 +45,8 @@ impl Scripts {
             snapshot: with_prelude(include_str!("lua/snapshot.lua")),
             admit: with_prelude(include_str!("lua/admit.lua")),
             repair: with_prelude(include_str!("lua/repair.lua")),
+            idle: with_prelude(include_str!("lua/idle.lua")),
+            migrate: Script::new(include_str!("lua/migrate.lua")),
         }
     }
 }

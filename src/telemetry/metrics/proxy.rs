@@ -90,6 +90,13 @@ pub(super) struct Own {
     resolves: Family<OutcomeLabel, Counter>,
     fallbacks: Counter,
     notifications: Family<NotificationLabels, Counter>,
+    queue_refused: Family<ReasonLabel, Counter>,
+}
+
+/// A label set with one `reason` label.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(super) struct ReasonLabel {
+    pub reason: &'static str,
 }
 
 impl Own {
@@ -104,6 +111,7 @@ impl Own {
             resolves: Family::default(),
             fallbacks: Counter::default(),
             notifications: Family::default(),
+            queue_refused: Family::default(),
         };
         let p = "atlantis_lock_proxy_";
         r.register(
@@ -141,6 +149,15 @@ impl Own {
             "Project resolutions of plans that name no project, by outcome",
             own.resolves.clone(),
         );
+        r.register(
+            format!("{p}queue_refused"),
+            "Requests that would have queued but took the legacy path because a queue or memory cap \
+             was reached, by reason (queue_full, repo_waiters, repo_bytes, total_waiters, total_bytes)",
+            own.queue_refused.clone(),
+        );
+        for reason in crate::engine::QueueCap::ALL_REASONS {
+            drop(own.queue_refused.get_or_create(&ReasonLabel { reason }));
+        }
         r.register(
             format!("{p}legacy_fallbacks"),
             "Enhanced-routed requests sent down the legacy path because the engine was unavailable",
@@ -213,6 +230,14 @@ impl Metrics {
         self.own
             .resolves
             .get_or_create(&OutcomeLabel { outcome })
+            .inc();
+    }
+
+    /// Counts a request refused a queue place by a cap (it takes the legacy path).
+    pub fn queue_refused(&self, reason: &'static str) {
+        self.own
+            .queue_refused
+            .get_or_create(&ReasonLabel { reason })
             .inc();
     }
 

@@ -5,6 +5,8 @@ mod cases;
 mod ctx;
 mod differential;
 mod hammer;
+mod keys;
+mod limits;
 mod outage;
 
 /// Instantiates every conformance case for one backend.
@@ -97,6 +99,10 @@ macro_rules! conformance {
             #[tokio::test]
             async fn periodic_deadlock_check() {
                 cases::periodic_deadlock_check(ctx().await).await;
+            }
+            #[tokio::test]
+            async fn memory_caps_on_stored_requests() {
+                super::limits::memory_caps(ctx().await).await;
             }
             #[tokio::test]
             async fn waiters_survive_restart() {

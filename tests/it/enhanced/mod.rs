@@ -6,6 +6,7 @@ mod notices;
 mod operator;
 mod queue;
 mod recovery;
+mod secrets;
 
 use std::time::Duration;
 

@@ -325,6 +325,7 @@ async fn api_plan_waits_for_a_held_lock_then_gets_atlantis_answer() {
         crate::support::fake_atlantis::FakeOptions {
             github_secret: Some(SECRET.into()),
             api_secret: Some("api".into()),
+            ..Default::default()
         },
     )
     .await;
@@ -486,5 +487,33 @@ async fn operators_release_locks_and_remove_waiters() {
     )
     .await;
     assert_eq!(r.status, 404);
+    s.proxy.stop().await;
+}
+
+/// Over a memory cap, a contended plan takes the legacy path (Atlantis answers "locked") and is
+/// counted with its reason (issue 14, item 6).
+#[tokio::test]
+async fn over_a_memory_cap_a_plan_goes_to_atlantis_and_is_counted() {
+    let s = Setup::start(Backend::Memory, "  max-waiters-per-repo: 1\n").await;
+    s.plan(1, "net", "prod").await;
+    assert!(s.wait_atlantis_holder("net", "prod", 1).await);
+    let (_, r2) = s.plan(2, "net", "prod").await;
+    assert_eq!(r2.status, 202, "the first waiter queues");
+    let (hook3, r3) = s.plan(3, "net", "prod").await;
+    assert_ne!(r3.status, 202, "the second waiter is over the cap");
+    assert!(!r3.headers.contains_key("x-lock-proxy"), "{r3:?}");
+    assert_eq!(
+        s.arrivals(&hook3).len(),
+        1,
+        "forwarded to Atlantis unchanged"
+    );
+    let metrics = crate::support::http::get(&s.proxy.admin_url("/metrics"))
+        .await
+        .text();
+    assert!(
+        metrics.contains("atlantis_lock_proxy_queue_refused_total{reason=\"repo_waiters\"} 1"),
+        "{metrics}"
+    );
+    assert_eq!(s.queue(&key("net", "prod")).await, vec![2]);
     s.proxy.stop().await;
 }

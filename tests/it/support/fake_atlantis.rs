@@ -113,6 +113,7 @@ pub struct FakeAtlantis {
     pub addr: SocketAddr,
     inner: Arc<Mutex<Inner>>,
     github_secret: Option<String>,
+    gitlab_secret: Option<String>,
     api_secret: Option<String>,
 }
 
@@ -120,6 +121,8 @@ pub struct FakeAtlantis {
 #[derive(Default, Clone)]
 pub struct FakeOptions {
     pub github_secret: Option<String>,
+    /// Atlantis's `--gitlab-webhook-secret`: GitLab webhooks must carry it as `X-Gitlab-Token`.
+    pub gitlab_secret: Option<String>,
     pub api_secret: Option<String>,
 }
 
@@ -134,6 +137,7 @@ impl FakeAtlantis {
             addr: listener.local_addr().unwrap(),
             inner: Arc::default(),
             github_secret: opts.github_secret,
+            gitlab_secret: opts.gitlab_secret,
             api_secret: opts.api_secret,
         };
         let app = Router::new()
@@ -319,6 +323,9 @@ fn text(code: StatusCode, msg: impl std::fmt::Display) -> Response {
 }
 
 async fn events(State(fake): State<FakeAtlantis>, headers: HeaderMap, body: Bytes) -> Response {
+    if headers.contains_key("x-gitlab-event") {
+        return gitlab_events(fake, headers, body);
+    }
     if let Some(secret) = &fake.github_secret
         && headers.contains_key("x-github-event")
         && !github_signature_ok(secret, &headers, &body)
@@ -420,6 +427,67 @@ async fn events(State(fake): State<FakeAtlantis>, headers: HeaderMap, body: Byte
         _ => text(
             StatusCode::OK,
             format!("Ignoring unsupported event type {event}"),
+        ),
+    }
+}
+
+/// GitLab's note and merge request hooks, as Atlantis handles them (the token is checked first).
+fn gitlab_events(fake: FakeAtlantis, headers: HeaderMap, body: Bytes) -> Response {
+    if let Some(secret) = &fake.gitlab_secret {
+        let token = headers.get("x-gitlab-token").map(|v| v.as_bytes());
+        if token != Some(secret.as_bytes()) {
+            return text(
+                StatusCode::BAD_REQUEST,
+                "header X-Gitlab-Token's value didn't match configured secret",
+            );
+        }
+    }
+    let Ok(payload) = serde_json::from_slice::<Value>(&body) else {
+        return text(
+            StatusCode::BAD_REQUEST,
+            "Failed parsing event: invalid JSON",
+        );
+    };
+    let repo = payload["project"]["path_with_namespace"]
+        .as_str()
+        .unwrap_or("")
+        .to_string();
+    let user = payload["user"]["username"]
+        .as_str()
+        .unwrap_or("")
+        .to_string();
+    let event = headers
+        .get("x-gitlab-event")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    match event {
+        "Note Hook" => {
+            let pull = payload["merge_request"]["iid"].as_i64().unwrap_or(0);
+            let note = payload["object_attributes"]["note"].as_str().unwrap_or("");
+            let Some(cmd) = parse_comment(note) else {
+                return text(StatusCode::OK, "Ignoring non-command comment");
+            };
+            let meta = Meta::of(&headers);
+            let delay = fake.processing_delay();
+            tokio::spawn(async move {
+                tokio::time::sleep(delay).await;
+                fake.run_command(&repo, pull, &user, cmd, &meta);
+            });
+            text(StatusCode::OK, "Processing...")
+        }
+        "Merge Request Hook" => {
+            let pull = payload["object_attributes"]["iid"].as_i64().unwrap_or(0);
+            match payload["object_attributes"]["action"].as_str() {
+                Some("close" | "merge") => {
+                    fake.release_pull(&repo, pull);
+                    text(StatusCode::OK, "Pull request cleaned successfully")
+                }
+                _ => text(StatusCode::OK, "Ignoring merge request event"),
+            }
+        }
+        other => text(
+            StatusCode::OK,
+            format!("Ignoring unsupported event type {other}"),
         ),
     }
 }

@@ -1,15 +1,21 @@
 -- ARGV[4] mode: 0 acquire, 1 acquire-or-enqueue, 2 enqueue; [5] pull; [6] user; [7] rank;
 -- [8] order rank; [9] hold ms; [10] queue timeout ms; [11] max queue size; [12] aging per ms;
--- [13] payload; [14] request identity ('' none); [15..] lock fields.
--- Replies {1, token, expires, {field, holder, ...} preempted, dispatches, taken fields} |
--- {0, field, holder, ...} | {2, field} (queue full) | {3, id, {{field, position, holder}...}, dispatches}
--- | {4} (the request was forgotten: not queued)
+-- [13] payload; [14] request identity ('' none); [15] most stored requests per repository,
+-- [16] most stored bytes per repository, [17] most stored requests in total, [18] most stored bytes
+-- in total, [19] [20] the total requests and bytes stored as the caller last saw them (used on a
+-- Cluster, where KEYS[2] cannot be given); [21..] lock fields.
+-- Replies {1, token, expires, {field, holder, ...} preempted, dispatches, taken fields, fresh} |
+-- {0, field, holder, ...} | {2, field} (queue full) | {3, id, {{field, position, holder}...},
+-- dispatches, fresh} | {4} (the request was forgotten: not queued) | {5, cap} (a memory cap
+-- is reached: 'repo_waiters', 'repo_bytes', 'total_waiters' or 'total_bytes'). fresh is 1 when
+-- the repository had no state before (the caller lists it again).
 local mode = ARGV[4]
 local pull, user, rank = ARGV[5], ARGV[6], ARGV[7]
 local hold = tonumber(ARGV[9])
 local rid = ARGV[14]
 local fields = {}
-for i = 15, #ARGV do fields[#fields + 1] = ARGV[i] end
+for i = 21, #ARGV do fields[#fields + 1] = ARGV[i] end
+local FRESH = idle() and 1 or 0
 
 local function positions_of(id)
   local positions = {}
@@ -69,7 +75,8 @@ if mode ~= '2' and #blocked == 0 then
   local exp = NOW + hold
   for i = 1, #preempt, 2 do drop(preempt[i], preempt[i + 1]) end
   for _, f in ipairs(fields) do take(f, pull, token, exp, rank, user) end
-  return { 1, token, exp, preempt, {}, taken_fields() }
+  if FRESH == 1 then revive() end
+  return { 1, token, exp, preempt, {}, taken_fields(), FRESH }
 end
 if mode == '0' then
   local res = { 0 }
@@ -81,12 +88,26 @@ local max = tonumber(ARGV[11])
 for _, f in ipairs(fields) do
   if redis.call('ZCARD', B .. 'q:' .. f) >= max then return { 2, f } end
 end
+-- Memory caps, checked in the same atomic step that stores the request.
+local size = #ARGV[13]
+local usage = redis.call('HMGET', B .. 'u', 'n', 'b')
+if (tonumber(usage[1]) or 0) + 1 > tonumber(ARGV[15]) then return { 5, 'repo_waiters' } end
+if (tonumber(usage[2]) or 0) + size > tonumber(ARGV[16]) then return { 5, 'repo_bytes' } end
+local total_n, total_b = tonumber(ARGV[19]), tonumber(ARGV[20])
+if G then
+  local g = redis.call('HMGET', G, 'n', 'b')
+  total_n, total_b = tonumber(g[1]) or 0, tonumber(g[2]) or 0
+end
+if total_n + 1 > tonumber(ARGV[17]) then return { 5, 'total_waiters' } end
+if total_b + size > tonumber(ARGV[18]) then return { 5, 'total_bytes' } end
+if FRESH == 1 then revive() end
 local seq = redis.call('INCR', B .. 's')
 local id = string.format('%012d', seq)
 local score = tonumber(ARGV[12]) * NOW - tonumber(ARGV[8])
 local deadline = NOW + tonumber(ARGV[10])
 redis.call('HSET', B .. 'w:' .. id, 'p', pull, 'u', user, 'r', rank, 'l', table.concat(fields, '\n'),
-  'b', ARGV[13], 't', NOW, 'h', hold, 'c', score, 'q', deadline, 'i', rid)
+  'b', ARGV[13], 't', NOW, 'h', hold, 'c', score, 'q', deadline, 'i', rid, 'm', 1)
+account(1, size)
 if rid ~= '' then redis.call('HSET', B .. 'r', rid, id) end
 redis.call('ZADD', B .. 't', deadline, id)
 local positions = {}
@@ -112,8 +133,8 @@ if mode == '1' then
         pre[#pre + 1] = fp[1]
         pre[#pre + 1] = fp[2]
       end
-      return { 1, tonumber(w[1]), NOW + hold, pre, emit(out), taken_fields() }
+      return { 1, tonumber(w[1]), NOW + hold, pre, emit(out), taken_fields(), FRESH }
     end
   end
 end
-return { 3, id, positions, emit(out) }
+return { 3, id, positions, emit(out), FRESH }

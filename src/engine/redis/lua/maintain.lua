@@ -1,5 +1,8 @@
 -- ARGV[4] cleanup (1 releases expired locks nobody waits for).
--- Replies {{depth low, normal, high, critical}, new dispatches, re-offered dispatches}.
+-- Replies {{depth low, normal, high, critical}, new dispatches, re-offered dispatches,
+-- {stored requests, stored bytes}, pruned 0/1}. A repository left with nothing (no lock, waiter,
+-- dispatch or deadlock record) is pruned: its remaining keys go, its counters expire in a day,
+-- and the caller takes it off the repository index.
 local out, touched = {}, {}
 for _, id in ipairs(redis.call('ZRANGEBYSCORE', B .. 't', '-inf', NOW)) do
   remove_waiter(id, 'timeout', out, touched)
@@ -40,4 +43,16 @@ for _, id in ipairs(redis.call('ZRANGE', B .. 't', 0, -1)) do
   local r = tonumber(redis.call('HGET', B .. 'w:' .. id, 'r')) or 1
   depth[r + 1] = depth[r + 1] + 1
 end
-return { depth, emit(out), emit(again) }
+local usage = redis.call('HMGET', B .. 'u', 'n', 'b')
+local n, b = tonumber(usage[1]) or 0, tonumber(usage[2]) or 0
+local pruned = 0
+if #out == 0 and idle() then
+  -- Nothing is stored any more; a count left over (a record deleted by an older version) goes.
+  if n ~= 0 or b ~= 0 then account(-n, -b) end
+  n, b = 0, 0
+  redis.call('DEL', B .. 'u', B .. 'r', B .. 'e')
+  redis.call('PEXPIRE', B .. 'f', 86400000)
+  redis.call('PEXPIRE', B .. 's', 86400000)
+  pruned = 1
+end
+return { depth, emit(out), emit(again), { n, b }, pruned }

@@ -14,7 +14,13 @@
 --   x:<rid>  string  a forgotten request identity (expires); such a request is never queued
 --   f, s     counters: fencing token, waiter sequence
 --   k        list  deadlock records (JSON, newest first)
+--   u        hash  usage: n stored requests (waiter records with 'm'), b their bytes
+-- KEYS[2], when given (standalone Redis only: a Cluster script cannot reach a second slot), is
+-- the global usage hash (n, b) kept in step with every repository's `u`.
+-- Every key is under the repository's hash tag, a digest of its name (never the raw name, so a
+-- name holding '{' or '}' cannot move keys to other slots).
 local B = ARGV[1]
+local G = KEYS[2]
 local OWNER = ARGV[2]
 local LEASE = tonumber(ARGV[3])
 local T = redis.call('TIME')
@@ -87,6 +93,37 @@ local function clear_in_flight(id, locks)
   for _, f in ipairs(locks) do redis.call('SREM', B .. 'g:' .. f, id) end
 end
 
+-- Whether the repository holds nothing that needs maintenance: no lock, waiter, dispatch or
+-- deadlock record (then it is pruned, and a writer that finds it so lists it again).
+local function idle()
+  return redis.call('HLEN', B .. 'h') == 0 and redis.call('ZCARD', B .. 't') == 0
+    and redis.call('ZCARD', B .. 'd') == 0 and redis.call('LLEN', B .. 'k') == 0
+end
+
+-- A repository pruned while idle kept its counters for a day (tokens and waiter ids keep
+-- growing); one that has state again keeps them for good.
+local function revive()
+  redis.call('PERSIST', B .. 'f')
+  redis.call('PERSIST', B .. 's')
+end
+
+-- Counts stored requests and their bytes, in the repository and (standalone) globally.
+local function account(n, b)
+  redis.call('HINCRBY', B .. 'u', 'n', n)
+  redis.call('HINCRBY', B .. 'u', 'b', b)
+  if G then
+    redis.call('HINCRBY', G, 'n', n)
+    redis.call('HINCRBY', G, 'b', b)
+  end
+end
+
+-- Deletes a waiter / dispatch record, uncounting its stored request.
+local function delete_record(id)
+  local k = B .. 'w:' .. id
+  if redis.call('HEXISTS', k, 'm') == 1 then account(-1, -redis.call('HSTRLEN', k, 'b')) end
+  redis.call('DEL', k)
+end
+
 -- Forgets a dispatch record (confirmed, cancelled or dropped); its locks go to `touched`.
 local function finish(id, touched)
   local w = redis.call('HMGET', B .. 'w:' .. id, 'l', 'i')
@@ -95,7 +132,7 @@ local function finish(id, touched)
   for _, f in ipairs(locks) do touched[#touched + 1] = f end
   if w[2] and w[2] ~= '' then redis.call('HDEL', B .. 'r', w[2]) end
   redis.call('ZREM', B .. 'd', id)
-  redis.call('DEL', B .. 'w:' .. id)
+  delete_record(id)
 end
 
 -- Puts a dispatched waiter back into its queues at its old score and deadline.

@@ -1,7 +1,8 @@
 -- Repairs toward Atlantis. ARGV[4] mode:
 --   'adopt': ARGV[5] field, [6] pull, [7] user, [8] hold ms, [9] expected holder pull or '' (free),
 --            [10] expected token. Makes pull the holder if the lock is as expected and its holder's
---            grant is not being replayed; serves no waiter. Replies {adopted 0/1}.
+--            grant is not being replayed; serves no waiter. Replies {adopted 0/1, {}, fresh 0/1}
+--            (fresh: the repository had no state before, so it must be listed again).
 --   'back':  ARGV[5] dispatch id, [6] token or '', [7] hold ms, [8..] triples field, pull, user.
 --            Releases the dispatch's locks held under token, queues its waiter again in its old
 --            place, adopts each listed holder where the lock is free. Replies {0/1, dispatches}.
@@ -14,6 +15,7 @@
 local mode = ARGV[4]
 if mode == 'adopt' then
   local f, pull = ARGV[5], ARGV[6]
+  local FRESH = idle() and 1 or 0
   local h = holder(f)
   -- A grant being replayed is the dispatcher's to settle; a hand-off in flight is not.
   if h and in_flight_of(f, h.pull) then return { 0 } end
@@ -26,7 +28,8 @@ if mode == 'adopt' then
   if h then drop(f, h.pull) end
   local tok = redis.call('INCR', B .. 'f')
   take(f, pull, tok, NOW + tonumber(ARGV[8]), 1, ARGV[7])
-  return { 1 }
+  if FRESH == 1 then revive() end
+  return { 1, {}, FRESH }
 end
 local out = {}
 if mode == 'back' then
@@ -99,7 +102,7 @@ if mode == 'forget' then
       touched[#touched + 1] = f
     end
     redis.call('ZREM', B .. 't', id)
-    redis.call('DEL', B .. 'w:' .. id)
+    delete_record(id)
     grant_pass(touched, out)
     return { 1, emit(out) }
   end
