@@ -778,14 +778,14 @@ impl LockEngine for MemoryEngine {
     ) -> BoxFuture<'_, EngineResult<bool>> {
         let id = dispatch.id.clone();
         Box::pin(async move {
-            Ok(self.with(|repos, now| {
-                let Some(repo) = repos.get_mut(&id.repo) else {
-                    return false;
-                };
-                let (found, out) = repo.defer(id.seq, token, retry_in.as_millis() as i64, now);
-                self.deliver(repo, out, now);
-                found
-            }))
+            Ok(self
+                .with_repo(&id.repo, false, |repo, now| {
+                    let (found, out) =
+                        repo.defer(id.seq, token, retry_in.as_millis() as i64, now);
+                    self.deliver(repo, out, now);
+                    found
+                })
+                .unwrap_or(false))
         })
     }
 
