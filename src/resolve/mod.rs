@@ -19,6 +19,7 @@ pub mod cache;
 pub mod config;
 pub mod mapping;
 mod pattern;
+pub mod server_repos;
 mod stats;
 pub mod yaml_guard;
 
@@ -34,6 +35,7 @@ pub use config::{
 };
 pub use mapping::{CommandKind, Filters};
 pub use pattern::{PatternError, PatternList};
+pub use server_repos::{RepoHosts, ServerLocks, ServerRepoConfig};
 pub use stats::{ResolveStats, StatsSnapshot, UnresolvedKind};
 
 use crate::vcs::{ChangedFile, GithubClient, GitlabClient, PullInfo, Vcs, VcsClient, VcsError};
