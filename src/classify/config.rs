@@ -343,7 +343,7 @@ impl ClassifyConfig {
                 .unwrap_or(server.mode);
             return command_locks(mode, command);
         }
-        if server.repo_locks_overridable || server.repo_locking_overridable {
+        if server.given && (server.repo_locks_overridable || server.repo_locking_overridable) {
             return [LockMode::OnPlan, LockMode::OnApply]
                 .into_iter()
                 .any(|m| command_locks(m, command));

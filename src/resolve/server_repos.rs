@@ -116,8 +116,13 @@ pub struct ServerLocks {
     pub repo_locks_overridable: bool,
     /// The repo's `atlantis.yaml` may set the deprecated `repo_locking`.
     pub repo_locking_overridable: bool,
+    /// `allowed_overrides` of the last matching entry, in order (Atlantis applies them in order).
+    pub allowed_overrides: Vec<String>,
     /// The repo config file name (`repo_config_file`, default `atlantis.yaml`).
     pub repo_config_file: Option<String>,
+    /// The proxy was given Atlantis's server-side repo config. Without it the proxy cannot know
+    /// what Atlantis allows, so a repo's `atlantis.yaml` modes are taken as written.
+    pub given: bool,
 }
 
 /// The validated server-side repo config; empty means Atlantis's built-in defaults.
@@ -126,13 +131,18 @@ pub struct ServerRepoConfig {
     repos: Vec<ServerRepo>,
     /// `--disable-repo-locking`: nothing ever locks.
     pub locking_disabled: bool,
+    /// Parsed from Atlantis's repos.yaml (not the built-in default).
+    given: bool,
 }
 
 impl ServerRepoConfig {
     /// Parses repos.yaml (or the JSON of `--repo-config-json`); errors say what is wrong where.
     pub fn parse(text: &str) -> Result<Self, String> {
         if text.trim().is_empty() {
-            return Ok(Self::default());
+            return Ok(Self {
+                given: true,
+                ..Self::default()
+            });
         }
         let raw: RawGlobal = serde_norway::from_str(text).map_err(|e| match e.location() {
             Some(l) => format!(
@@ -176,12 +186,18 @@ impl ServerRepoConfig {
         Ok(Self {
             repos,
             locking_disabled: false,
+            given: true,
         })
     }
 
     /// True when no `repos:` entry is configured.
     pub fn is_empty(&self) -> bool {
         self.repos.is_empty()
+    }
+
+    /// Whether this came from Atlantis's own repos.yaml.
+    pub fn given(&self) -> bool {
+        self.given
     }
 
     /// `getMatchingCfg` for the lock keys of `repo_id`.
@@ -212,7 +228,13 @@ impl ServerRepoConfig {
             mode,
             repo_locks_overridable: allowed("repo_locks"),
             repo_locking_overridable: allowed("repo_locking"),
+            allowed_overrides: if self.locking_disabled {
+                Vec::new()
+            } else {
+                overrides.to_vec()
+            },
             repo_config_file: file,
+            given: self.given || self.locking_disabled,
         }
     }
 
