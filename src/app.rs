@@ -74,6 +74,13 @@ impl App {
                 "engine backend: in-memory (single replica only; set enhanced-locking.redis.addr for Redis)"
             );
         }
+        // Say plainly what works with this configuration (silent queues, legacy autoplans, ...).
+        for c in config.capabilities() {
+            match c.level {
+                crate::config::Level::Ok => tracing::info!("{}", c.text),
+                crate::config::Level::Warn => tracing::warn!("{}", c.text),
+            }
+        }
         let e = &config.enhanced;
         // The stored split wins; config only seeds a backend that holds none.
         let control = Arc::new(ControlStore::connect(e).await?);

@@ -9,6 +9,7 @@ mod engine;
 mod load;
 mod rate;
 mod raw;
+mod report;
 mod validate;
 
 use std::collections::{BTreeMap, HashMap};
@@ -20,6 +21,7 @@ pub(crate) use crate::vocab::RawSecret;
 pub use crate::vocab::{Secret, has_userinfo, redact_userinfo};
 pub(crate) use atlantis::split_gitlab_hostname;
 pub use load::Override;
+pub use report::{Capability, Level};
 
 use crate::vocab::{CommentCommandName, Priority, Vcs};
 
