@@ -247,6 +247,8 @@ pub fn classify_api(
         meta: PullMeta {
             base_branch: Some(req.base_branch).filter(|b| !b.trim().is_empty()),
             head_branch: Some(req.r#ref.clone()),
+            // A synthetic pull has no pull to read: the resolver reads atlantis.yaml at `Ref`.
+            head_sha: (req.pr <= 0).then(|| req.r#ref.clone()),
             api_ref: Some(req.r#ref),
             ..PullMeta::default()
         },

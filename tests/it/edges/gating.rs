@@ -102,6 +102,7 @@ async fn api_calls_are_gated_only_with_the_api_secret_and_the_right_token() {
         crate::support::fake_atlantis::FakeOptions {
             github_secret: Some(crate::enhanced::SECRET.into()),
             api_secret: Some("api".into()),
+            ..Default::default()
         },
     )
     .await;

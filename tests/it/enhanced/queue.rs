@@ -325,6 +325,7 @@ async fn api_plan_waits_for_a_held_lock_then_gets_atlantis_answer() {
         crate::support::fake_atlantis::FakeOptions {
             github_secret: Some(SECRET.into()),
             api_secret: Some("api".into()),
+            ..Default::default()
         },
     )
     .await;
