@@ -277,7 +277,7 @@ mod tests {
     fn booleans_parse_like_go() {
         let s =
             AtlantisSettings::load("k", None, &env(&[("ATLANTIS_DISABLE_AUTOPLAN", "T")])).unwrap();
-        assert_eq!(s.bool("disable-autoplan").unwrap().unwrap().0, true);
+        assert!(s.bool("disable-autoplan").unwrap().unwrap().0);
         let s = AtlantisSettings::load("k", None, &env(&[("ATLANTIS_DISABLE_AUTOPLAN", "yes")]))
             .unwrap();
         assert_eq!(
