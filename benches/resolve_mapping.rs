@@ -40,6 +40,7 @@ fn bench(c: &mut Criterion) {
         base_branch: None,
         server: &server,
         dirs: &dirs,
+        server_locks: None,
     };
     let configured = input(Some(&cfg));
     assert!(matches!(map_projects(&configured), MapOutcome::Projects(p) if p.len() == 50));

@@ -75,6 +75,13 @@ impl App {
                 "engine backend: in-memory (single replica only; set enhanced-locking.redis.addr for Redis)"
             );
         }
+        // Say plainly what works with this configuration (silent queues, legacy autoplans, ...).
+        for c in config.capabilities() {
+            match c.level {
+                crate::config::Level::Ok => tracing::info!("{}", c.text),
+                crate::config::Level::Warn => tracing::warn!("{}", c.text),
+            }
+        }
         let e = &config.enhanced;
         // The stored split wins; config only seeds a backend that holds none.
         let control = Arc::new(ControlStore::connect(e).await?);
@@ -280,12 +287,10 @@ fn warn_unsigned(vcs: &[crate::classify::Vcs]) {
     }
 }
 
-/// The pull-request notifier, when a GitHub or GitLab token is configured.
+/// The pull-request notifier. Without any token it still runs, so every queued command it
+/// cannot announce is counted (`unconfigured`) and warned about once per VCS.
 fn notifier(config: &Config, metrics: &Arc<Metrics>) -> Result<Option<Arc<Notifier>>, StartError> {
     let settings = NotifierSettings::from_config(config);
-    if settings.github.is_none() && settings.gitlab.is_none() {
-        return Ok(None);
-    }
     let n = Notifier::new(settings, Some(metrics.clone()))
         .map_err(|e| StartError::Notifier(e.to_string()))?;
     Ok(Some(Arc::new(n)))
@@ -320,12 +325,25 @@ fn resolver_settings(config: &Config) -> Result<ResolverSettings, crate::vcs::Vc
         }
         None => None,
     };
-    Ok(ResolverSettings {
-        timeout: config.atlantis.resolve_timeout,
+    let a = &config.atlantis;
+    let mut server_repos = a.server_repos.clone();
+    server_repos.locking_disabled = a.disable_repo_locking;
+    let mut settings = ResolverSettings {
+        timeout: a.resolve_timeout,
         github,
         gitlab,
+        server_repos: Arc::new(server_repos),
+        hosts: a.hosts.clone(),
+        allow_fork_prs: a.allow_fork_prs,
+        autodiscover_mode: a.autodiscover_mode,
         ..ResolverSettings::default()
-    })
+    };
+    if let Some(list) = &a.autoplan_file_list
+        && settings.set_autoplan_file_list(list).is_err()
+    {
+        tracing::warn!(%list, "Atlantis's autoplan-file-list does not compile here; using Atlantis's default");
+    }
+    Ok(settings)
 }
 
 async fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, StartError> {

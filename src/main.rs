@@ -147,6 +147,18 @@ fn main() -> ExitCode {
                 config.enhanced.backend,
                 config.enhanced.traffic_split
             );
+            println!("\nAtlantis settings (value, [where it came from]):");
+            for line in config.atlantis_settings_report() {
+                println!("  {line}");
+            }
+            println!("\nWith this configuration:");
+            for c in config.capabilities() {
+                let mark = match c.level {
+                    atlantis_lock_proxy::config::Level::Ok => "ok  ",
+                    atlantis_lock_proxy::config::Level::Warn => "WARN",
+                };
+                println!("  {mark} {}", c.text);
+            }
             ExitCode::SUCCESS
         }
         Command::Serve => serve(config),

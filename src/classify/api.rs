@@ -6,7 +6,7 @@ use http::HeaderMap;
 use serde_json::Value;
 
 use super::comment::{lex, validate_workspace};
-use super::config::{ClassifyConfig, command_locks};
+use super::config::ClassifyConfig;
 use super::operation::{
     Acquire, CommandKind, LockSet, LockTarget, Operation, PassthroughReason as R, PullMeta, Vcs,
 };
@@ -23,6 +23,8 @@ struct ApiRequest {
     pr: i64,
     projects: Vec<String>,
     paths: Vec<ApiPath>,
+    /// `action` of a drift remediation (`plan`, `apply`).
+    action: String,
 }
 
 #[derive(Default)]
@@ -54,6 +56,7 @@ fn decode(body: &[u8]) -> Result<ApiRequest, ()> {
             "ref" => r.r#ref = string(v)?,
             "base_branch" => r.base_branch = string(v)?,
             "type" => r.r#type = string(v)?,
+            "action" => r.action = string(v)?,
             "pr" => {
                 r.pr = if v.is_null() {
                     0
@@ -111,12 +114,25 @@ fn synthetic_pull_number() -> i64 {
     -((nanos & 0x3fff_ffff) + COUNTER.fetch_add(1, Ordering::Relaxed) + 1)
 }
 
-/// Classifies `POST /api/plan` or `/api/apply`.
+/// Which API call a request is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ApiCall {
+    /// `POST /api/plan` or `/api/apply`.
+    Run(CommandKind),
+    /// `POST /api/drift/detect`: a plan under a synthetic pull, its locks deleted at the end.
+    DriftDetect,
+    /// `POST /api/drift/remediate`: plan (and apply with `action: apply`), likewise.
+    DriftRemediate,
+}
+
+/// Classifies `POST /api/plan`, `/api/apply`, `/api/drift/detect` or `/api/drift/remediate`
+/// (`api_controller.go`): the drift routes run plan/apply like `/api/plan` and delete their
+/// synthetic pull's locks when they end.
 pub fn classify_api(
     headers: &HeaderMap,
     body: &[u8],
     cfg: &ClassifyConfig,
-    command: CommandKind,
+    call: ApiCall,
 ) -> Operation {
     // Gated only when the proxy knows Atlantis's API secret and the call carries it: anything
     // else is Atlantis's to refuse (401, or "API is disabled"), and is never held open.
@@ -130,6 +146,20 @@ pub fn classify_api(
     let Ok(req) = decode(body) else {
         return Operation::passthrough(R::ApiRejected);
     };
+    let command = match call {
+        ApiCall::Run(c) => c,
+        ApiCall::DriftDetect => CommandKind::ApiPlan,
+        ApiCall::DriftRemediate if req.action == "apply" => CommandKind::ApiApply,
+        ApiCall::DriftRemediate => CommandKind::ApiPlan,
+    };
+    let drift = !matches!(call, ApiCall::Run(_));
+    if drift && req.projects.is_empty() && req.paths.is_empty() {
+        // Every project of the repo (or every stored drift): only a checkout can tell which.
+        return Operation::passthrough(R::DriftAllProjects);
+    }
+    if drift && !req.projects.is_empty() && !req.paths.is_empty() {
+        return Operation::passthrough(R::ApiRejected);
+    }
     let vcs = Vcs::from_api_type(&req.r#type);
     let workspaces_ok = req
         .paths
@@ -144,17 +174,18 @@ pub fn classify_api(
         return Operation::passthrough(R::ApiRejected);
     };
     let repo = req.repository.clone();
-    let modes = &cfg.lock_modes;
+    if !cfg.allowlisted(vcs, None, &repo) {
+        return Operation::passthrough(R::NotAllowlisted);
+    }
     let mut targets: Vec<LockTarget> = Vec::new();
     let mut takes_lock = false;
     for name in &req.projects {
-        takes_lock |= command_locks(modes.mode_for(&repo, Some(name), None), command);
+        takes_lock |= cfg.may_lock(vcs, &repo, Some(name), None, command);
         targets.push(LockTarget::Project { name: name.clone() });
     }
     for p in &req.paths {
         if !p.project_name.is_empty() {
-            let mode = modes.mode_for(&repo, Some(&p.project_name), None);
-            takes_lock |= command_locks(mode, command);
+            takes_lock |= cfg.may_lock(vcs, &repo, Some(&p.project_name), None, command);
             targets.push(LockTarget::Project {
                 name: p.project_name.clone(),
             });
@@ -167,7 +198,7 @@ pub fn classify_api(
         };
         let dir = p.directory.trim_end_matches('/');
         if dir.contains(['*', '?', '[']) {
-            takes_lock |= modes.any_locks(&repo, command);
+            takes_lock |= cfg.may_lock_any(vcs, &repo, command);
             targets.push(LockTarget::DirGlob {
                 pattern: dir.to_owned(),
                 workspace: Some(ws.to_owned()),
@@ -179,7 +210,7 @@ pub fn classify_api(
             d if d == "/" => ".".to_owned(),
             d => d,
         };
-        takes_lock |= command_locks(modes.mode_for(&repo, None, Some(&dir)), command);
+        takes_lock |= cfg.may_lock(vcs, &repo, None, Some(&dir), command);
         targets.push(LockTarget::Key(LockKey::new(repo.clone(), dir, ws, "")));
     }
     if targets.is_empty() {
@@ -216,6 +247,8 @@ pub fn classify_api(
         meta: PullMeta {
             base_branch: Some(req.base_branch).filter(|b| !b.trim().is_empty()),
             head_branch: Some(req.r#ref.clone()),
+            // A synthetic pull has no pull to read: the resolver reads atlantis.yaml at `Ref`.
+            head_sha: (req.pr <= 0).then(|| req.r#ref.clone()),
             api_ref: Some(req.r#ref),
             ..PullMeta::default()
         },

@@ -1,7 +1,11 @@
 //! What classification must know about the Atlantis behind the proxy (its flags and repo config).
 
 use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
+use super::allowlist::RepoAllowlist;
+use crate::config::PerVcsUser;
+use crate::resolve::{RepoHosts, ServerRepoConfig};
 use crate::vocab::{CommandKind, LockMode, Vcs};
 pub(crate) use crate::vocab::{CommentCommandName, command_locks};
 
@@ -121,13 +125,79 @@ pub struct ClassifyConfig {
     pub blocked_extra_args: Vec<String>,
     /// `repo_locks.mode` per repo/project/dir.
     pub lock_modes: LockModeTable,
+    /// `--allow-fork-prs`.
+    pub allow_fork_prs: bool,
+    /// `--repo-allowlist` (None: every repository).
+    pub repo_allowlist: Option<RepoAllowlist>,
+    /// `--disable-apply-all`.
+    pub disable_apply_all: bool,
+    /// `--disable-unlock-label`.
+    pub disable_unlock_label: Option<String>,
+    /// `--gitlab-hostname` as host and base path; GitLab clone URLs must match it exactly.
+    pub gitlab_hostname: Option<(String, String)>,
+    /// Atlantis's bot user per VCS (`--gh-user`, ...); `vcs_bot_users` applies to all VCSs.
+    pub bot_user: PerVcsUser,
+    /// Hosts of Atlantis's repo IDs.
+    pub hosts: RepoHosts,
+    /// The server-side repo config (`repo_locks` per repo ID, `--disable-repo-locking`).
+    pub server_repos: Arc<ServerRepoConfig>,
+    /// Bitbucket Cloud head commits last seen per pull (Atlantis's `lastBitbucketSha`).
+    pub bitbucket_shas: Arc<ShaCache>,
+}
+
+/// Atlantis's in-memory LRU (300 pulls) of the last Bitbucket Cloud head commit per pull URL: a
+/// `pullrequest:updated` with the same commit is not an autoplan.
+#[derive(Debug, Default)]
+pub struct ShaCache {
+    entries: Mutex<std::collections::VecDeque<(String, String)>>,
+}
+
+impl ShaCache {
+    const CAPACITY: usize = 300;
+
+    /// Records `sha` for `pull`; returns the commit seen before.
+    pub fn replace(&self, pull: &str, sha: &str) -> Option<String> {
+        let mut e = self
+            .entries
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let before = e
+            .iter()
+            .position(|(p, _)| p == pull)
+            .and_then(|i| e.remove(i));
+        e.push_back((pull.to_owned(), sha.to_owned()));
+        if e.len() > Self::CAPACITY {
+            e.pop_front();
+        }
+        before.map(|(_, s)| s)
+    }
+
+    /// The commit last seen for `pull`.
+    pub fn get(&self, pull: &str) -> Option<String> {
+        let e = self
+            .entries
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        e.iter().find(|(p, _)| p == pull).map(|(_, s)| s.clone())
+    }
 }
 
 impl ClassifyConfig {
     /// Builds the classifier's view of Atlantis from the proxy's `atlantis:` section.
     pub fn from_config(a: &crate::config::AtlantisConfig, lock_modes: LockModeTable) -> Self {
         let d = Self::default();
+        let mut server_repos = a.server_repos.clone();
+        server_repos.locking_disabled = a.disable_repo_locking;
         Self {
+            allow_fork_prs: a.allow_fork_prs,
+            repo_allowlist: a.repo_allowlist.as_deref().map(RepoAllowlist::new),
+            disable_apply_all: a.disable_apply_all,
+            disable_unlock_label: a.disable_unlock_label.clone(),
+            gitlab_hostname: crate::config::split_gitlab_hostname(&a.gitlab_hostname),
+            bot_user: a.bot_user.clone(),
+            hosts: a.hosts.clone(),
+            server_repos: Arc::new(server_repos),
+            bitbucket_shas: Arc::default(),
             executable_name: a.executable_name.clone(),
             vcs_bot_users: a.vcs_bot_users.clone(),
             webhook_secrets: a.webhook_secrets.clone(),
@@ -201,7 +271,102 @@ impl Default for ClassifyConfig {
                 .map(String::from)
                 .to_vec(),
             lock_modes: LockModeTable::default(),
+            allow_fork_prs: false,
+            repo_allowlist: None,
+            disable_apply_all: false,
+            disable_unlock_label: None,
+            gitlab_hostname: Some(("gitlab.com".into(), String::new())),
+            bot_user: PerVcsUser::default(),
+            hosts: RepoHosts::default(),
+            server_repos: Arc::default(),
+            bitbucket_shas: Arc::default(),
         }
+    }
+}
+
+impl ClassifyConfig {
+    /// Whether Atlantis's repo allowlist lets `host`/`repo` run commands (`host` from the
+    /// payload's clone URL, else the VCS's configured host).
+    pub fn allowlisted(&self, vcs: Vcs, host: Option<&str>, repo: &str) -> bool {
+        self.repo_allowlist
+            .as_ref()
+            .is_none_or(|a| a.allows(host.unwrap_or(self.hosts.host(vcs)), repo))
+    }
+
+    /// Whether Atlantis runs commands on this pull at all: a fork (head owner ≠ base owner) is
+    /// refused unless `--allow-fork-prs`; `None` (the payload does not say) is decided later.
+    pub fn refuses_fork(&self, fork: Option<bool>) -> bool {
+        fork == Some(true) && !self.allow_fork_prs
+    }
+
+    /// The server-side `repos:` branch filter (commands on other base branches are ignored).
+    pub fn branch_allowed(&self, vcs: Vcs, repo: &str, base: Option<&str>) -> bool {
+        base.is_none_or(|b| {
+            self.server_repos
+                .branch_matches(&self.hosts.repo_id(vcs, repo), b)
+        })
+    }
+
+    /// The bot users that may invoke Atlantis on `vcs` as `@user`.
+    pub fn bot_users_for(&self, vcs: Vcs) -> Vec<String> {
+        if !self.vcs_bot_users.is_empty() {
+            return self.vcs_bot_users.clone();
+        }
+        self.bot_user
+            .for_vcs(vcs)
+            .map(str::to_owned)
+            .into_iter()
+            .collect()
+    }
+
+    /// Whether `command` may lock the project (by name or dir) under the merged `repo_locks`:
+    /// the proxy's table, else the server-side config; when the repo's `atlantis.yaml` may
+    /// override the mode, any mode may apply (the resolver decides per project).
+    pub fn may_lock(
+        &self,
+        vcs: Vcs,
+        repo: &str,
+        project: Option<&str>,
+        dir: Option<&str>,
+        command: CommandKind,
+    ) -> bool {
+        if self.server_repos.locking_disabled {
+            return false;
+        }
+        let server = self.server_repos.locks_for(&self.hosts.repo_id(vcs, repo));
+        if let Some(r) = self.lock_modes.repos.get(repo) {
+            let mode = project
+                .and_then(|p| r.projects.get(p))
+                .or_else(|| dir.and_then(|d| r.dirs.get(d)))
+                .copied()
+                .or(r.default)
+                .unwrap_or(server.mode);
+            return command_locks(mode, command);
+        }
+        if server.given && (server.repo_locks_overridable || server.repo_locking_overridable) {
+            return [LockMode::OnPlan, LockMode::OnApply]
+                .into_iter()
+                .any(|m| command_locks(m, command));
+        }
+        command_locks(server.mode, command)
+    }
+
+    /// Whether `command` could lock any project of `repo` (targets still unresolved).
+    pub fn may_lock_any(&self, vcs: Vcs, repo: &str, command: CommandKind) -> bool {
+        if self.server_repos.locking_disabled {
+            return false;
+        }
+        let Some(r) = self.lock_modes.repos.get(repo) else {
+            return self.may_lock(vcs, repo, None, None, command);
+        };
+        let server = self
+            .server_repos
+            .locks_for(&self.hosts.repo_id(vcs, repo))
+            .mode;
+        std::iter::once(r.default.unwrap_or(server))
+            .chain(r.projects.values().copied())
+            .chain(r.dirs.values().copied())
+            .any(|m| command_locks(m, command))
     }
 }
 

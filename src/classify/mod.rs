@@ -27,6 +27,7 @@
 //! }
 //! ```
 
+mod allowlist;
 mod api;
 pub mod comment;
 mod config;
@@ -45,12 +46,14 @@ pub use crate::vocab::{
     CommandKind, CommentCommandName, LockKey, LockMode, ParseKeyError, Priority, PullRef, Vcs,
     command_locks,
 };
-pub use config::{ClassifyConfig, LockModeTable, RepoLockModes, Secret, WebhookSecrets};
+pub use allowlist::RepoAllowlist;
+pub use config::{ClassifyConfig, LockModeTable, RepoLockModes, Secret, ShaCache, WebhookSecrets};
 pub use operation::{
     Acquire, GlobalApplyAction, LockSet, LockTarget, Operation, PassthroughReason, PullMeta,
     ReleaseCause,
 };
 
+use api::ApiCall;
 use http::{Method, StatusCode};
 
 /// A request the proxy must answer itself instead of forwarding.
@@ -101,11 +104,23 @@ pub fn classify(
     let m = &parts.method;
     let op = match path {
         "/events" if m == Method::POST => return webhook::classify(&parts.headers, body, cfg),
-        "/api/plan" if m == Method::POST => {
-            api::classify_api(&parts.headers, body, cfg, CommandKind::ApiPlan)
+        "/api/plan" if m == Method::POST => api::classify_api(
+            &parts.headers,
+            body,
+            cfg,
+            ApiCall::Run(CommandKind::ApiPlan),
+        ),
+        "/api/apply" if m == Method::POST => api::classify_api(
+            &parts.headers,
+            body,
+            cfg,
+            ApiCall::Run(CommandKind::ApiApply),
+        ),
+        "/api/drift/detect" if m == Method::POST => {
+            api::classify_api(&parts.headers, body, cfg, ApiCall::DriftDetect)
         }
-        "/api/apply" if m == Method::POST => {
-            api::classify_api(&parts.headers, body, cfg, CommandKind::ApiApply)
+        "/api/drift/remediate" if m == Method::POST => {
+            api::classify_api(&parts.headers, body, cfg, ApiCall::DriftRemediate)
         }
         "/api/locks" if m == Method::GET => Operation::ListLocks,
         "/locks" if m == Method::DELETE => api::release_key(parts.uri.query(), cfg),

@@ -133,6 +133,9 @@ pub struct PullMeta {
     pub author: Option<String>,
     /// `Ref` of an `/api/*` call.
     pub api_ref: Option<String>,
+    /// Whether the head repository's owner differs from the base's; `None` when the payload does
+    /// not say (GitHub and Gitea comments: the resolver asks the pull API).
+    pub fork: Option<bool>,
 }
 
 /// What asked for a whole pull's locks to go.
@@ -196,6 +199,20 @@ pub enum PassthroughReason {
     ApiRejected,
     /// Lock id Atlantis cannot decode or split.
     BadLockId,
+    /// Repository outside Atlantis's `--repo-allowlist` (Atlantis answers 403, runs nothing).
+    NotAllowlisted,
+    /// Command or autoplan on a fork pull without `--allow-fork-prs` (Atlantis refuses it).
+    ForkPull,
+    /// Base branch outside the server-side repo config's `branch` (Atlantis ignores it).
+    BranchNotMatched,
+    /// `unlock` on a pull with `--disable-unlock-label` (Atlantis deletes nothing).
+    UnlockLabel,
+    /// Bare `apply` under `--disable-apply-all` (Atlantis refuses it).
+    ApplyAllDisabled,
+    /// Bitbucket Cloud update whose head commit Atlantis saw last for the pull.
+    SameCommit,
+    /// Drift detection or remediation of every project: only a checkout can tell which.
+    DriftAllProjects,
 }
 
 impl PassthroughReason {
@@ -221,6 +238,13 @@ impl PassthroughReason {
             PassthroughReason::ApiNotGated => "api_not_gated",
             PassthroughReason::ApiRejected => "api_rejected",
             PassthroughReason::BadLockId => "bad_lock_id",
+            PassthroughReason::NotAllowlisted => "not_allowlisted",
+            PassthroughReason::ForkPull => "fork_pull",
+            PassthroughReason::BranchNotMatched => "branch_not_matched",
+            PassthroughReason::UnlockLabel => "unlock_label",
+            PassthroughReason::ApplyAllDisabled => "apply_all_disabled",
+            PassthroughReason::SameCommit => "same_commit",
+            PassthroughReason::DriftAllProjects => "drift_all_projects",
         }
     }
 }

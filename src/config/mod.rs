@@ -3,10 +3,13 @@
 //! Loading never binds or connects anything: `main` loads and validates first and exits non-zero
 //! with a message naming the key when something is wrong.
 
+mod atlantis;
+pub mod atlantis_server;
 mod engine;
 mod load;
 mod rate;
 mod raw;
+mod report;
 mod validate;
 
 use std::collections::{BTreeMap, HashMap};
@@ -16,7 +19,9 @@ use std::time::Duration;
 
 pub(crate) use crate::vocab::RawSecret;
 pub use crate::vocab::{Secret, has_userinfo, redact_userinfo};
+pub(crate) use atlantis::split_gitlab_hostname;
 pub use load::Override;
+pub use report::{Capability, Level};
 
 use crate::vocab::{CommentCommandName, Priority, Vcs};
 
@@ -170,6 +175,71 @@ pub struct AtlantisConfig {
     pub allow_commands: Option<Vec<CommentCommandName>>,
     /// VCS API tokens and base URLs.
     pub vcs_tokens: VcsTokens,
+    /// Atlantis's `--allow-fork-prs`: commands on pulls from another owner's repository run.
+    pub allow_fork_prs: bool,
+    /// Atlantis's `--disable-repo-locking`: nothing ever locks.
+    pub disable_repo_locking: bool,
+    /// Atlantis's `--repo-allowlist` rules (None: every repository, as the proxy cannot tell).
+    pub repo_allowlist: Option<Vec<String>>,
+    /// Atlantis's `--disable-apply-all`: a bare `atlantis apply` is refused.
+    pub disable_apply_all: bool,
+    /// Atlantis's `--disable-unlock-label`: `unlock` on a pull with this label deletes nothing.
+    pub disable_unlock_label: Option<String>,
+    /// Atlantis's `--gitlab-hostname` (host and optional base path), checked against clone URLs.
+    pub gitlab_hostname: String,
+    /// Atlantis's per-VCS bot users (`--gh-user`, `--gitlab-user`, ...).
+    pub bot_user: PerVcsUser,
+    /// The hosts of Atlantis's repo IDs (`--gh-hostname`, `--bitbucket-base-url`, ...).
+    pub hosts: crate::resolve::RepoHosts,
+    /// Atlantis's server-side repo config (`--repo-config`), lock keys only.
+    pub server_repos: crate::resolve::ServerRepoConfig,
+    /// Atlantis's `--autoplan-file-list`, when set.
+    pub autoplan_file_list: Option<String>,
+    /// Atlantis's `--autodiscover-mode`.
+    pub autodiscover_mode: crate::resolve::AutoDiscoverMode,
+    /// GitHub App credentials were found (the proxy does not authenticate as an App).
+    pub github_app: bool,
+    /// Every Atlantis setting the proxy read: its value (secrets hidden) and where it came from.
+    pub settings: Vec<SettingReport>,
+}
+
+/// One Atlantis setting as `check-config` reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SettingReport {
+    /// Atlantis's flag name (`allow-fork-prs`).
+    pub name: &'static str,
+    /// The value as the proxy uses it (`***` for secrets).
+    pub value: String,
+    /// Where it came from.
+    pub source: atlantis_server::SettingSource,
+}
+
+/// The bot user Atlantis runs as on each VCS (`@user plan` invokes it there).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PerVcsUser {
+    /// `--gh-user`.
+    pub github: Option<String>,
+    /// `--gitlab-user`.
+    pub gitlab: Option<String>,
+    /// `--bitbucket-user` (Cloud and Server).
+    pub bitbucket: Option<String>,
+    /// `--gitea-user`.
+    pub gitea: Option<String>,
+    /// `--azuredevops-user`.
+    pub azuredevops: Option<String>,
+}
+
+impl PerVcsUser {
+    /// The bot user of `vcs`, if set.
+    pub fn for_vcs(&self, vcs: Vcs) -> Option<&str> {
+        match vcs {
+            Vcs::Github => self.github.as_deref(),
+            Vcs::Gitlab => self.gitlab.as_deref(),
+            Vcs::BitbucketCloud | Vcs::BitbucketServer => self.bitbucket.as_deref(),
+            Vcs::Gitea => self.gitea.as_deref(),
+            Vcs::AzureDevops => self.azuredevops.as_deref(),
+        }
+    }
 }
 
 /// Webhook secrets per VCS.
@@ -417,6 +487,6 @@ impl Config {
             }
         }
         let raw = load::assemble(file, env, &overrides)?;
-        validate::validate(raw)
+        validate::validate(raw, env)
     }
 }

@@ -98,6 +98,14 @@ pub struct RawAtlantis {
     pub notify_on_grant: Option<bool>,
     #[serde(default)]
     pub vcs_tokens: RawVcsTokens,
+    pub server_config: Option<String>,
+    pub repo_config: Option<String>,
+    pub allow_fork_prs: Option<bool>,
+    pub disable_repo_locking: Option<bool>,
+    pub repo_allowlist: Option<Vec<String>>,
+    pub disable_apply_all: Option<bool>,
+    pub disable_unlock_label: Option<String>,
+    pub gitlab_hostname: Option<String>,
 }
 
 /// `atlantis.webhook-secrets:` — Atlantis's own webhook secrets, to verify signatures.

@@ -1,6 +1,6 @@
 //! Raw values → typed config, with defaults, and every check that can fail before binding.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -9,7 +9,7 @@ use super::*;
 
 type Result<T> = std::result::Result<T, ConfigError>;
 
-pub(super) fn validate(raw: RawConfig) -> Result<Config> {
+pub(super) fn validate(raw: RawConfig, env: &HashMap<String, String>) -> Result<Config> {
     let listen = addr("listen", raw.listen.as_deref().unwrap_or("0.0.0.0:4141"))?;
     let admin_listen = addr(
         "admin.listen",
@@ -109,77 +109,7 @@ pub(super) fn validate(raw: RawConfig) -> Result<Config> {
         )?,
     };
 
-    let a = raw.atlantis;
-    let azure = match a.webhook_secrets.azuredevops {
-        None => None,
-        Some(b) => match (b.user, b.password) {
-            (Some(u), Some(p)) if !u.is_empty() => Some((u, Secret::new(p))),
-            _ => {
-                return Err(ConfigError::new(
-                    "atlantis.webhook-secrets.azuredevops",
-                    "needs both user and password",
-                ));
-            }
-        },
-    };
-    let executable_name = a.executable_name.unwrap_or_else(|| "atlantis".into());
-    if executable_name.trim().is_empty() || executable_name.contains(char::is_whitespace) {
-        return Err(ConfigError::new(
-            "atlantis.executable-name",
-            "must be one word, like Atlantis's --executable-name",
-        ));
-    }
-    let atlantis = AtlantisConfig {
-        executable_name,
-        vcs_bot_users: a.vcs_bot_users.unwrap_or_default(),
-        webhook_secrets: WebhookSecrets {
-            github: secret("atlantis.webhook-secrets.github", a.webhook_secrets.github)?,
-            gitlab: secret("atlantis.webhook-secrets.gitlab", a.webhook_secrets.gitlab)?,
-            bitbucket: secret(
-                "atlantis.webhook-secrets.bitbucket",
-                a.webhook_secrets.bitbucket,
-            )?,
-            gitea: secret("atlantis.webhook-secrets.gitea", a.webhook_secrets.gitea)?,
-            azuredevops: azure,
-        },
-        allow_unsigned_webhooks: allow_unsigned(a.allow_unsigned_webhooks.unwrap_or_default())?,
-        api_secret: secret("atlantis.api-secret", a.api_secret)?,
-        lock_sync_interval: positive("atlantis.lock-sync-interval", a.lock_sync_interval, "10s")?,
-        lock_sync_grace: dur("atlantis.lock-sync-grace", a.lock_sync_grace, "30s")?,
-        resolve_timeout: positive("atlantis.resolve-timeout", a.resolve_timeout, "2s")?,
-        allow_draft_prs: a.allow_draft_prs.unwrap_or(false),
-        disable_autoplan: a.disable_autoplan.unwrap_or(false),
-        notify_on_grant: a.notify_on_grant.unwrap_or(false),
-        disable_autoplan_label: a.disable_autoplan_label.filter(|l| !l.is_empty()),
-        allow_commands: a
-            .allow_commands
-            .map(|names| {
-                names
-                    .iter()
-                    .map(|n| {
-                        CommentCommandName::parse(&n.to_ascii_lowercase()).ok_or_else(|| {
-                            ConfigError::new(
-                                "atlantis.allow-commands",
-                                format!("'{n}' is not an Atlantis command (version, plan, apply, cancel, unlock, approve_policies, import, state)"),
-                            )
-                        })
-                    })
-                    .collect::<Result<Vec<_>>>()
-            })
-            .transpose()?,
-        vcs_tokens: VcsTokens {
-            github: secret("atlantis.vcs-tokens.github", a.vcs_tokens.github)?,
-            github_api_url: opt_url(
-                "atlantis.vcs-tokens.github-api-url",
-                a.vcs_tokens.github_api_url,
-            )?,
-            gitlab: secret("atlantis.vcs-tokens.gitlab", a.vcs_tokens.gitlab)?,
-            gitlab_api_url: opt_url(
-                "atlantis.vcs-tokens.gitlab-api-url",
-                a.vcs_tokens.gitlab_api_url,
-            )?,
-        },
-    };
+    let atlantis = super::atlantis::atlantis(raw.atlantis, env)?;
 
     let telemetry = telemetry(raw.telemetry)?;
     let enhanced = enhanced(raw.enhanced_locking)?;
@@ -209,7 +139,7 @@ pub(super) fn validate(raw: RawConfig) -> Result<Config> {
 
 /// `atlantis.allow-unsigned-webhooks`: VCS names as under `webhook-secrets` (`bitbucket` is
 /// Cloud and Server).
-fn allow_unsigned(names: Vec<String>) -> Result<Vec<Vcs>> {
+pub(super) fn allow_unsigned(names: Vec<String>) -> Result<Vec<Vcs>> {
     let mut out = Vec::new();
     for n in names {
         let vcs: &[Vcs] = match n.to_ascii_lowercase().as_str() {
@@ -573,7 +503,7 @@ fn upstream_url(value: &str) -> Result<http::Uri> {
     Ok(uri)
 }
 
-fn opt_url(key: &str, value: Option<String>) -> Result<Option<http::Uri>> {
+pub(super) fn opt_url(key: &str, value: Option<String>) -> Result<Option<http::Uri>> {
     value
         .filter(|v| !v.is_empty())
         .map(|v| {
@@ -606,7 +536,7 @@ fn cidrs(key: &str, values: Vec<String>) -> Result<Vec<ipnet::IpNet>> {
         .collect()
 }
 
-fn secret(key: &str, value: Option<RawSecret>) -> Result<Option<Secret>> {
+pub(super) fn secret(key: &str, value: Option<RawSecret>) -> Result<Option<Secret>> {
     match value.map(String::from) {
         None => Ok(None),
         Some(v) if v.is_empty() => Ok(None),
@@ -623,7 +553,7 @@ fn secret(key: &str, value: Option<RawSecret>) -> Result<Option<Secret>> {
 pub(super) const MAX_DURATION: Duration = Duration::from_secs(366 * 24 * 3600);
 
 /// A duration that may be zero (a grace period, a drain period, a base delay).
-fn dur(key: &str, value: Option<String>, default: &str) -> Result<Duration> {
+pub(super) fn dur(key: &str, value: Option<String>, default: &str) -> Result<Duration> {
     let text = value.unwrap_or_else(|| default.to_string());
     let d = humantime::parse_duration(text.trim()).map_err(|e| {
         ConfigError::new(
@@ -642,7 +572,7 @@ fn dur(key: &str, value: Option<String>, default: &str) -> Result<Duration> {
 
 /// A period or a timeout: zero would spin, panic (`interval` needs a non-zero period) or time
 /// everything out at once.
-fn positive(key: &str, value: Option<String>, default: &str) -> Result<Duration> {
+pub(super) fn positive(key: &str, value: Option<String>, default: &str) -> Result<Duration> {
     let d = dur(key, value, default)?;
     if d.is_zero() {
         return Err(ConfigError::new(key, "must be longer than zero"));

@@ -256,10 +256,12 @@ impl Enhanced {
         let mut projects = Vec::new();
         let mut keys = Vec::new();
         match &acq.locks {
-            // `-d/-w` and `/api` Paths: the keys stand unless the project table names the project there.
+            // `-d/-w` and `/api` Paths: the repo's config (the proxy's table or its atlantis.yaml)
+            // names the project there and sets its mode (`FindProjectsByDirWorkspace`); only
+            // when the proxy has no way to read it do the unnamed keys stand.
             LockSet::Resolved(given) => {
                 for key in given {
-                    if self.table.get(&key.repo).is_none() {
+                    if self.table.get(&key.repo).is_none() && !self.resolver.has_client(acq.vcs) {
                         keys.push(key.clone());
                         continue;
                     }
@@ -271,7 +273,11 @@ impl Enhanced {
                     match self.resolve(acq, filters).await {
                         Resolution::Locks(found) => projects.extend(found),
                         Resolution::NoLocks => {}
-                        Resolution::Unresolved { .. } => keys.push(key.clone()),
+                        Resolution::Unresolved { kind, reason } => {
+                            tracing::info!(%reason, pull = %acq.pull, "project config unread: legacy path");
+                            self.metrics.resolve(kind.as_str());
+                            return Needed::Unresolved(kind.as_str());
+                        }
                     }
                 }
             }

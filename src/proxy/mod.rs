@@ -172,7 +172,12 @@ fn may_carry_lock_traffic(method: &Method, path: &str) -> bool {
         (method, path),
         (
             &Method::POST,
-            "/events" | "/api/plan" | "/api/apply" | "/apply/lock"
+            "/events"
+                | "/api/plan"
+                | "/api/apply"
+                | "/api/drift/detect"
+                | "/api/drift/remediate"
+                | "/apply/lock"
         ) | (&Method::DELETE, "/locks" | "/apply/unlock")
     )
 }
@@ -183,6 +188,8 @@ fn route_name(method: &Method, path: &str) -> &'static str {
         (&Method::POST, "/events") => "events",
         (&Method::POST, "/api/plan") => "api_plan",
         (&Method::POST, "/api/apply") => "api_apply",
+        (&Method::POST, "/api/drift/detect") => "api_drift_detect",
+        (&Method::POST, "/api/drift/remediate") => "api_drift_remediate",
         (&Method::GET, "/api/locks") => "api_locks",
         (&Method::DELETE, "/locks") => "delete_lock",
         (&Method::GET, "/lock") => "lock_page",

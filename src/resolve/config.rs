@@ -158,6 +158,11 @@ pub struct ProjectSpec {
     pub branch: Option<regex::Regex>,
     /// Lock settings of the project itself.
     pub locks: LockSettings,
+    /// `repo_locks.mode` as Atlantis reads the project's own `repo_locks` (present without a mode:
+    /// `on_plan`); `None` when the project has no `repo_locks`.
+    pub repo_locks_mode: Option<LockMode>,
+    /// The deprecated `repo_locking` switch, when set.
+    pub repo_locking: Option<bool>,
 }
 
 impl ProjectSpec {
@@ -192,6 +197,8 @@ pub struct RepoConfig {
     pub autodiscover: Option<AutoDiscover>,
     /// Repo-level lock defaults.
     pub locks: LockSettings,
+    /// The repo-level `repo_locks.mode` as Atlantis reads it (present without a mode: `on_plan`).
+    pub repo_locks_mode: Option<LockMode>,
 }
 
 /// The proxy's per-repo project table, validated.
@@ -269,6 +276,7 @@ pub(super) fn validate_repo(
         .enumerate()
         .map(|(i, p)| validate_project(&format!("{at}.projects[{i}]"), p, &mut cache))
         .collect::<Result<Vec<_>, _>>()?;
+    let repo_locks = locks;
     let locks = match locks {
         Some(l) => validate_locks(&format!("{at}.repo_locks"), l)?,
         None => LockSettings::default(),
@@ -293,6 +301,7 @@ pub(super) fn validate_repo(
     Ok(RepoConfig {
         projects,
         autodiscover,
+        repo_locks_mode: repo_locks.map(|l| l.mode.unwrap_or_default()),
         locks,
     })
 }
@@ -385,6 +394,8 @@ fn validate_project(
         autoplan_enabled: autoplan.enabled.unwrap_or(true),
         branch,
         locks,
+        repo_locks_mode: p.repo_locks.as_ref().map(|l| l.mode.unwrap_or_default()),
+        repo_locking: p.repo_locking,
     })
 }
 

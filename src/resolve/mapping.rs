@@ -42,6 +42,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use super::config::{LockSettings, ProjectSpec, RepoConfig};
 use super::pattern::{PatternList, clean_path};
+use super::server_repos::ServerLocks;
 use crate::vcs::{ChangedFile, DirEntry};
 use crate::vocab::{LockKey, LockMode};
 
@@ -117,6 +118,9 @@ pub struct MapInput<'a> {
     pub server: &'a ServerDefaults,
     /// Known directory listings.
     pub dirs: &'a DirIndex,
+    /// The server-side repo config's decision for this repo, when `config` is the repo's own
+    /// `atlantis.yaml` (`None` for the proxy's table, whose modes stand as written).
+    pub server_locks: Option<&'a ServerLocks>,
 }
 
 /// Filename fragments Atlantis never autoplans on (`ignoredFilenameFragments`).
@@ -135,6 +139,23 @@ pub fn map_projects(input: &MapInput<'_>) -> MapOutcome {
             "project dir glob {:?} needs a checkout to expand",
             p.dir
         ));
+    }
+    if let Some(s) = input.server_locks.filter(|s| s.given) {
+        let allowed = |k: &str| s.allowed_overrides.iter().any(|o| o == k);
+        // `ValidateRepoCfg`: a project setting a key the server does not allow fails the config.
+        for p in &cfg.projects {
+            for (set, key) in [
+                (p.repo_locks_mode.is_some(), "repo_locks"),
+                (p.repo_locking.is_some(), "repo_locking"),
+            ] {
+                if set && !allowed(key) {
+                    return MapOutcome::Unresolvable(format!(
+                        "atlantis.yaml sets '{key}' but the server-side repo config does not allow it \
+                         (allowed_overrides): Atlantis refuses the config"
+                    ));
+                }
+            }
+        }
     }
     let mut projects = Vec::new();
     for p in &cfg.projects {
@@ -191,24 +212,59 @@ impl Mapper<'_> {
     }
 
     fn select_configured(&self, p: &ProjectSpec) -> Selected {
-        self.selected(
+        let mut s = self.selected(
             &p.dir,
             &p.workspace,
             p.name.as_deref().unwrap_or(""),
             &p.locks,
-        )
+        );
+        if let Some(server) = self.input.server_locks.filter(|s| s.given) {
+            s.locks.mode = Some(self.merged_mode(server, p));
+        }
+        s
+    }
+
+    /// `MergeProjectCfg`: the server's mode, then each allowed override in its listed order.
+    fn merged_mode(&self, server: &ServerLocks, p: &ProjectSpec) -> LockMode {
+        let mut mode = server.mode;
+        for key in &server.allowed_overrides {
+            match key.as_str() {
+                "repo_locking" => match p.repo_locking {
+                    Some(true) if mode == LockMode::Disabled => mode = LockMode::OnPlan,
+                    Some(false) => mode = LockMode::Disabled,
+                    _ => {}
+                },
+                "repo_locks" => {
+                    if let Some(m) = self.cfg.repo_locks_mode {
+                        mode = m;
+                    }
+                    if let Some(m) = p.repo_locks_mode {
+                        mode = m;
+                    }
+                }
+                _ => {}
+            }
+        }
+        mode
     }
 
     fn selected(&self, dir: &str, ws: &str, name: &str, own: &LockSettings) -> Selected {
         let repo = &self.cfg.locks;
+        // A project the config does not declare gets the server's settings only
+        // (`DefaultProjCfg`) when Atlantis's repos.yaml is known.
+        let server_mode = self.input.server_locks.map(|s| s.mode);
+        let mode = match self.input.server_locks.filter(|s| s.given) {
+            Some(s) => s.mode,
+            None => own
+                .mode
+                .or(repo.mode)
+                .or(server_mode)
+                .unwrap_or(self.input.server.lock_mode),
+        };
         Selected {
             key: LockKey::new(self.input.repo, dir, ws, name),
             locks: LockSettings {
-                mode: Some(
-                    own.mode
-                        .or(repo.mode)
-                        .unwrap_or(self.input.server.lock_mode),
-                ),
+                mode: Some(mode),
                 priority: own.priority.or(repo.priority),
                 timeout: own.timeout.or(repo.timeout),
             },

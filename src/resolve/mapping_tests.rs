@@ -33,6 +33,7 @@ fn run(
         base_branch: Some("main"),
         server: &server,
         dirs,
+        server_locks: None,
     })
 }
 

@@ -19,6 +19,7 @@ pub mod cache;
 pub mod config;
 pub mod mapping;
 mod pattern;
+pub mod server_repos;
 mod stats;
 pub mod yaml_guard;
 
@@ -34,6 +35,7 @@ pub use config::{
 };
 pub use mapping::{CommandKind, Filters};
 pub use pattern::{PatternError, PatternList};
+pub use server_repos::{RepoHosts, ServerLocks, ServerRepoConfig};
 pub use stats::{ResolveStats, StatsSnapshot, UnresolvedKind};
 
 use crate::vcs::{ChangedFile, GithubClient, GitlabClient, PullInfo, Vcs, VcsClient, VcsError};
@@ -64,6 +66,12 @@ pub struct ResolverSettings {
     pub default_lock_mode: LockMode,
     /// Most directory listings fetched for one resolution (modules/ parents, deleted dirs).
     pub max_dir_listings: usize,
+    /// Atlantis's server-side repo config (`repo_locks` per repo ID, `allowed_overrides`).
+    pub server_repos: Arc<ServerRepoConfig>,
+    /// Hosts of Atlantis's repo IDs.
+    pub hosts: RepoHosts,
+    /// Atlantis's `--allow-fork-prs`: without it a comment on a fork pull locks nothing.
+    pub allow_fork_prs: bool,
 }
 
 impl Default for ResolverSettings {
@@ -79,6 +87,9 @@ impl Default for ResolverSettings {
                 .expect("Atlantis's default autoplan file list compiles"),
             default_lock_mode: LockMode::OnPlan,
             max_dir_listings: 16,
+            server_repos: Arc::default(),
+            hosts: RepoHosts::default(),
+            allow_fork_prs: false,
         }
     }
 }
@@ -290,27 +301,66 @@ impl Resolver {
         v
     }
 
+    /// Whether an API client for `vcs` is configured (so a repo's `atlantis.yaml` can be read).
+    pub fn has_client(&self, vcs: Vcs) -> bool {
+        self.client(vcs).is_ok()
+    }
+
     async fn run(&self, req: &ResolveRequest) -> Result<Vec<Selected>, Unresolved> {
         let table = self.table.get(&req.repo);
+        let server = self
+            .settings
+            .server_repos
+            .locks_for(&self.settings.hosts.repo_id(req.vcs, &req.repo));
+        // The proxy's table states the repo's config itself: its modes stand as written.
+        let table_server = ServerLocks {
+            given: false,
+            ..server.clone()
+        };
+        // A GitHub comment does not say whether the pull comes from a fork: Atlantis fetches the
+        // pull and refuses forks without --allow-fork-prs, so the resolver asks the same API.
+        let mut fetched = None;
+        if !self.settings.allow_fork_prs
+            && req.vcs == Vcs::Github
+            && req.head_sha.is_none()
+            && let Ok(client) = self.client(req.vcs)
+        {
+            let p = client.pull(&req.repo, req.pull).await?;
+            if p.fork == Some(true) {
+                tracing::info!(repo = %req.repo, pull = req.pull,
+                    "a fork pull without --allow-fork-prs: Atlantis refuses its commands, nothing locks");
+                return Ok(Vec::new());
+            }
+            fetched = Some(p);
+        }
         let has_branch_filter = |c: &RepoConfig| c.projects.iter().any(|p| p.branch.is_some());
         if let Some(cfg) = table {
             // Targeted flags name the projects: the table alone answers.
-            if req.filters.is_targeted() && (req.base_branch.is_some() || !has_branch_filter(cfg)) {
+            let base = req
+                .base_branch
+                .clone()
+                .or_else(|| fetched.as_ref().map(|p| p.base_branch.clone()));
+            if req.filters.is_targeted() && (base.is_some() || !has_branch_filter(cfg)) {
                 self.stats.answered_by_table();
                 return self.map(
                     req,
                     Some(cfg),
                     &[],
-                    req.base_branch.as_deref(),
+                    base.as_deref(),
                     &DirIndex::new(),
+                    &table_server,
                 );
             }
         }
         let client = self.client(req.vcs)?;
         let mut base = req.base_branch.clone();
-        let sha = match &req.head_sha {
-            Some(s) => s.clone(),
-            None => {
+        let sha = match (&req.head_sha, fetched) {
+            (Some(s), _) => s.clone(),
+            (None, Some(p)) => {
+                base = base.or(Some(p.base_branch));
+                p.head_sha
+            }
+            (None, None) => {
                 // A comment webhook carries no head commit; it moves, so this is never cached.
                 let p = client.pull(&req.repo, req.pull).await?;
                 base = base.or(Some(p.base_branch));
@@ -321,7 +371,10 @@ impl Resolver {
         let yaml_cfg = match table {
             Some(_) => None,
             None => {
-                let file = &self.settings.repo_config_file;
+                let file = server
+                    .repo_config_file
+                    .as_ref()
+                    .unwrap_or(&self.settings.repo_config_file);
                 let parsed = view
                     .repo_cfg
                     .get_or_try_init(|| async {
@@ -339,6 +392,11 @@ impl Resolver {
             }
         };
         let cfg = table.or(yaml_cfg.as_deref());
+        let server_locks = if table.is_some() {
+            &table_server
+        } else {
+            &server
+        };
         if base.is_none() && cfg.is_some_and(has_branch_filter) {
             let p = view
                 .pull
@@ -363,7 +421,7 @@ impl Resolver {
         // round has them all, a third is a safety net.
         for _ in 0..3 {
             let dirs = view.dirs.lock().map(|d| d.clone()).unwrap_or_default();
-            match self.map_once(req, cfg, &files, base.as_deref(), &dirs) {
+            match self.map_once(req, cfg, &files, base.as_deref(), &dirs, server_locks) {
                 MapOutcome::Projects(p) => return Ok(p),
                 MapOutcome::Unresolvable(r) => {
                     return Err(unresolved(UnresolvedKind::Unmappable, r));
@@ -425,8 +483,9 @@ impl Resolver {
         files: &[ChangedFile],
         base: Option<&str>,
         dirs: &DirIndex,
+        server_locks: &ServerLocks,
     ) -> Result<Vec<Selected>, Unresolved> {
-        match self.map_once(req, cfg, files, base, dirs) {
+        match self.map_once(req, cfg, files, base, dirs, server_locks) {
             MapOutcome::Projects(p) => Ok(p),
             MapOutcome::Unresolvable(r) => Err(unresolved(UnresolvedKind::Unmappable, r)),
             MapOutcome::NeedDirs(d) => Err(unresolved(
@@ -443,6 +502,7 @@ impl Resolver {
         files: &[ChangedFile],
         base: Option<&str>,
         dirs: &DirIndex,
+        server_locks: &ServerLocks,
     ) -> MapOutcome {
         mapping::map_projects(&MapInput {
             repo: &req.repo,
@@ -453,6 +513,7 @@ impl Resolver {
             base_branch: base,
             server: &self.server,
             dirs,
+            server_locks: Some(server_locks),
         })
     }
 }

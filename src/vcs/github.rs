@@ -27,12 +27,31 @@ struct PullJson {
 #[derive(Deserialize)]
 struct RefJson {
     sha: String,
+    #[serde(default)]
+    repo: Option<RepoJson>,
 }
 
 #[derive(Deserialize)]
 struct BaseJson {
     #[serde(rename = "ref")]
     name: String,
+    #[serde(default)]
+    repo: Option<RepoJson>,
+}
+
+#[derive(Deserialize)]
+struct RepoJson {
+    #[serde(default)]
+    full_name: Option<String>,
+}
+
+/// The owner of a full repo name (all before the last `/`).
+fn owner(r: &Option<RepoJson>) -> Option<&str> {
+    r.as_ref()?
+        .full_name
+        .as_deref()?
+        .rsplit_once('/')
+        .map(|(o, _)| o)
 }
 
 #[derive(Deserialize)]
@@ -86,9 +105,16 @@ impl GithubClient {
         let path = format!("/repos/{}/pulls/{number}", encode_path(repo));
         let resp = ok(self.api.get(&path).await?, &path)?;
         let pull: PullJson = json(&resp, &path)?;
+        let fork = match (owner(&pull.base.repo), owner(&pull.head.repo)) {
+            (Some(b), Some(h)) => Some(b != h),
+            // The head repository was deleted: Atlantis cannot parse the pull and refuses it.
+            (Some(_), None) => Some(true),
+            _ => None,
+        };
         Ok(PullInfo {
             head_sha: pull.head.sha,
             base_branch: pull.base.name,
+            fork,
         })
     }
 

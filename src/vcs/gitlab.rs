@@ -79,6 +79,7 @@ impl GitlabClient {
         Ok(PullInfo {
             head_sha,
             base_branch: mr.target_branch,
+            fork: None,
         })
     }
 

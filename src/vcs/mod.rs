@@ -28,6 +28,9 @@ pub struct PullInfo {
     pub head_sha: String,
     /// Base (target) branch name.
     pub base_branch: String,
+    /// Whether the head repository's owner differs from the base's (`None`: the API does not
+    /// say; a GitHub pull whose head repository is gone counts as a fork, Atlantis refuses it).
+    pub fork: Option<bool>,
 }
 
 /// One file touched by a pull, repo-relative.

@@ -5,6 +5,7 @@ mod support;
 
 mod admin;
 mod classify;
+mod compat;
 mod config_cli;
 mod control;
 mod deploy;

@@ -429,13 +429,18 @@ async fn the_project_table_answers_targeted_commands_without_the_api() {
     let resolver = resolver_with(&fake, api(&fake), table, Duration::from_secs(2));
     let mut req = request(&fake, CommandKind::Plan, None);
     req.filters.project = Some("core".into());
+    // A GitHub comment does not say whether the pull is a fork: the pull itself is read (as
+    // Atlantis does), never atlantis.yaml.
+    fake.add_pull(REPO, 7, pull(&[]));
     let r = resolver.resolve(&req).await;
     assert_eq!(keys(&r), vec!["acme/infra/core/default/core"]);
-    assert_eq!(fake.total(), 0);
+    assert_eq!(fake.total(), 1);
+    assert_eq!(fake.count("atlantis.yaml"), 0);
     assert_eq!(resolver.stats().snapshot().from_table, 1);
 
     // A bare plan still needs the changed files, but not atlantis.yaml.
     fake.add_pull(REPO, 7, pull(&["shared/vars.tf"]));
+    let _ = &fake;
     let r = resolver
         .resolve(&request(&fake, CommandKind::Plan, Some(SHA)))
         .await;

@@ -218,21 +218,41 @@ fn repo_name(repo: &Repository<'_>) -> Option<String> {
         .parent_repository
         .as_ref()
         .and_then(|p| p.name.as_deref());
+    // Go's `url.Parse`: a raw space in the path is accepted and `%XX` decoded.
+    let (host, path) = web_url(repo)?;
     let owner = match parent {
         Some(parent) => parent.to_owned(),
         None => {
-            let uri: http::Uri = s(&repo.web_url).parse().ok()?;
-            let host = uri.host().unwrap_or("");
             let owner = if host.contains("visualstudio.com") {
                 host.split('.').next().unwrap_or("")
             } else {
                 // Atlantis indexes the path's first segment; without one it would fail.
-                uri.path().split('/').nth(1)?
+                path.split('/').nth(1)?
             };
             owner.to_lowercase()
         }
     };
     Some(format!("{owner}/{project}/{name}"))
+}
+
+/// The web URL's host and decoded path (Go's `url.Parse` of an empty URL gives empty parts).
+fn web_url(repo: &Repository<'_>) -> Option<(String, String)> {
+    let url = s(&repo.web_url);
+    if url.is_empty() {
+        return Some((String::new(), String::new()));
+    }
+    super::go_url(url)
+}
+
+/// The VCS host of the repo (`dev.azure.com` when the web URL has none).
+fn host(repo: Option<&Repository<'_>>) -> Option<String> {
+    let (host, _) = web_url(repo?)?;
+    let host = host.split(':').next().unwrap_or("").to_owned();
+    Some(if host.is_empty() {
+        "dev.azure.com".into()
+    } else {
+        host
+    })
 }
 
 fn is_test_repo(repo: Option<&Repository<'_>>) -> bool {
@@ -251,6 +271,8 @@ fn meta(pr: &PullRequest<'_>) -> PullMeta {
         head_branch: strip(owned(&pr.source_ref_name)),
         author: pr.creator(),
         api_ref: None,
+        // Atlantis builds the head repo from the pull's own repository: never a fork.
+        fork: Some(false),
     }
 }
 
@@ -282,6 +304,7 @@ fn comment(p: CommentPayload<'_>, cfg: &ClassifyConfig) -> Operation {
             labels: pr.labels(),
             meta: meta(&pr),
             pull_closed: pr.closed(),
+            host: host(pr.repository.as_ref()),
         },
         cfg,
     )
@@ -317,6 +340,7 @@ fn pull(p: PullPayload<'_>, event_type: &str, cfg: &ClassifyConfig) -> Operation
     pull_operation(
         PullEvent {
             vcs: Vcs::AzureDevops,
+            host: host(pr.repository.as_ref()),
             repo,
             pull: number,
             user,

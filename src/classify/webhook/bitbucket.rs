@@ -7,7 +7,8 @@ use serde::Deserialize;
 
 use super::super::signature::verify_prefixed_hmac;
 use super::{
-    CommentEvent, PullAction, PullEvent, comment_operation, header, parse_typed, pull_operation,
+    CommentEvent, PullAction, PullEvent, comment_operation, header, other_owner, parse_typed,
+    pull_operation, url_host,
 };
 use crate::classify::ClassifyError;
 use crate::classify::config::ClassifyConfig;
@@ -88,6 +89,17 @@ struct CloudPull<'a> {
     destination: Option<CloudSide<'a>>,
     #[serde(borrow)]
     links: Option<Links<'a>>,
+    /// Only its presence matters (`validate:"required"` on a slice: not null).
+    participants: Option<serde::de::IgnoredAny>,
+    #[serde(borrow)]
+    author: Option<Author<'a>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct Author<'a> {
+    #[serde(borrow)]
+    uuid: Text<'a>,
 }
 
 #[derive(Deserialize, Default)]
@@ -177,6 +189,8 @@ struct ServerPull<'a> {
     from_ref: Option<ServerRef<'a>>,
     #[serde(borrow)]
     to_ref: Option<ServerRef<'a>>,
+    /// Only its presence matters (`validate:"required"`: not null).
+    reviewers: Option<serde::de::IgnoredAny>,
 }
 
 #[derive(Deserialize, Default)]
@@ -223,8 +237,6 @@ pub fn classify_cloud(
     let event = header(headers, "x-event-key").unwrap_or("");
     let action = match event {
         "pullrequest:created" => PullAction::Opened,
-        // Atlantis skips an update whose head SHA it saw last (an in-memory cache); a repeat
-        // acquire by the same pull is re-entrant, so this proxy does not keep that cache.
         "pullrequest:updated" => PullAction::Updated,
         "pullrequest:fulfilled" | "pullrequest:rejected" => PullAction::Closed,
         "pullrequest:comment_created" => PullAction::Other,
@@ -235,10 +247,27 @@ pub fn classify_cloud(
         Err(op) => return Ok(*op),
     };
     let pr = e.pullrequest.unwrap_or_default();
+    // `validator.Struct(event)`: these must be present (Atlantis answers 400 otherwise).
+    let dst_present = pr.destination.as_ref().is_some_and(|d| {
+        let r = d.repository.as_ref();
+        r.and_then(|r| r.full_name.as_ref()).is_some()
+            && r.and_then(|r| html(&r.links))
+                .and_then(|h| h.as_ref())
+                .is_some()
+            && d.commit.as_ref().and_then(|c| c.hash.as_ref()).is_some()
+    });
+    let author_present = pr.author.as_ref().is_some_and(|a| a.uuid.is_some());
+    if !dst_present || !author_present || pr.participants.is_none() {
+        return Ok(Operation::passthrough(R::MissingField));
+    }
     let src = pr.source.unwrap_or_default();
     let dst = pr.destination.unwrap_or_default();
     let src_repo = src.repository.unwrap_or_default();
     let repo_v = e.repository.unwrap_or_default();
+    let host = html(&repo_v.links)
+        .and_then(|h| h.as_deref())
+        .and_then(url_host);
+    let fork = other_owner(s(&repo_v.full_name), s(&src_repo.full_name));
     let fields = (
         req(e.actor.as_ref().map(|a| &a.account_id)),
         req(Some(&repo_v.full_name)),
@@ -278,6 +307,22 @@ pub fn classify_cloud(
         head_branch: Some(head.to_owned()),
         author: Some(user.clone()),
         api_ref: None,
+        fork: Some(fork),
+    };
+    // `GetBitbucketCloudPullEventType`: Atlantis keeps the last head commit per pull URL.
+    let action = match action {
+        PullAction::Opened => {
+            cfg.bitbucket_shas.replace(url, sha);
+            PullAction::Opened
+        }
+        PullAction::Updated => {
+            if cfg.bitbucket_shas.get(url).as_deref() == Some(sha) {
+                return Ok(Operation::passthrough(R::SameCommit));
+            }
+            cfg.bitbucket_shas.replace(url, sha);
+            PullAction::Updated
+        }
+        other => other,
     };
     if event == "pullrequest:comment_created" {
         let raw = e.comment.and_then(|c| c.content).and_then(|c| c.raw);
@@ -293,6 +338,7 @@ pub fn classify_cloud(
             labels: Vec::new(),
             meta,
             pull_closed: state != "OPEN",
+            host,
         };
         return Ok(comment_operation(ev, cfg));
     }
@@ -304,6 +350,7 @@ pub fn classify_cloud(
         action,
         labels: Vec::new(),
         meta,
+        host,
     };
     Ok(pull_operation(ev, cfg))
 }
@@ -341,6 +388,7 @@ pub fn classify_server(
         && to.complete()
         && pr.id.unwrap_or(0) != 0
         && pr.version.is_some()
+        && pr.reviewers.is_some()
         && matches!(state, "OPEN" | "MERGED" | "DECLINED");
     let (Some(user), true) = (user, ok) else {
         return Ok(Operation::passthrough(R::MissingField));
@@ -354,6 +402,7 @@ pub fn classify_server(
     let slug = |r: &ServerRef<'_>| r.repository.as_ref().map_or("", |r| s(&r.slug)).to_owned();
     // Atlantis names a Bitbucket Server repo by project *name* and slug.
     let repo = format!("{}/{}", project(&to), slug(&to));
+    let head_repo = format!("{}/{}", project(&from), slug(&from));
     let user = user.to_owned();
     let pull = pr.id.unwrap_or(0);
     let meta = PullMeta {
@@ -363,6 +412,7 @@ pub fn classify_server(
         head_branch: Some(s(&from.display_id).to_owned()),
         author: Some(user.clone()),
         api_ref: None,
+        fork: Some(other_owner(&repo, &head_repo)),
     };
     if event == "pr:comment:added" {
         let Some(comment) = e.comment.and_then(|c| c.text) else {
@@ -377,6 +427,7 @@ pub fn classify_server(
             labels: Vec::new(),
             meta,
             pull_closed: state != "OPEN",
+            host: None,
         };
         return Ok(comment_operation(ev, cfg));
     }
@@ -388,6 +439,7 @@ pub fn classify_server(
         action,
         labels: Vec::new(),
         meta,
+        host: None,
     };
     Ok(pull_operation(ev, cfg))
 }

@@ -8,7 +8,8 @@ use serde::Deserialize;
 use super::super::json::clone_url_matches;
 use super::super::signature::verify_gitea;
 use super::{
-    CommentEvent, PullAction, PullEvent, comment_operation, header, parse_typed, pull_operation,
+    CommentEvent, PullAction, PullEvent, comment_operation, header, other_owner, parse_typed,
+    pull_operation, url_host,
 };
 use crate::classify::ClassifyError;
 use crate::classify::config::ClassifyConfig;
@@ -64,6 +65,10 @@ impl Repo<'_> {
         let r = r?;
         let full = s(&r.full_name);
         clone_url_matches(full, s(&r.clone_url), false).then(|| full.to_owned())
+    }
+
+    fn host(r: Option<&Repo<'_>>) -> Option<String> {
+        url_host(s(&r?.clone_url))
     }
 }
 
@@ -133,7 +138,8 @@ struct PullPayload<'a> {
 /// Gitea's PR event type: any event on an open pull autoplans; only a *merged* close releases.
 fn pull(e: PullPayload<'_>, cfg: &ClassifyConfig) -> Operation {
     let pr = e.pull_request.unwrap_or_default();
-    let (Some(repo), Some(_), Some(head)) = (
+    let host = Repo::host(pr.base.as_ref().and_then(|b| b.repo.as_ref()));
+    let (Some(repo), Some(head_repo), Some(head)) = (
         Repo::checked(pr.base.as_ref().and_then(|b| b.repo.as_ref())),
         Repo::checked(pr.head.as_ref().and_then(|h| h.repo.as_ref())),
         pr.head.as_ref(),
@@ -151,7 +157,7 @@ fn pull(e: PullPayload<'_>, cfg: &ClassifyConfig) -> Operation {
     pull_operation(
         PullEvent {
             vcs: Vcs::Gitea,
-            repo,
+            host,
             pull: pr.number.unwrap_or(0),
             user: user.clone(),
             action,
@@ -163,7 +169,9 @@ fn pull(e: PullPayload<'_>, cfg: &ClassifyConfig) -> Operation {
                 head_branch: owned(&head.r#ref),
                 author: Some(user).filter(|u| !u.is_empty()),
                 api_ref: None,
+                fork: Some(other_owner(&repo, &head_repo)),
             },
+            repo,
         },
         cfg,
     )
@@ -204,6 +212,7 @@ struct CommentPayload<'a> {
 }
 
 fn comment(e: CommentPayload<'_>, cfg: &ClassifyConfig) -> Operation {
+    let host = Repo::host(e.repository.as_ref());
     let Some(repo) = Repo::checked(e.repository.as_ref()) else {
         return Operation::passthrough(R::MissingField);
     };
@@ -229,6 +238,7 @@ fn comment(e: CommentPayload<'_>, cfg: &ClassifyConfig) -> Operation {
                 ..PullMeta::default()
             },
             pull_closed: s(&issue.state) == "closed",
+            host,
         },
         cfg,
     )

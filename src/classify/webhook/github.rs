@@ -8,7 +8,8 @@ use serde::Deserialize;
 use super::super::json::clone_url_matches;
 use super::super::signature::verify_prefixed_hmac;
 use super::{
-    CommentEvent, PullAction, PullEvent, comment_operation, form_value, header, pull_operation,
+    CommentEvent, PullAction, PullEvent, comment_operation, form_value, header, other_owner,
+    pull_operation, url_host,
 };
 use crate::classify::ClassifyError;
 use crate::classify::config::ClassifyConfig;
@@ -101,6 +102,11 @@ impl Repo<'_> {
         clone_url_matches(full, r.clone_url.as_deref().unwrap_or(""), false)
             .then(|| full.to_owned())
     }
+
+    /// The clone URL's host (Atlantis's `VCSHost.Hostname`).
+    fn host(r: Option<&Repo<'_>>) -> Option<String> {
+        url_host(r?.clone_url.as_deref()?)
+    }
 }
 
 #[derive(Deserialize, Default)]
@@ -182,6 +188,7 @@ fn comment(e: IssueCommentEvent<'_>, cfg: &ClassifyConfig) -> Operation {
     }
     let comment = e.comment.unwrap_or_default();
     let issue = e.issue.unwrap_or_default();
+    let host = Repo::host(e.repository.as_ref());
     let (Some(repo), Some(user)) = (Repo::checked(e.repository), login(comment.user)) else {
         return Operation::passthrough(R::MissingField);
     };
@@ -208,6 +215,7 @@ fn comment(e: IssueCommentEvent<'_>, cfg: &ClassifyConfig) -> Operation {
             labels: label_names(issue.labels),
             meta,
             pull_closed: issue.state.as_deref() == Some("closed"),
+            host,
         },
         cfg,
     )
@@ -273,7 +281,8 @@ fn pull(e: PullRequestEvent<'_>, cfg: &ClassifyConfig) -> Operation {
         return Operation::passthrough(R::MissingField);
     };
     let number = pr.number.unwrap_or(0);
-    let (Some(repo), Some(_), Some(user), true) = (
+    let host = Repo::host(base.repo.as_ref());
+    let (Some(repo), Some(head_repo), Some(user), true) = (
         Repo::checked(base.repo),
         Repo::checked(head.repo),
         login(e.sender),
@@ -293,7 +302,6 @@ fn pull(e: PullRequestEvent<'_>, cfg: &ClassifyConfig) -> Operation {
     pull_operation(
         PullEvent {
             vcs: Vcs::Github,
-            repo,
             pull: number,
             user,
             action,
@@ -305,7 +313,10 @@ fn pull(e: PullRequestEvent<'_>, cfg: &ClassifyConfig) -> Operation {
                 head_branch: Some(head_ref),
                 author: Some(author),
                 api_ref: None,
+                fork: Some(other_owner(&repo, &head_repo)),
             },
+            repo,
+            host,
         },
         cfg,
     )

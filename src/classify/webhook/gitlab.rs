@@ -9,7 +9,8 @@ use serde::Deserialize;
 use super::super::json::clone_url_matches;
 use super::super::signature::verify_gitlab_token;
 use super::{
-    CommentEvent, PullAction, PullEvent, comment_operation, header, parse_typed, pull_operation,
+    CommentEvent, PullAction, PullEvent, comment_operation, header, other_owner, parse_typed,
+    pull_operation, url_host,
 };
 use crate::classify::ClassifyError;
 use crate::classify::config::ClassifyConfig;
@@ -58,7 +59,6 @@ const NO_MR_ATTRS: MergeRequestAttributes<'static> = MergeRequestAttributes {
     action: None,
     iid: None,
     work_in_progress: None,
-    draft: None,
     oldrev: None,
     url: None,
     target_branch: None,
@@ -87,11 +87,31 @@ struct Project<'a> {
 }
 
 impl Project<'_> {
-    /// `models.NewRepo` for GitLab: name and clone URL must agree (GitLab may have a base path).
-    fn checked(p: &Option<Project<'_>>) -> Option<String> {
+    /// `models.NewRepo` for GitLab: name and clone URL must agree; with `--gitlab-hostname` the
+    /// clone URL's host must be that host and its path that base path + `/{name}.git`, exactly.
+    fn checked(p: &Option<Project<'_>>, cfg: &ClassifyConfig) -> Option<String> {
         let p = p.as_ref()?;
         let full = s(&p.path_with_namespace);
-        clone_url_matches(full, s(&p.git_http_url), true).then(|| full.to_owned())
+        let url = s(&p.git_http_url);
+        let ok = match &cfg.gitlab_hostname {
+            None => clone_url_matches(full, url, true),
+            Some((host, base)) => {
+                let url = if url.ends_with(".git") {
+                    url.to_owned()
+                } else {
+                    format!("{url}.git")
+                };
+                !full.is_empty()
+                    && super::go_url(&url).is_some_and(|(h, path)| {
+                        h.eq_ignore_ascii_case(host) && path == format!("{base}/{full}.git")
+                    })
+            }
+        };
+        ok.then(|| full.to_owned())
+    }
+
+    fn host(p: &Option<Project<'_>>) -> Option<String> {
+        url_host(s(&p.as_ref()?.git_http_url))
     }
 }
 
@@ -131,7 +151,6 @@ struct MergeRequestAttributes<'a> {
     action: Text<'a>,
     iid: Option<i64>,
     work_in_progress: Option<bool>,
-    draft: Option<bool>,
     #[serde(borrow)]
     oldrev: Text<'a>,
     #[serde(borrow)]
@@ -180,11 +199,15 @@ struct MergeRequestEvent<'a> {
 fn merge_request(e: MergeRequestEvent<'_>, cfg: &ClassifyConfig) -> Operation {
     let oa = e.object_attributes.as_ref().unwrap_or(&NO_MR_ATTRS);
     let user = e.user.as_ref().and_then(|u| u.username.as_ref());
-    let (Some(repo), Some(_)) = (Project::checked(&e.project), Project::checked(&oa.source)) else {
+    let (Some(repo), Some(head_repo)) = (
+        Project::checked(&e.project, cfg),
+        Project::checked(&oa.source, cfg),
+    ) else {
         return Operation::passthrough(R::MissingField);
     };
     let action = s(&oa.action);
-    let draft = oa.work_in_progress == Some(true) || oa.draft == Some(true);
+    // Atlantis reads drafts from `work_in_progress` only (not GitLab's newer `draft`).
+    let draft = oa.work_in_progress == Some(true);
     let action = if draft && action != "close" && !cfg.allow_draft_prs {
         match action {
             "open" | "update" => PullAction::Draft,
@@ -201,7 +224,7 @@ fn merge_request(e: MergeRequestEvent<'_>, cfg: &ClassifyConfig) -> Operation {
     pull_operation(
         PullEvent {
             vcs: Vcs::Gitlab,
-            repo,
+            host: Project::host(&e.project),
             pull: oa.iid.unwrap_or(0),
             user: user.map(|u| u.to_string()).unwrap_or_default(),
             action,
@@ -213,7 +236,9 @@ fn merge_request(e: MergeRequestEvent<'_>, cfg: &ClassifyConfig) -> Operation {
                 head_branch: owned(&oa.source_branch),
                 author: user.filter(|u| !u.is_empty()).map(|u| u.to_string()),
                 api_ref: None,
+                fork: Some(other_owner(&repo, &head_repo)),
             },
+            repo,
         },
         cfg,
     )
@@ -278,7 +303,10 @@ struct NoteEvent<'a> {
 
 fn note(e: NoteEvent<'_>, cfg: &ClassifyConfig) -> Operation {
     let mr = e.merge_request.unwrap_or_default();
-    let (Some(repo), Some(_)) = (Project::checked(&e.project), Project::checked(&mr.source)) else {
+    let (Some(repo), Some(head_repo)) = (
+        Project::checked(&e.project, cfg),
+        Project::checked(&mr.source, cfg),
+    ) else {
         return Operation::passthrough(R::MissingField);
     };
     let mut labels = titles(&mr.labels);
@@ -288,7 +316,7 @@ fn note(e: NoteEvent<'_>, cfg: &ClassifyConfig) -> Operation {
     comment_operation(
         CommentEvent {
             vcs: Vcs::Gitlab,
-            repo,
+            host: Project::host(&e.project),
             pull: mr.iid.unwrap_or(0),
             user: e.user.as_ref().map_or("", |u| s(&u.username)).to_owned(),
             comment: e
@@ -304,8 +332,10 @@ fn note(e: NoteEvent<'_>, cfg: &ClassifyConfig) -> Operation {
                 head_branch: owned(&mr.source_branch),
                 author: None,
                 api_ref: None,
+                fork: Some(other_owner(&repo, &head_repo)),
             },
             pull_closed: owned(&mr.state).is_some_and(|st| st != "opened"),
+            repo,
         },
         cfg,
     )

@@ -96,6 +96,8 @@ struct CommentEvent {
     meta: PullMeta,
     /// The payload says the pull is no longer open.
     pull_closed: bool,
+    /// The base repo's VCS host, from the payload (clone URL), for the allowlist.
+    host: Option<String>,
 }
 
 /// What a PR event means to Atlantis (`models.PullRequestEventType`), plus why it is ignored.
@@ -117,30 +119,88 @@ struct PullEvent {
     action: PullAction,
     labels: Vec<String>,
     meta: PullMeta,
+    /// The base repo's VCS host, from the payload.
+    host: Option<String>,
 }
 
-fn grammar(cfg: &ClassifyConfig) -> Grammar<'_> {
-    Grammar {
-        executable_name: &cfg.executable_name,
-        bot_users: &cfg.vcs_bot_users,
-        allow_commands: &cfg.allow_commands,
-        blocked_extra_args: &cfg.blocked_extra_args,
+/// The host of a clone or web URL, as Go's `url.Parse(...).Hostname()` gives it.
+pub(super) fn url_host(url: &str) -> Option<String> {
+    let rest = url.split_once("://")?.1;
+    let authority = rest.split(['/', '?', '#']).next()?;
+    let hostport = authority.rsplit('@').next()?;
+    let host = if let Some(v6) = hostport.strip_prefix('[') {
+        v6.split(']').next()?
+    } else {
+        hostport.split(':').next()?
+    };
+    (!host.is_empty()).then(|| host.to_owned())
+}
+
+/// A URL's authority host (with port) and its decoded path, as Go's `url.Parse` gives them: raw
+/// spaces are allowed in the path (not in the host), `%XX` is decoded, a bad escape fails.
+pub(super) fn go_url(url: &str) -> Option<(String, String)> {
+    if url.bytes().any(|b| b < 0x20 || b == 0x7f) {
+        return None;
     }
+    let (_, rest) = url.split_once("://")?;
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let authority = &rest[..end];
+    let host = authority.rsplit('@').next().unwrap_or(authority);
+    if host.contains([' ', '"', '<', '>', '\\', '^', '`', '{', '|', '}']) {
+        return None;
+    }
+    let path = rest[end..].split(['?', '#']).next().unwrap_or("");
+    let path = query_unescape(path, false).ok()?;
+    Some((host.to_owned(), path))
+}
+
+/// Whether two repo full names have different owners (`SplitRepoFullName`: the owner is all
+/// before the last `/`).
+pub(super) fn other_owner(base: &str, head: &str) -> bool {
+    let owner = |n: &str| n.rsplit_once('/').map_or("", |(o, _)| o).to_owned();
+    owner(base) != owner(head)
 }
 
 /// `handleCommentEvent` + `RunCommentCommand`: what a comment does to locks.
 fn comment_operation(ev: CommentEvent, cfg: &ClassifyConfig) -> Operation {
-    let cmd = match comment::parse(&ev.comment, ev.vcs, &grammar(cfg)) {
+    let bots = cfg.bot_users_for(ev.vcs);
+    let g = Grammar {
+        executable_name: &cfg.executable_name,
+        bot_users: &bots,
+        allow_commands: &cfg.allow_commands,
+        blocked_extra_args: &cfg.blocked_extra_args,
+    };
+    let cmd = match comment::parse(&ev.comment, ev.vcs, &g) {
         CommentParse::Ignore => return Operation::passthrough(R::NotACommand),
         CommentParse::Response(_) => return Operation::passthrough(R::CommentRejected),
         CommentParse::Command(c) => c,
     };
+    // Atlantis's order: the allowlist, then (when the command runs) forks, closed pulls and the
+    // server-side branch filter.
+    if !cfg.allowlisted(ev.vcs, ev.host.as_deref(), &ev.repo) {
+        return Operation::passthrough(R::NotAllowlisted);
+    }
+    if cfg.refuses_fork(ev.meta.fork) {
+        return Operation::passthrough(R::ForkPull);
+    }
+    if !cfg.branch_allowed(ev.vcs, &ev.repo, ev.meta.base_branch.as_deref()) {
+        return Operation::passthrough(R::BranchNotMatched);
+    }
     let pull = PullRef {
         repo: ev.repo,
         number: ev.pull,
     };
     let command = match cmd.name {
         CommentCommandName::Unlock => {
+            // The label is known when the payload carries the pull's labels; otherwise the
+            // engine still waits for Atlantis's lock table before it releases anything.
+            if cfg
+                .disable_unlock_label
+                .as_ref()
+                .is_some_and(|l| ev.labels.contains(l))
+            {
+                return Operation::passthrough(R::UnlockLabel);
+            }
             return Operation::ReleasePull {
                 pull,
                 cause: ReleaseCause::UnlockComment,
@@ -158,16 +218,19 @@ fn comment_operation(ev: CommentEvent, cfg: &ClassifyConfig) -> Operation {
     if ev.pull_closed {
         return Operation::passthrough(R::PullClosed);
     }
-    let modes = &cfg.lock_modes;
+    let specific = !cmd.project.is_empty() || !cmd.dir.is_empty() || !cmd.workspace.is_empty();
+    if command == CommandKind::Apply && cfg.disable_apply_all && !specific {
+        return Operation::passthrough(R::ApplyAllDisabled);
+    }
+    let vcs = ev.vcs;
     let repo = pull.repo.as_str();
     let (locks, takes_lock) = if !cmd.project.is_empty() {
-        let mode = modes.mode_for(repo, Some(&cmd.project), None);
         let targets = vec![LockTarget::Project {
             name: cmd.project.clone(),
         }];
         (
             LockSet::Unresolved { targets },
-            super::config::command_locks(mode, command),
+            cfg.may_lock(vcs, repo, Some(&cmd.project), None, command),
         )
     } else if cmd.dir_is_glob() {
         let targets = vec![LockTarget::DirGlob {
@@ -176,7 +239,7 @@ fn comment_operation(ev: CommentEvent, cfg: &ClassifyConfig) -> Operation {
         }];
         (
             LockSet::Unresolved { targets },
-            modes.any_locks(repo, command),
+            cfg.may_lock_any(vcs, repo, command),
         )
     } else if !cmd.dir.is_empty() || !cmd.workspace.is_empty() {
         let dir = if cmd.dir.is_empty() { "." } else { &cmd.dir };
@@ -185,17 +248,18 @@ fn comment_operation(ev: CommentEvent, cfg: &ClassifyConfig) -> Operation {
         } else {
             &cmd.workspace
         };
-        let mode = modes.mode_for(repo, None, Some(dir));
+        // The unnamed key, as Atlantis builds it without an atlantis.yaml; the gate puts in the
+        // name (and the mode) of a project the repo's config declares there.
         let key = LockKey::new(repo, dir, ws, "");
         (
             LockSet::Resolved(vec![key]),
-            super::config::command_locks(mode, command),
+            cfg.may_lock(vcs, repo, None, Some(dir), command),
         )
     } else {
         let targets = vec![LockTarget::ChangedProjects];
         (
             LockSet::Unresolved { targets },
-            modes.any_locks(repo, command),
+            cfg.may_lock_any(vcs, repo, command),
         )
     };
     if !takes_lock {
@@ -214,6 +278,18 @@ fn comment_operation(ev: CommentEvent, cfg: &ClassifyConfig) -> Operation {
 
 /// `handlePullRequestEvent` + `RunAutoplanCommand`: what a PR event does to locks.
 fn pull_operation(ev: PullEvent, cfg: &ClassifyConfig) -> Operation {
+    // A repository outside the allowlist gets 403 for every PR event, a close included (Atlantis
+    // cleans nothing up).
+    if !cfg.allowlisted(ev.vcs, ev.host.as_deref(), &ev.repo) {
+        return Operation::passthrough(R::NotAllowlisted);
+    }
+    let opens = matches!(ev.action, PullAction::Opened | PullAction::Updated);
+    if opens && cfg.refuses_fork(ev.meta.fork) {
+        return Operation::passthrough(R::ForkPull);
+    }
+    if opens && !cfg.branch_allowed(ev.vcs, &ev.repo, ev.meta.base_branch.as_deref()) {
+        return Operation::passthrough(R::BranchNotMatched);
+    }
     let pull = PullRef {
         repo: ev.repo,
         number: ev.pull,
@@ -233,7 +309,7 @@ fn pull_operation(ev: PullEvent, cfg: &ClassifyConfig) -> Operation {
             if cfg.disable_autoplan || label_off {
                 return Operation::passthrough(R::AutoplanDisabled);
             }
-            if !cfg.lock_modes.any_locks(&pull.repo, CommandKind::Autoplan) {
+            if !cfg.may_lock_any(ev.vcs, &pull.repo, CommandKind::Autoplan) {
                 return Operation::passthrough(R::LockModeExempt);
             }
             Operation::Acquire(Acquire {

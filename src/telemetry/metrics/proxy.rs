@@ -79,6 +79,37 @@ pub(super) fn register_http(
     (requests, upstream_duration)
 }
 
+/// Outcomes of `resolves_total`: resolved, nothing to lock, and each unresolved kind.
+const RESOLVE_OUTCOMES: [&str; 9] = [
+    "resolved",
+    "no_locks",
+    "budget",
+    "api_timeout",
+    "rate_limited",
+    "api_error",
+    "no_client",
+    "bad_repo_config",
+    "unmappable",
+];
+
+/// VCSs and outcomes of `notifications_total`.
+const NOTIFY_VCS: [&str; 6] = [
+    "github",
+    "gitlab",
+    "bitbucket_cloud",
+    "bitbucket_server",
+    "azuredevops",
+    "gitea",
+];
+const NOTIFY_OUTCOMES: [&str; 6] = [
+    "created",
+    "edited",
+    "error",
+    "dropped",
+    "unsupported",
+    "unconfigured",
+];
+
 /// The rest of the proxy's own metrics.
 pub(super) struct Own {
     traffic_split: Gauge,
@@ -168,6 +199,18 @@ impl Own {
             "Pull-request comments about queued commands, by VCS and outcome",
             own.notifications.clone(),
         );
+        // Every series exists from the start with 0, so a dashboard or an alert on a rate sees
+        // the first event (and a silent quick start shows `unconfigured` growing, not nothing).
+        for outcome in RESOLVE_OUTCOMES {
+            let _ = own.resolves.get_or_create(&OutcomeLabel { outcome });
+        }
+        for vcs in NOTIFY_VCS {
+            for outcome in NOTIFY_OUTCOMES {
+                let _ = own
+                    .notifications
+                    .get_or_create(&NotificationLabels { vcs, outcome });
+            }
+        }
         own
     }
 }

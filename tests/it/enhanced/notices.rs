@@ -13,6 +13,18 @@ async fn setup(delay: Duration) -> (Setup, FakeVcs) {
 async fn setup_with(delay: Duration, enhanced: &str) -> (Setup, FakeVcs) {
     let gh = FakeVcs::github().await;
     gh.set_delay(delay);
+    // With a token the proxy reads the pull (fork check) and atlantis.yaml for `-d` (issue 15).
+    for n in 1..=5 {
+        gh.add_pull(
+            super::REPO,
+            n,
+            crate::support::fake_vcs::FakePull {
+                head_sha: format!("{n:040x}"),
+                base_branch: "main".into(),
+                files: Vec::new(),
+            },
+        );
+    }
     let atlantis = format!(
         "  vcs-tokens:\n    github: gh-token\n    github-api-url: {}\n",
         gh.base_url()
@@ -65,7 +77,15 @@ async fn a_queued_plan_gets_one_comment_that_is_edited_as_it_moves_up() {
 
 #[tokio::test]
 async fn the_webhook_answer_does_not_wait_for_a_slow_vcs_api() {
-    let (s, gh) = setup(Duration::from_secs(2)).await;
+    // The project table and --allow-fork-prs leave nothing for the resolver to ask the slow
+    // API: only the notice talks to it.
+    let gh = FakeVcs::github().await;
+    gh.set_delay(Duration::from_secs(2));
+    let atlantis = format!(
+        "  allow-fork-prs: true\n  vcs-tokens:\n    github: gh-token\n    github-api-url: {}\n",
+        gh.base_url()
+    );
+    let s = Setup::start_with(Backend::Memory, "repos:\n  - name: acme/infra\n", &atlantis).await;
     s.plan(1, "net", "prod").await;
     assert!(s.wait_atlantis_holder("net", "prod", 1).await);
     let start = Instant::now();

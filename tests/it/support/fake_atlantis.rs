@@ -72,6 +72,14 @@ struct Inner {
     closed_pull_runs: usize,
     /// Admitted delivery ids already run once (to count duplicates).
     admitted_runs: std::collections::HashMap<String, usize>,
+    /// Pulls whose head repository has another owner (what Atlantis reads from the pull API).
+    forks: std::collections::HashSet<(String, i64)>,
+    /// Labels of pulls, as the VCS API would list them.
+    labels: std::collections::HashMap<(String, i64), Vec<String>>,
+    /// Pulls whose clean-up fails on close (Atlantis answers 403 and keeps the locks).
+    failing_closes: std::collections::HashSet<(String, i64)>,
+    /// The repo's atlantis.yaml projects: (dir, workspace) → (name, mode).
+    projects: std::collections::HashMap<(String, String, String), (String, String)>,
 }
 
 /// An admitted request (grant or replay) that Atlantis refused as locked: the bug §10 forbids.
@@ -115,6 +123,7 @@ pub struct FakeAtlantis {
     github_secret: Option<String>,
     gitlab_secret: Option<String>,
     api_secret: Option<String>,
+    opts: FakeOptions,
 }
 
 /// How to start the fake.
@@ -124,6 +133,12 @@ pub struct FakeOptions {
     /// Atlantis's `--gitlab-webhook-secret`: GitLab webhooks must carry it as `X-Gitlab-Token`.
     pub gitlab_secret: Option<String>,
     pub api_secret: Option<String>,
+    /// `--allow-fork-prs`.
+    pub allow_fork_prs: bool,
+    /// `--allow-commands` (None: Atlantis's default, without `import` and `state`).
+    pub allow_commands: Option<Vec<String>>,
+    /// `--disable-unlock-label`.
+    pub disable_unlock_label: Option<String>,
 }
 
 impl FakeAtlantis {
@@ -136,15 +151,18 @@ impl FakeAtlantis {
         let fake = FakeAtlantis {
             addr: listener.local_addr().unwrap(),
             inner: Arc::default(),
-            github_secret: opts.github_secret,
-            gitlab_secret: opts.gitlab_secret,
-            api_secret: opts.api_secret,
+            github_secret: opts.github_secret.clone(),
+            gitlab_secret: opts.gitlab_secret.clone(),
+            api_secret: opts.api_secret.clone(),
+            opts,
         };
         let app = Router::new()
             .route("/events", post(events))
             .route("/api/locks", get(api_locks))
             .route("/api/plan", post(api_run))
             .route("/api/apply", post(api_run))
+            .route("/api/drift/detect", post(api_run))
+            .route("/api/drift/remediate", post(api_run))
             .route("/locks", delete(delete_lock))
             .route("/lock", get(lock_page))
             .route("/apply/lock", post(apply_lock))
@@ -253,6 +271,45 @@ impl FakeAtlantis {
     /// Drops a lock without any request (a failed plan releasing its own lock).
     pub fn drop_lock(&self, key: &str) {
         self.inner.lock().unwrap().locks.remove(key);
+    }
+
+    /// Marks a pull as coming from a fork (Atlantis learns it from the pull API).
+    pub fn set_fork(&self, repo: &str, pull: i64) {
+        self.inner.lock().unwrap().forks.insert((repo.into(), pull));
+    }
+
+    /// The pull's labels as the VCS API lists them.
+    pub fn set_labels(&self, repo: &str, pull: i64, labels: &[&str]) {
+        self.inner.lock().unwrap().labels.insert(
+            (repo.into(), pull),
+            labels.iter().map(|l| l.to_string()).collect(),
+        );
+    }
+
+    /// The pull's clean-up fails when it is closed: 403, locks kept.
+    pub fn fail_close(&self, repo: &str, pull: i64) {
+        self.inner
+            .lock()
+            .unwrap()
+            .failing_closes
+            .insert((repo.into(), pull));
+    }
+
+    /// Declares a project of the repo's atlantis.yaml: `-d dir -w ws` takes the key with `name`;
+    /// `mode` is `on_plan`, `on_apply` or `disabled`.
+    pub fn set_project(&self, repo: &str, dir: &str, ws: &str, name: &str, mode: &str) {
+        self.inner.lock().unwrap().projects.insert(
+            (repo.into(), dir.into(), ws.into()),
+            (name.into(), mode.into()),
+        );
+    }
+
+    fn is_fork(&self, repo: &str, pull: i64) -> bool {
+        self.inner
+            .lock()
+            .unwrap()
+            .forks
+            .contains(&(repo.to_owned(), pull))
     }
 }
 
@@ -367,6 +424,26 @@ async fn events(State(fake): State<FakeAtlantis>, headers: HeaderMap, body: Byte
                     format!("Ignoring non-command comment: \"{}\"", comment.trim()),
                 );
             };
+            let allowed = fake.opts.allow_commands.clone().unwrap_or_else(|| {
+                [
+                    "version",
+                    "plan",
+                    "apply",
+                    "unlock",
+                    "approve_policies",
+                    "cancel",
+                ]
+                .map(String::from)
+                .to_vec()
+            });
+            if !allowed.iter().any(|a| a == cmd.name() || a == "all") {
+                fake.comment(
+                    &repo,
+                    pull,
+                    format!("```\nError: unknown command {:?}.\n```", cmd.name()),
+                );
+                return text(StatusCode::OK, "Commenting back on pull request");
+            }
             // Atlantis answers at once and runs the command asynchronously.
             let meta = Meta::of(&headers);
             {
@@ -390,6 +467,18 @@ async fn events(State(fake): State<FakeAtlantis>, headers: HeaderMap, body: Byte
                 .to_string();
             match payload["action"].as_str().unwrap_or("") {
                 "closed" => {
+                    if fake
+                        .inner
+                        .lock()
+                        .unwrap()
+                        .failing_closes
+                        .contains(&(repo.clone(), pull))
+                    {
+                        return text(
+                            StatusCode::FORBIDDEN,
+                            "cleaning up locks: deleting locks: bolt: database not open",
+                        );
+                    }
                     // Atlantis cleans up a closed pull before it answers.
                     fake.inner
                         .lock()
@@ -400,6 +489,13 @@ async fn events(State(fake): State<FakeAtlantis>, headers: HeaderMap, body: Byte
                     text(StatusCode::OK, "Pull request cleaned successfully")
                 }
                 "opened" | "ready_for_review" | "synchronize" => {
+                    let head = payload["pull_request"]["head"]["repo"]["full_name"]
+                        .as_str()
+                        .unwrap_or("");
+                    let owner = |n: &str| n.rsplit_once('/').map(|(o, _)| o.to_owned());
+                    if owner(head) != owner(&repo) {
+                        fake.set_fork(&repo, pull);
+                    }
                     let meta = Meta::of(&headers);
                     let delay = fake.processing_delay();
                     tokio::spawn(async move {
@@ -492,7 +588,8 @@ fn gitlab_events(fake: FakeAtlantis, headers: HeaderMap, body: Bytes) -> Respons
     }
 }
 
-/// The fake's small comment grammar: `atlantis plan|apply [-d dir] [-w ws] [-p name]`, `atlantis unlock`.
+/// The fake's small comment grammar: `atlantis plan|import|apply [-d dir] [-w ws] [-p name]`,
+/// `atlantis unlock`.
 #[derive(Debug, Clone)]
 enum Cmd {
     Plan {
@@ -500,8 +597,24 @@ enum Cmd {
         workspace: String,
         project: String,
     },
+    /// `import ADDR ID`: locks under every mode but `disabled`.
+    Import {
+        dir: String,
+        workspace: String,
+    },
     Apply,
     Unlock,
+}
+
+impl Cmd {
+    fn name(&self) -> &'static str {
+        match self {
+            Cmd::Plan { .. } => "plan",
+            Cmd::Import { .. } => "import",
+            Cmd::Apply => "apply",
+            Cmd::Unlock => "unlock",
+        }
+    }
 }
 
 fn parse_comment(comment: &str) -> Option<Cmd> {
@@ -530,6 +643,7 @@ fn parse_comment(comment: &str) -> Option<Cmd> {
             workspace,
             project,
         }),
+        Some("import") => Some(Cmd::Import { dir, workspace }),
         Some("apply") => Some(Cmd::Apply),
         Some("unlock") => Some(Cmd::Unlock),
         _ => None,
@@ -578,6 +692,15 @@ impl FakeAtlantis {
             }
             closed
         };
+        // `validateCtxAndComment`: forks first (every command, unlock included).
+        if !self.opts.allow_fork_prs && self.is_fork(repo, pull) {
+            self.comment(
+                repo,
+                pull,
+                "Atlantis commands can't be run on fork pull requests.".into(),
+            );
+            return;
+        }
         if closed && !matches!(cmd, Cmd::Unlock) {
             self.comment(
                 repo,
@@ -586,12 +709,48 @@ impl FakeAtlantis {
             );
             return;
         }
+        let cmd = match cmd {
+            Cmd::Import { dir, workspace } => Cmd::Plan {
+                dir,
+                workspace,
+                project: "\u{0}import".into(),
+            },
+            other => other,
+        };
         match cmd {
             Cmd::Plan {
                 dir,
                 workspace,
                 project,
             } => {
+                let import = project == "\u{0}import";
+                let mut project = if import { String::new() } else { project };
+                // `FindProjectsByDirWorkspace`: the project configured there, with its name.
+                let configured = self
+                    .inner
+                    .lock()
+                    .unwrap()
+                    .projects
+                    .get(&(repo.to_owned(), dir.clone(), workspace.clone()))
+                    .cloned();
+                if let Some((name, mode)) = configured {
+                    if project.is_empty() {
+                        project = name;
+                    }
+                    let locks = match mode.as_str() {
+                        "disabled" => false,
+                        "on_apply" => import,
+                        _ => true,
+                    };
+                    if !locks {
+                        self.comment(
+                            repo,
+                            pull,
+                            format!("Ran Plan for dir: `{dir}` workspace: `{workspace}` (no lock)"),
+                        );
+                        return;
+                    }
+                }
                 let lock = FakeLock {
                     repo: repo.into(),
                     path: dir.clone(),
@@ -623,7 +782,25 @@ impl FakeAtlantis {
                 }
             }
             Cmd::Apply => self.comment(repo, pull, "Ran Apply".into()),
+            Cmd::Import { .. } => unreachable!("mapped to a plan above"),
             Cmd::Unlock => {
+                if let Some(label) = &self.opts.disable_unlock_label {
+                    let labelled = self
+                        .inner
+                        .lock()
+                        .unwrap()
+                        .labels
+                        .get(&(repo.to_owned(), pull))
+                        .is_some_and(|l| l.contains(label));
+                    if labelled {
+                        self.comment(
+                            repo,
+                            pull,
+                            format!("Not allowed to unlock PR with {label} label"),
+                        );
+                        return;
+                    }
+                }
                 self.release_pull(repo, pull);
                 self.comment(
                     repo,
@@ -727,11 +904,18 @@ async fn api_run(State(fake): State<FakeAtlantis>, headers: HeaderMap, body: Byt
             .and_then(Value::as_str)
             .unwrap_or("default")
             .to_string();
+        let configured = fake
+            .inner
+            .lock()
+            .unwrap()
+            .projects
+            .get(&(repo.clone(), dir.clone(), ws.clone()))
+            .cloned();
         let lock = FakeLock {
             repo: repo.clone(),
             path: dir.clone(),
             workspace: ws.clone(),
-            project: String::new(),
+            project: configured.map(|(name, _)| name).unwrap_or_default(),
             pull,
             user: "api".into(),
         };

@@ -120,3 +120,51 @@ pub fn github_pull(secret: &str, repo: &str, pull: i64, user: &str, action: &str
     });
     github("pull_request", secret, serde_json::to_vec(&body).unwrap())
 }
+
+/// A `pull_request` event whose head repository belongs to `head_owner` (a fork when it is not
+/// the base repository's owner).
+pub fn github_fork_pull(
+    secret: &str,
+    repo: &str,
+    pull: i64,
+    user: &str,
+    action: &str,
+    head_owner: &str,
+) -> Webhook {
+    let mut hook = github_pull(secret, repo, pull, user, action);
+    let mut body: serde_json::Value = serde_json::from_slice(&hook.body).unwrap();
+    let name = repo.split_once('/').unwrap().1;
+    let head = format!("{head_owner}/{name}");
+    body["pull_request"]["head"]["repo"] = json!({
+        "full_name": head, "name": name, "owner": {"login": head_owner},
+        "clone_url": format!("https://github.com/{head}.git"),
+    });
+    hook.body = serde_json::to_vec(&body).unwrap();
+    let sig = sign(secret, &hook.body);
+    for (k, v) in &mut hook.headers {
+        if k == "x-hub-signature-256" {
+            *v = sig.clone();
+        }
+    }
+    hook
+}
+
+/// A Bitbucket webhook (`cloud` picks Cloud's `X-Request-UUID`, else Server's `X-Request-ID`),
+/// signed with `X-Hub-Signature: sha256=...`.
+pub fn bitbucket(secret: &str, cloud: bool, event: &str, body: &serde_json::Value) -> Webhook {
+    let body = serde_json::to_vec(body).unwrap();
+    let id_header = if cloud {
+        "x-request-uuid"
+    } else {
+        "x-request-id"
+    };
+    Webhook {
+        headers: vec![
+            ("content-type".into(), "application/json".into()),
+            ("x-event-key".into(), event.into()),
+            (id_header.into(), delivery_id()),
+            ("x-hub-signature".into(), sign(secret, &body)),
+        ],
+        body,
+    }
+}

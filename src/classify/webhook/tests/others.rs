@@ -374,3 +374,64 @@ fn gitea_events() {
         "request did not pass validation: invalid signature\n"
     );
 }
+
+/// Issue 15, divergence 5: GitLab drafts come from `work_in_progress` only; GitLab's newer
+/// `draft` field alone does not stop an autoplan (Atlantis does not read it).
+#[test]
+fn gitlab_drafts_are_read_from_work_in_progress_only() {
+    let mut v = gitlab_mr("open", None, false);
+    v["object_attributes"]["draft"] = json!(true);
+    acquire(hook(GL_MR, &v, &cfg()));
+    let mut v = gitlab_mr("open", None, true);
+    v["object_attributes"]["draft"] = json!(false);
+    assert_eq!(pass(hook(GL_MR, &v, &cfg())), R::DraftPull);
+}
+
+/// Issue 15, divergence 5: Go's `url.Parse` takes a raw space in a web URL's path (and decodes
+/// `%20`), so the owner Atlantis derives keeps it; a space in the host fails the parse.
+#[test]
+fn azure_web_urls_parse_like_go() {
+    let h = [("request-id", "abc"), ("content-type", "application/json")];
+    for url in [
+        "https://dev.azure.com/My Org/platform/_git/infra",
+        "https://dev.azure.com/My%20Org/platform/_git/infra",
+    ] {
+        let mut v = azure_comment("atlantis plan -d net", false);
+        v["resource"]["pullRequest"]["repository"]["webUrl"] = json!(url);
+        let a = acquire(hook(&h, &v, &cfg()));
+        assert_eq!(a.pull.repo, "my org/platform/infra", "{url}");
+    }
+    let mut v = azure_comment("atlantis plan -d net", false);
+    v["resource"]["pullRequest"]["repository"]["webUrl"] =
+        json!("https://dev azure.com/o/p/_git/r");
+    assert_eq!(pass(hook(&h, &v, &cfg())), R::MissingField);
+}
+
+/// Issue 15, divergence 2: a fork's PR event (head repo of another owner) locks nothing without
+/// `--allow-fork-prs`, on every VCS whose payload says so.
+#[test]
+fn fork_pulls_are_refused_from_the_payload() {
+    let mut v = gitlab_mr("open", None, false);
+    v["object_attributes"]["source"] = json!({"path_with_namespace": "someone/infra",
+        "git_http_url": "https://gitlab.com/someone/infra.git"});
+    assert_eq!(pass(hook(GL_MR, &v, &cfg())), R::ForkPull);
+    let allowed = ClassifyConfig {
+        allow_fork_prs: true,
+        ..cfg()
+    };
+    acquire(hook(GL_MR, &v, &allowed));
+    let mut g = gitea_pull("open", false);
+    g["pull_request"]["head"]["repo"] = json!({"full_name": "eve/infra",
+        "clone_url": "https://gitea.example/eve/infra.git"});
+    assert_eq!(
+        pass(hook(
+            &[
+                ("x-gitea-event", "pull_request"),
+                ("x-gitea-event-type", "pull_request")
+            ],
+            &g,
+            &cfg()
+        )),
+        R::ForkPull
+    );
+}

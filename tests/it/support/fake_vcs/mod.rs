@@ -84,6 +84,8 @@ struct Inner {
     next_comment_id: u64,
     /// The next this many requests answer this status instead.
     fail_next: (u32, u16),
+    /// Pulls whose head repository belongs to another owner (GitHub `head.repo`).
+    forks: std::collections::HashSet<(String, i64)>,
 }
 
 /// A comment (GitHub issue comment, GitLab note) as the fake stores it.
@@ -207,6 +209,11 @@ impl FakeVcs {
 
     pub fn add_pull(&self, repo: &str, number: i64, pull: FakePull) {
         self.with(|i| i.pulls.insert((repo.to_string(), number), pull));
+    }
+
+    /// Makes `number` a pull from a fork: its head repository is `forker/<name>`.
+    pub fn set_fork(&self, repo: &str, number: i64) {
+        self.with(|i| i.forks.insert((repo.to_string(), number)));
     }
 
     pub fn add_file(&self, repo: &str, path: &str, content: &str) {
@@ -447,12 +454,19 @@ async fn gh_pull(
     Path((owner, repo, n)): Path<(String, String, i64)>,
 ) -> Response {
     let i = s.inner.lock().unwrap();
-    match i.pulls.get(&(format!("{owner}/{repo}"), n)) {
+    let full = format!("{owner}/{repo}");
+    let head_repo = if i.forks.contains(&(full.clone(), n)) {
+        format!("forker/{repo}")
+    } else {
+        full.clone()
+    };
+    match i.pulls.get(&(full.clone(), n)) {
         None => not_found("Not Found"),
         Some(p) => axum::Json(json!({
             "number": n, "state": "open",
-            "head": {"sha": p.head_sha, "ref": "feature"},
-            "base": {"sha": "0000000000000000000000000000000000000000", "ref": p.base_branch},
+            "head": {"sha": p.head_sha, "ref": "feature", "repo": {"full_name": head_repo}},
+            "base": {"sha": "0000000000000000000000000000000000000000", "ref": p.base_branch,
+                     "repo": {"full_name": full}},
         }))
         .into_response(),
     }
