@@ -197,7 +197,7 @@ end
 -- Visits the queues of `fields` in byte order (as the memory engine does), so both backends hand
 -- out fencing tokens in the same order.
 local function grant_pass(fields, out)
-  local seen, sorted, dup = {}, {}, {}
+  local sorted, dup = {}, {}
   for _, f in ipairs(fields) do
     if not dup[f] then
       dup[f] = true
@@ -209,9 +209,10 @@ local function grant_pass(fields, out)
     -- A grant can unblock the next head too: the same pull's extra waiter (re-entrant).
     while true do
       local id = head(f)
-      if not id or seen[id] then break end
-      seen[id] = true
-      if not try_grant(id, out) then break end
+      -- A granted head leaves the queue, so this ends; a waiter that failed at an earlier
+      -- field is tried again here, as the memory engine does (a grant meanwhile may be its own
+      -- pull's).
+      if not id or not try_grant(id, out) then break end
     end
   end
 end
