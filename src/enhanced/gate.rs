@@ -444,10 +444,19 @@ impl Enhanced {
             self.set_unlocking(&pull, false);
             return;
         };
-        let held: Vec<(LockKey, u64)> = locks
-            .into_iter()
-            .filter(|l| l.pull == pull)
-            .map(|l| (l.key, l.fencing_token))
+        let mine: Vec<crate::engine::LockInfo> =
+            locks.into_iter().filter(|l| l.pull == pull).collect();
+        let held: Vec<(LockKey, u64)> = mine
+            .iter()
+            .map(|l| (l.key.clone(), l.fencing_token))
+            .collect();
+        // Grants of the last settle window, by any replica: their request may still be on its
+        // way through Atlantis, which answers before it acts.
+        let window = self.settle_window();
+        let recent: Vec<(LockKey, std::time::SystemTime)> = mine
+            .iter()
+            .filter(|l| l.acquired_at.elapsed().unwrap_or_default() < window)
+            .map(|l| (l.key.clone(), l.acquired_at))
             .collect();
         let mut waiters: Vec<crate::engine::WaiterId> = queues
             .iter()
@@ -462,7 +471,7 @@ impl Enhanced {
         self.set_unlocking(&pull, true);
         let this = self.clone();
         tokio::spawn(async move {
-            this.release_when_unlocked(&pull, held, waiters).await;
+            this.release_when_unlocked(&pull, held, recent, waiters).await;
             this.set_unlocking(&pull, false);
         });
     }
@@ -471,9 +480,10 @@ impl Enhanced {
         &self,
         pull: &PullRef,
         held: Vec<(LockKey, u64)>,
+        recent: Vec<(LockKey, std::time::SystemTime)>,
         waiters: Vec<crate::engine::WaiterId>,
     ) {
-        if !held.is_empty() && !self.wait_unlocked(pull, &held).await {
+        if !held.is_empty() && !self.wait_unlocked(pull, &held, recent).await {
             tracing::warn!(%pull, "Atlantis still lists the pull's locks after its unlock: the engine keeps them too");
             return;
         }
@@ -507,13 +517,38 @@ impl Enhanced {
 
     /// Polls Atlantis (bounded by `replay-wait`) until none of `held` is listed for `pull`,
     /// after every direct grant among them was carried out by Atlantis.
-    async fn wait_unlocked(&self, pull: &PullRef, held: &[(LockKey, u64)]) -> bool {
+    async fn wait_unlocked(
+        &self,
+        pull: &PullRef,
+        held: &[(LockKey, u64)],
+        mut recent: Vec<(LockKey, std::time::SystemTime)>,
+    ) -> bool {
         let deadline = Instant::now() + self.settings.replay_wait;
         while held.iter().any(|(k, _)| self.is_unsettled(k, pull)) {
             if Instant::now() >= deadline {
                 return false;
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        // A grant another replica forwarded moments ago is judged once Atlantis listed it for
+        // the pull (it landed; the unlock may come after it) or its settle window passed.
+        let window = self.settle_window();
+        while !recent.is_empty() && Instant::now() < deadline {
+            if let Ok(locks) =
+                crate::upstream::atlantis_api::list_locks(&self.upstream, Duration::from_secs(5))
+                    .await
+            {
+                let locks = super::dispatcher::parse_locks(&locks);
+                recent.retain(|(k, at)| {
+                    !locks.iter().any(|(lk, p, _)| lk == k && p == pull)
+                        && at.elapsed().unwrap_or_default() < window
+                });
+            } else {
+                recent.retain(|(_, at)| at.elapsed().unwrap_or_default() < window);
+            }
+            if !recent.is_empty() {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
         }
         let mut delay = Duration::from_millis(20);
         loop {

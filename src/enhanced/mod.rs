@@ -190,6 +190,13 @@ impl Enhanced {
             .remove(id);
     }
 
+    /// How long a grant's request may still be on its way through Atlantis after it answered.
+    fn settle_window(&self) -> Duration {
+        self.settings
+            .replay_wait
+            .min(self.engine.settings().dispatch_lease / 2)
+    }
+
     /// Whether `key`'s direct grant to `pull` is still unsettled (not yet seen in Atlantis).
     fn is_unsettled(
         &self,
@@ -221,10 +228,7 @@ impl Enhanced {
         // A re-plan of a lock Atlantis already lists for the pull cannot be seen to land:
         // it stays unsettled for a fixed window, as long as a hand-off's.
         let replanned = grant.locks.len() > grant.taken.len();
-        let window = self
-            .settings
-            .replay_wait
-            .min(self.engine.settings().dispatch_lease / 2);
+        let window = self.settle_window();
         let this = self.clone();
         tokio::spawn(async move {
             let start = tokio::time::Instant::now();

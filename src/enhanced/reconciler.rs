@@ -46,7 +46,8 @@ pub struct SyncReport {
 /// Memory between passes: when each disagreement was first seen.
 #[derive(Default)]
 pub struct Reconciler {
-    missing_since: HashMap<LockKey, Instant>,
+    /// Per engine lock (key and fencing token): a newer grant of the key starts afresh.
+    missing_since: HashMap<(LockKey, u64), Instant>,
     conflict_since: HashMap<(LockKey, i64, i64), Instant>,
 }
 
@@ -103,11 +104,18 @@ impl Enhanced {
                         this.engine_synced();
                         break;
                     }
-                    Err(e) if !failing => {
+                    Err(e) => {
+                        // An engine this replica cannot reach may miss what happens meanwhile
+                        // (legacy-path locks, releases): repaired before anyone queues again.
+                        if matches!(e, SyncError::Engine(_)) {
+                            this.engine_lost_sync();
+                        }
+                        if failing {
+                            continue;
+                        }
                         failing = true;
                         tracing::warn!(error = %e, "cannot reconcile the engine with Atlantis; will keep trying");
                     }
-                    Err(_) => {}
                 }
             }
         })
@@ -180,14 +188,25 @@ impl Enhanced {
             }
         }
         state.conflict_since.retain(|id, _| conflicts.contains(id));
-        state.missing_since.retain(|k, _| {
-            held.get(k).is_some_and(|(_, _, dispatching)| !dispatching) && !in_atlantis.contains(k)
+        state.missing_since.retain(|(k, token), _| {
+            held.get(k)
+                .is_some_and(|(_, t, dispatching)| !dispatching && t == token)
+                && !in_atlantis.contains(k)
         });
+        let settle = self.settle_window();
         for l in &engine {
-            if in_atlantis.contains(&l.key) || l.dispatching || self.is_unsettled(&l.key, &l.pull) {
+            // A grant of the last settle window may still be on its way through Atlantis
+            // (another replica's, or one that landed late after an engine timeout).
+            let fresh = l.acquired_at.elapsed().unwrap_or_default() < settle;
+            if in_atlantis.contains(&l.key)
+                || l.dispatching
+                || fresh
+                || self.is_unsettled(&l.key, &l.pull)
+            {
                 continue;
             }
-            let since = *state.missing_since.entry(l.key.clone()).or_insert(now);
+            let id = (l.key.clone(), l.fencing_token);
+            let since = *state.missing_since.entry(id.clone()).or_insert(now);
             if now.duration_since(since) < self.settings.lock_sync_grace {
                 continue;
             }
@@ -200,11 +219,11 @@ impl Enhanced {
                     report.released += 1;
                     let held = l.acquired_at.elapsed().unwrap_or_default();
                     self.metrics.lock_released(held, ReleaseReason::Reconciled);
-                    state.missing_since.remove(&l.key);
+                    state.missing_since.remove(&id);
                     tracing::info!(key = %l.key, pull = %l.pull, "Atlantis no longer holds this lock: released in the engine");
                 }
                 Ok(_) => {
-                    state.missing_since.remove(&l.key);
+                    state.missing_since.remove(&id);
                 }
                 Err(e) => {
                     tracing::warn!(key = %l.key, error = %e, "could not release a vanished lock")
