@@ -88,6 +88,7 @@ impl Enhanced {
         // until a reconciler pass has repaired what happened meanwhile. The breaker still hears
         // how the backend is doing.
         if !self.synced() {
+            self.forwarded_past_engine();
             return match self.breaker.call(self.engine.ping()).await {
                 Err(BreakerError::Open) => Ok(Decision::Legacy("breaker_open")),
                 _ => Ok(Decision::Legacy("engine_resyncing")),
@@ -117,7 +118,10 @@ impl Enhanced {
         {
             Ok(o) => o,
             // The backend is known to be down: don't wait on it, take the legacy path.
-            Err(BreakerError::Open) => return Ok(Decision::Legacy("breaker_open")),
+            Err(BreakerError::Open) => {
+                self.forwarded_past_engine();
+                return Ok(Decision::Legacy("breaker_open"));
+            }
             Err(BreakerError::Timeout(_)) => {
                 // The script may still run when Redis answers again: the request goes to
                 // Atlantis now, so its late waiter must never be replayed (§10.5).
@@ -200,7 +204,10 @@ impl Enhanced {
         loop {
             let outcome = match self.breaker.call(self.engine.acquire(req.clone())).await {
                 Ok(o) => o,
-                Err(BreakerError::Open) => return Ok(Decision::Legacy("breaker_open")),
+                Err(BreakerError::Open) => {
+                    self.forwarded_past_engine();
+                    return Ok(Decision::Legacy("breaker_open"));
+                }
                 Err(BreakerError::Timeout(_)) => return Err(EngineError::BackendTimeout),
                 Err(BreakerError::Inner(e)) => {
                     self.engine_failed("acquire", &e);
@@ -471,7 +478,8 @@ impl Enhanced {
         self.set_unlocking(&pull, true);
         let this = self.clone();
         tokio::spawn(async move {
-            this.release_when_unlocked(&pull, held, recent, waiters).await;
+            this.release_when_unlocked(&pull, held, recent, waiters)
+                .await;
             this.set_unlocking(&pull, false);
         });
     }
@@ -497,9 +505,10 @@ impl Enhanced {
                 Ok(n) => released += n,
                 Err(e) => {
                     self.engine_failed("release_grant", &e);
-                    self.release_later(super::PendingRelease::Key(
+                    self.release_later(super::PendingRelease::Grant(
+                        pull.clone(),
                         key.clone(),
-                        ReleaseReason::Unlock,
+                        *token,
                     ));
                 }
             }

@@ -85,6 +85,9 @@ pub struct Enhanced {
     global_apply_locked: std::sync::atomic::AtomicBool,
     /// False from an engine failure until a reconciler pass repaired the engine afterwards.
     synced: std::sync::atomic::AtomicBool,
+    /// When this replica last forwarded lock traffic on the legacy path because of the engine
+    /// (down, timed out, or not repaired yet): the repair pass waits until it could have landed.
+    last_legacy: std::sync::Mutex<Option<tokio::time::Instant>>,
     /// Releases Atlantis made that the engine could not mirror yet (retried by the reconciler).
     pending_releases: std::sync::Mutex<Vec<PendingRelease>>,
     /// Requests being forgotten in the engine (bounded).
@@ -110,6 +113,9 @@ pub enum PendingRelease {
     Pull(crate::classify::PullRef, crate::telemetry::ReleaseReason),
     /// One lock.
     Key(crate::classify::LockKey, crate::telemetry::ReleaseReason),
+    /// One lock, only while the pull still holds it under this fencing token (an unlock: a
+    /// newer grant of the lock stays).
+    Grant(crate::classify::PullRef, crate::classify::LockKey, u64),
 }
 
 /// Most pending releases kept while the engine is down (the reconciler repairs the rest).
@@ -168,6 +174,7 @@ impl Enhanced {
             global_apply_locked: std::sync::atomic::AtomicBool::new(false),
             synced: std::sync::atomic::AtomicBool::new(true),
             pending_releases: std::sync::Mutex::new(Vec::new()),
+            last_legacy: std::sync::Mutex::new(None),
             forgetting: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
             unlocking: std::sync::Mutex::new(std::collections::HashSet::new()),
             unsettled: std::sync::Mutex::new(std::collections::HashMap::new()),
@@ -339,8 +346,26 @@ impl Enhanced {
         self.synced.load(std::sync::atomic::Ordering::Acquire)
     }
 
+    /// Lock traffic went to Atlantis past the engine (it failed or is being repaired).
+    pub(crate) fn forwarded_past_engine(&self) {
+        *self
+            .last_legacy
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(tokio::time::Instant::now());
+    }
+
+    /// Whether lock traffic forwarded past the engine may still be on its way through Atlantis
+    /// (so a repair pass would not see its locks yet).
+    fn legacy_settling(&self) -> bool {
+        self.last_legacy
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .is_some_and(|t| t.elapsed() < self.settle_window())
+    }
+
     /// The engine failed: until a reconciler pass repairs it, nobody queues behind its locks.
     pub(crate) fn engine_lost_sync(&self) {
+        self.forwarded_past_engine();
         if self.synced.swap(false, std::sync::atomic::Ordering::AcqRel) {
             tracing::warn!(
                 "lock engine failed: contended requests take the legacy path until the engine is repaired from Atlantis's lock table"
@@ -383,6 +408,11 @@ impl Enhanced {
                     self.engine.release_pull(pull.clone()).await.is_ok()
                 }
                 PendingRelease::Key(key, _) => self.engine.release(key.clone(), None).await.is_ok(),
+                PendingRelease::Grant(pull, key, token) => self
+                    .engine
+                    .release_grant(pull.clone(), vec![key.clone()], *token)
+                    .await
+                    .is_ok(),
             };
             if ok {
                 tracing::info!(release = ?r, "release mirrored in the engine after its outage");

@@ -83,6 +83,11 @@ impl Enhanced {
                 if repairing && !this.retry_releases().await {
                     continue;
                 }
+                // What went to Atlantis past the engine must have landed before the repair
+                // pass reads Atlantis's lock table.
+                if repairing && this.legacy_settling() {
+                    continue;
+                }
                 match this.reconcile_with(&mut state, repairing).await {
                     Ok(report) => {
                         if failing {

@@ -780,8 +780,7 @@ impl LockEngine for MemoryEngine {
         Box::pin(async move {
             Ok(self
                 .with_repo(&id.repo, false, |repo, now| {
-                    let (found, out) =
-                        repo.defer(id.seq, token, retry_in.as_millis() as i64, now);
+                    let (found, out) = repo.defer(id.seq, token, retry_in.as_millis() as i64, now);
                     self.deliver(repo, out, now);
                     found
                 })

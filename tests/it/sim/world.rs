@@ -428,9 +428,10 @@ impl World {
             .iter()
             .filter_map(|q| Some((q, *self.closed_at.get(&q.pull)?)))
             .filter(|(_, closed)| {
-                !self.outages.iter().any(|(from, to)| {
-                    *closed >= *from && *closed <= *to + Duration::from_secs(1)
-                })
+                !self
+                    .outages
+                    .iter()
+                    .any(|(from, to)| *closed >= *from && *closed <= *to + Duration::from_secs(1))
             })
             .filter_map(|(q, closed)| {
                 let r = received
