@@ -193,6 +193,13 @@ impl App {
             .take_dispatches()
             .map(|rx| enhanced.spawn_dispatcher(rx, stop.clone()));
         let reconciler = enhanced.spawn_reconciler(stop.clone());
+        // The first reconciler pass adopts what Atlantis holds before lock traffic is served
+        // (clients wait in the listen backlog meanwhile); without Atlantis it serves anyway,
+        // on the legacy path until a pass succeeds.
+        let first_sync = tokio::time::Instant::now() + std::time::Duration::from_secs(2);
+        while !enhanced.synced() && tokio::time::Instant::now() < first_sync {
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
         let stats = enhanced.spawn_stats(stop.clone());
         let prober = self
             .admin_state

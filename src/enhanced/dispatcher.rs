@@ -445,6 +445,30 @@ impl Enhanced {
                 stored.set_header(name.as_str(), v);
             }
         }
+        // While this replica forwards lock traffic past the engine (it failed and is not
+        // repaired yet), Atlantis may be taking locks the engine does not know: wait for the
+        // repair, else leave it for the next offer.
+        if !self.synced() {
+            let until = Instant::now() + self.settings.replay_wait;
+            while !self.synced() && Instant::now() < until {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            // What Atlantis was checked against before may have changed meanwhile: a grant is
+            // sent only if Atlantis still lists none of its locks for another pull; anything
+            // else is offered again later and checked from the start.
+            let clear = self.synced()
+                && matches!(expect, Expect::Grant(_))
+                && match atlantis_api::list_locks(&self.upstream, Duration::from_secs(5)).await {
+                    Ok(locks) => !parse_locks(&locks)
+                        .iter()
+                        .any(|(k, p, _)| d.locks.contains(k) && p.number != d.pull.number),
+                    Err(_) => false,
+                };
+            if !clear {
+                tracing::info!(waiter = %d.id, "the engine was being repaired from Atlantis: not sent now");
+                return false;
+            }
+        }
         // Nothing of a pull whose release is on its way leaves; a release waits for this.
         let Some(sending) = self.begin_sending(&d.pull) else {
             tracing::info!(waiter = %d.id, pull = %d.pull, "its pull is releasing: not sent now");

@@ -88,7 +88,6 @@ impl Enhanced {
         // until a reconciler pass has repaired what happened meanwhile. The breaker still hears
         // how the backend is doing.
         if !self.synced() {
-            self.forwarded_past_engine();
             return match self.breaker.call(self.engine.ping()).await {
                 Err(BreakerError::Open) => Ok(Decision::Legacy("breaker_open")),
                 _ => Ok(Decision::Legacy("engine_resyncing")),

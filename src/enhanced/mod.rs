@@ -118,6 +118,10 @@ pub enum PendingRelease {
     Grant(crate::classify::PullRef, crate::classify::LockKey, u64),
 }
 
+/// How long the repair after an engine outage waits for lock traffic forwarded past the engine
+/// to show in Atlantis's lock table (what lands later is adopted on the next pass).
+const LEGACY_SETTLE: Duration = Duration::from_secs(2);
+
 /// Most pending releases kept while the engine is down (the reconciler repairs the rest).
 const MAX_PENDING_RELEASES: usize = 10_000;
 
@@ -172,7 +176,9 @@ impl Enhanced {
             breaker: p.breaker,
             shadow: p.shadow,
             global_apply_locked: std::sync::atomic::AtomicBool::new(false),
-            synced: std::sync::atomic::AtomicBool::new(true),
+            // A replica starting knows nothing of what Atlantis holds: its first reconciler
+            // pass adopts Atlantis's locks before anyone is queued or granted past them.
+            synced: std::sync::atomic::AtomicBool::new(false),
             pending_releases: std::sync::Mutex::new(Vec::new()),
             last_legacy: std::sync::Mutex::new(None),
             forgetting: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
@@ -360,7 +366,7 @@ impl Enhanced {
         self.last_legacy
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .is_some_and(|t| t.elapsed() < self.settle_window())
+            .is_some_and(|t| t.elapsed() < self.settle_window().min(LEGACY_SETTLE))
     }
 
     /// The engine failed: until a reconciler pass repairs it, nobody queues behind its locks.
@@ -374,7 +380,13 @@ impl Enhanced {
     }
 
     fn engine_synced(&self) {
-        if !self.synced.swap(true, std::sync::atomic::Ordering::AcqRel) {
+        if !self.synced.swap(true, std::sync::atomic::Ordering::AcqRel)
+            && self
+                .last_legacy
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .is_some()
+        {
             tracing::info!(
                 "lock engine repaired from Atlantis's lock table: the enhanced path queues again"
             );

@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::task::JoinHandle;
-use tokio::time::{Instant, MissedTickBehavior};
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::Enhanced;
@@ -68,17 +68,25 @@ impl Enhanced {
     pub fn spawn_reconciler(self: &Arc<Self>, stop: CancellationToken) -> JoinHandle<()> {
         let this = self.clone();
         tokio::spawn(async move {
-            let mut tick = tokio::time::interval(this.settings.lock_sync_interval);
-            tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
             let mut state = Reconciler::default();
             let mut failing = false;
+            // A pass every `lock-sync-interval`, and every RESYNC_PERIOD while the engine is
+            // out of step (checked each period, so an outage is repaired without waiting for
+            // the interval).
+            let mut next = tokio::time::Instant::now();
+            let mut first = true;
             loop {
-                let resync = tokio::time::sleep(RESYNC_PERIOD);
-                tokio::select! {
-                    () = stop.cancelled() => break,
-                    _ = tick.tick() => {}
-                    () = resync, if !this.synced() => {}
+                if !first {
+                    tokio::select! {
+                        () = stop.cancelled() => break,
+                        () = tokio::time::sleep(RESYNC_PERIOD.min(this.settings.lock_sync_interval)) => {}
+                    }
                 }
+                first = false;
+                if this.synced() && tokio::time::Instant::now() < next {
+                    continue;
+                }
+                next = tokio::time::Instant::now() + this.settings.lock_sync_interval;
                 let repairing = !this.synced();
                 if repairing && !this.retry_releases().await {
                     continue;

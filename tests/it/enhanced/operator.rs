@@ -121,6 +121,12 @@ async fn shadow_mode_diffs_decisions_and_reports_a_seeded_divergence() {
 
 #[tokio::test]
 async fn redis_down_opens_the_breaker_and_everything_still_reaches_atlantis() {
+    if std::env::var_os("ALP_SIM_LOG").is_some() {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new("info"))
+            .with_test_writer()
+            .try_init();
+    }
     let fake = FakeAtlantis::start_with(FakeOptions {
         github_secret: Some(SECRET.into()),
         ..Default::default()
