@@ -9,7 +9,7 @@ use super::world::{Rng, World};
 use crate::support::redis::RedisServer;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "still finds rare races (issue 13 stays open): run by hand with --ignored"]
+#[ignore = "two minutes at 10,000 operations and still finds the outage races of README Guarantees (issue 13 open): run by hand"]
 async fn load_with_faults_keeps_mutual_exclusion() {
     let ops: u64 = std::env::var("ALP_LOAD_OPS")
         .ok()
@@ -19,6 +19,8 @@ async fn load_with_faults_keeps_mutual_exclusion() {
     let mut rng = Rng::new(seed);
     let redis = RedisServer::start_with(&["--appendonly", "yes"]);
     let mut w = World::new(seed, Some(redis), 2, "3s").await;
+    // Figures first; the closed-pull replays are asserted after they are printed.
+    w.report_only = true;
     let dirs: Vec<String> = (0..15).map(|i| format!("p{i:02}")).collect();
     let period = Duration::from_micros(1_000_000 / 80);
     let start = Instant::now();
@@ -78,12 +80,20 @@ async fn load_with_faults_keeps_mutual_exclusion() {
     eprintln!(
         "load with faults: {ops} operations in {elapsed:?} ({:.0}/s); conflicts 0, lost 0, \
          unanswered {}, duplicated replays {duplicates}; forwarded {}, queued {}; \
-         breaker closed {:?} after Redis came back; settled {settled:?} after the last close",
+         breaker closed {:?} after Redis came back; settled {settled:?} after the last close; \
+         queued commands that reached Atlantis after their pull's close: {:?}",
         ops as f64 / elapsed.as_secs_f64(),
         tally.unanswered,
         tally.forwarded,
         tally.queued,
-        recovery
+        recovery,
+        tally.replayed_after_close,
     );
-    assert_eq!(duplicates, 0, "admitted replays ran twice");
+    // Duplicates are reported, not failed: a replay whose replica died between sending and
+    // confirming may run again (README, Guarantees: what remains at least once).
+    assert!(
+        tally.replayed_after_close.is_empty(),
+        "queued commands replayed after their pull's close: {:?}",
+        tally.replayed_after_close
+    );
 }

@@ -16,7 +16,7 @@ fn env_u64(name: &str, default: u64) -> u64 {
 }
 
 /// One run: `ops` random steps from `seed`, invariants checked after each, then the end state.
-async fn run(seed: u64, ops: u64, redis: bool) {
+async fn run(seed: u64, ops: u64, redis: bool, outages: bool) {
     if std::env::var_os("ALP_SIM_LOG").is_some() {
         let _ = tracing_subscriber::fmt()
             .with_env_filter(tracing_subscriber::EnvFilter::new("info"))
@@ -48,8 +48,8 @@ async fn run(seed: u64, ops: u64, redis: bool) {
                 w.note(format!("wait {ms} ms"));
                 tokio::time::sleep(Duration::from_millis(ms)).await;
             }
-            94..=95 if redis => w.pause_redis(200 + rng.below(800)),
-            96..=97 if redis => {
+            94..=95 if redis && outages => w.pause_redis(200 + rng.below(800)),
+            96..=97 if redis && outages => {
                 let down = Duration::from_millis(100 + rng.below(900));
                 w.restart_redis(down).await;
             }
@@ -78,7 +78,6 @@ fn seeds(count: u64, base: u64) -> Vec<u64> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "still finds rare races (issue 13 stays open): run by hand with --ignored"]
 async fn seeded_interleavings_keep_mutual_exclusion_memory() {
     let ops = env_u64("ALP_SIM_OPS", 24);
     let start = Instant::now();
@@ -88,14 +87,14 @@ async fn seeded_interleavings_keep_mutual_exclusion_memory() {
     let mut tasks = tokio::task::JoinSet::new();
     let mut it = seeds.into_iter();
     for seed in it.by_ref().take(12) {
-        tasks.spawn(run(seed, ops, false));
+        tasks.spawn(run(seed, ops, false, false));
     }
     while let Some(done) = tasks.join_next().await {
         if let Err(e) = done {
             std::panic::resume_unwind(e.into_panic());
         }
         if let Some(seed) = it.next() {
-            tasks.spawn(run(seed, ops, false));
+            tasks.spawn(run(seed, ops, false, false));
         }
     }
     eprintln!(
@@ -104,8 +103,36 @@ async fn seeded_interleavings_keep_mutual_exclusion_memory() {
     );
 }
 
+/// Two replicas on one Redis with replica crashes (`kill -9`), no Redis outage.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "still finds rare races (issue 13 stays open): run by hand with --ignored"]
+async fn seeded_interleavings_keep_mutual_exclusion_redis_two_replicas() {
+    let ops = env_u64("ALP_SIM_OPS", 40);
+    let start = Instant::now();
+    let seeds = seeds(24, 200_001);
+    let n = seeds.len();
+    let mut tasks = tokio::task::JoinSet::new();
+    let mut it = seeds.into_iter();
+    for seed in it.by_ref().take(4) {
+        tasks.spawn(run(seed, ops, true, false));
+    }
+    while let Some(done) = tasks.join_next().await {
+        if let Err(e) = done {
+            std::panic::resume_unwind(e.into_panic());
+        }
+        if let Some(seed) = it.next() {
+            tasks.spawn(run(seed, ops, true, false));
+        }
+    }
+    eprintln!(
+        "simulation (redis, two replicas, crashes): {n} seeds × {ops} operations in {:?}",
+        start.elapsed()
+    );
+}
+
+/// Adds Redis pauses and restarts: still finds the outage races README "Guarantees" lists as
+/// known limits, in about 1 seed of 100.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "finds the known outage races (README, Guarantees; issue 13 open): run by hand with --ignored"]
 async fn seeded_interleavings_keep_mutual_exclusion_redis_with_faults() {
     let ops = env_u64("ALP_SIM_OPS", 40);
     let start = Instant::now();
@@ -114,14 +141,14 @@ async fn seeded_interleavings_keep_mutual_exclusion_redis_with_faults() {
     let mut tasks = tokio::task::JoinSet::new();
     let mut it = seeds.into_iter();
     for seed in it.by_ref().take(4) {
-        tasks.spawn(run(seed, ops, true));
+        tasks.spawn(run(seed, ops, true, true));
     }
     while let Some(done) = tasks.join_next().await {
         if let Err(e) = done {
             std::panic::resume_unwind(e.into_panic());
         }
         if let Some(seed) = it.next() {
-            tasks.spawn(run(seed, ops, true));
+            tasks.spawn(run(seed, ops, true, true));
         }
     }
     eprintln!(
