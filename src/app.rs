@@ -161,6 +161,12 @@ impl App {
     }
 
     /// Address of the main listener.
+    /// Whether the first reconciler pass has run (the replica knows Atlantis's locks).
+    pub fn started_handle(&self) -> impl Fn() -> bool + Send + Sync + 'static {
+        let enhanced = self.proxy_state.enhanced.clone();
+        move || enhanced.started()
+    }
+
     pub fn proxy_addr(&self) -> SocketAddr {
         self.proxy_listener
             .local_addr()
@@ -193,13 +199,6 @@ impl App {
             .take_dispatches()
             .map(|rx| enhanced.spawn_dispatcher(rx, stop.clone()));
         let reconciler = enhanced.spawn_reconciler(stop.clone());
-        // The first reconciler pass adopts what Atlantis holds before lock traffic is served
-        // (clients wait in the listen backlog meanwhile); without Atlantis it serves anyway,
-        // on the legacy path until a pass succeeds.
-        let first_sync = tokio::time::Instant::now() + std::time::Duration::from_secs(2);
-        while !enhanced.synced() && tokio::time::Instant::now() < first_sync {
-            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-        }
         let stats = enhanced.spawn_stats(stop.clone());
         let prober = self
             .admin_state

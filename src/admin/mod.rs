@@ -147,13 +147,21 @@ async fn readyz(
             ended.join(", ")
         ))
     };
-    let ready = atlantis.is_ok() && (engine.is_ok() || engine_optional) && tasks.is_ok();
+    // A replica that has not read Atlantis's lock table yet would gate nothing it knows of.
+    let started = if st.enhanced.started() || (engine.is_err() && engine_optional) {
+        Ok(())
+    } else {
+        Err("the first reconciler pass has not run yet".to_owned())
+    };
+    let ready =
+        atlantis.is_ok() && (engine.is_ok() || engine_optional) && tasks.is_ok() && started.is_ok();
     let body = json!({
         "status": if ready { "ready" } else { "unavailable" },
         "checks": {
             "atlantis": atlantis.err().unwrap_or_else(|| "ok".into()),
             "engine": engine.err().unwrap_or_else(|| "ok".into()),
             "tasks": tasks.err().unwrap_or_else(|| "ok".into()),
+            "lock_table": started.err().unwrap_or_else(|| "ok".into()),
         },
         // Informational: an open breaker already means enhanced traffic takes the legacy path,
         // so it does not make the replica unready.

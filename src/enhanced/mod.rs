@@ -85,6 +85,8 @@ pub struct Enhanced {
     global_apply_locked: std::sync::atomic::AtomicBool,
     /// False from an engine failure until a reconciler pass repaired the engine afterwards.
     synced: std::sync::atomic::AtomicBool,
+    /// Set by the first reconciler pass.
+    started: std::sync::atomic::AtomicBool,
     /// When this replica last forwarded lock traffic on the legacy path because of the engine
     /// (down, timed out, or not repaired yet): the repair pass waits until it could have landed.
     last_legacy: std::sync::Mutex<Option<tokio::time::Instant>>,
@@ -120,7 +122,7 @@ pub enum PendingRelease {
 
 /// How long the repair after an engine outage waits for lock traffic forwarded past the engine
 /// to show in Atlantis's lock table (what lands later is adopted on the next pass).
-const LEGACY_SETTLE: Duration = Duration::from_secs(2);
+pub(crate) const LEGACY_SETTLE: Duration = Duration::from_secs(2);
 
 /// Most pending releases kept while the engine is down (the reconciler repairs the rest).
 const MAX_PENDING_RELEASES: usize = 10_000;
@@ -179,6 +181,7 @@ impl Enhanced {
             // A replica starting knows nothing of what Atlantis holds: its first reconciler
             // pass adopts Atlantis's locks before anyone is queued or granted past them.
             synced: std::sync::atomic::AtomicBool::new(false),
+            started: std::sync::atomic::AtomicBool::new(false),
             pending_releases: std::sync::Mutex::new(Vec::new()),
             last_legacy: std::sync::Mutex::new(None),
             forgetting: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
@@ -379,7 +382,15 @@ impl Enhanced {
         }
     }
 
+    /// Whether a reconciler pass has run since start (until then lock traffic takes the legacy
+    /// path and `/readyz` fails).
+    pub fn started(&self) -> bool {
+        self.started.load(std::sync::atomic::Ordering::Acquire)
+    }
+
     fn engine_synced(&self) {
+        self.started
+            .store(true, std::sync::atomic::Ordering::Release);
         if !self.synced.swap(true, std::sync::atomic::Ordering::AcqRel)
             && self
                 .last_legacy

@@ -206,11 +206,13 @@ impl Enhanced {
                 .is_some_and(|(_, t, dispatching)| !dispatching && t == token)
                 && !in_atlantis.contains(k)
         });
-        let settle = self.settle_window();
+        // The repair after an outage releases vanished locks at once, except grants of the
+        // last moments (one that landed late, or another replica's still on its way).
+        let settle = self.settle_window().min(super::LEGACY_SETTLE);
         for l in &engine {
             // A grant of the last settle window may still be on its way through Atlantis
             // (another replica's, or one that landed late after an engine timeout).
-            let fresh = l.acquired_at.elapsed().unwrap_or_default() < settle;
+            let fresh = now_ && l.acquired_at.elapsed().unwrap_or_default() < settle;
             if in_atlantis.contains(&l.key)
                 || l.dispatching
                 || fresh

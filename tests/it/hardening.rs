@@ -80,6 +80,8 @@ impl Binary {
             log,
         };
         assert!(up, "the binary did not start: {}", b.logs());
+        // Lock traffic once it is ready (briefly: some tests start it where it never is).
+        let _ = crate::support::http::wait_ready(b.admin_port, Duration::from_secs(2)).await;
         b
     }
 

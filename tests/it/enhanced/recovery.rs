@@ -50,6 +50,10 @@ async fn waiters_survive_a_killed_proxy_and_a_new_one_replays_them() {
     })
     .await;
     assert!(up, "the proxy binary did not start");
+    assert!(
+        crate::support::http::wait_ready(admin_port, Duration::from_secs(10)).await,
+        "the proxy binary never became ready"
+    );
 
     // PR 1 holds three projects; PRs 2-4 each wait for one of them.
     for dir in ["x", "y", "z"] {

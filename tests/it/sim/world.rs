@@ -216,6 +216,16 @@ impl World {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         let _ = std::fs::remove_file(&path);
+        // Traffic once the replica is ready (it has read Atlantis's lock table), as behind a
+        // load balancer.
+        let ready = format!("http://127.0.0.1:{admin_port}/readyz");
+        while Instant::now() < deadline {
+            let r = try_send(Method::GET, &ready, &[], Vec::new(), Duration::from_secs(2)).await;
+            if r.is_ok_and(|r| r.status == 200) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
         Replica::Process {
             child,
             port,

@@ -1,6 +1,7 @@
 //! A tiny HTTP client for tests (hyper-util, no extra dependencies).
 
 use std::sync::OnceLock;
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::{HeaderMap, Method, Request, StatusCode};
@@ -86,4 +87,19 @@ pub async fn try_send(
     tokio::time::timeout(timeout, exchange)
         .await
         .unwrap_or_else(|_| Err(format!("no answer within {timeout:?}")))
+}
+
+/// Waits (at most `within`) until the proxy on `admin_port` answers `/readyz` with 200, as a
+/// load balancer would before sending it traffic.
+pub async fn wait_ready(admin_port: u16, within: Duration) -> bool {
+    let url = format!("http://127.0.0.1:{admin_port}/readyz");
+    let until = std::time::Instant::now() + within;
+    while std::time::Instant::now() < until {
+        let r = try_send(Method::GET, &url, &[], Vec::new(), Duration::from_secs(2)).await;
+        if r.is_ok_and(|r| r.status == 200) {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    false
 }

@@ -58,6 +58,7 @@ pub async fn spawn_proxy(upstream: &str, yaml: &str) -> RunningProxy {
 pub async fn spawn_config(config: Config) -> RunningProxy {
     let app = App::build(config).await.expect("proxy failed to start");
     let (addr, admin) = (app.proxy_addr(), app.admin_addr());
+    let started = app.started_handle();
     let (tx, rx) = oneshot::channel();
     let task = tokio::spawn(async move {
         app.run(async {
@@ -65,6 +66,12 @@ pub async fn spawn_config(config: Config) -> RunningProxy {
         })
         .await;
     });
+    // As a load balancer would (`/readyz`), the tests send lock traffic once the replica has
+    // read Atlantis's lock table (bounded: an unreachable Atlantis never lets it start).
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    while !started() && std::time::Instant::now() < until {
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
     RunningProxy {
         addr,
         admin,
