@@ -568,15 +568,7 @@ impl RepoState {
                 .iter()
                 .any(|f| self.holders.get(f).is_some_and(|h| h.pull != d.pull.number));
             // What is left of the stale grant goes; the lock is not granted to this pull.
-            for f in &fields {
-                if self
-                    .holders
-                    .get(f)
-                    .is_some_and(|h| h.pull == d.pull.number && h.token == token)
-                {
-                    self.holders.remove(f);
-                }
-            }
+            self.drop_grant(&fields, d.pull.number, token);
             if taken_by_other {
                 self.requeue(seq);
                 let out = self.grant_pass(&fields, now);
@@ -701,15 +693,7 @@ impl RepoState {
         let pull = p.dispatch.pull.number;
         let fields: Vec<String> = p.dispatch.locks.iter().map(lock_field).collect();
         if let Some(t) = token {
-            for f in &fields {
-                if self
-                    .holders
-                    .get(f)
-                    .is_some_and(|h| h.pull == pull && h.token == t)
-                {
-                    self.holders.remove(f);
-                }
-            }
+            self.drop_grant(&fields, pull, t);
         }
         let requeued = self.requeue(seq);
         // Atlantis's holder replaces this pull's (whichever of its grants held it); a lock another
@@ -748,19 +732,28 @@ impl RepoState {
         let pull = p.dispatch.pull.number;
         let fields: Vec<String> = p.dispatch.locks.iter().map(lock_field).collect();
         if let Some(t) = token {
-            for f in &fields {
-                if self
-                    .holders
-                    .get(f)
-                    .is_some_and(|h| h.pull == pull && h.token == t)
-                {
-                    self.holders.remove(f);
-                }
-            }
+            self.drop_grant(&fields, pull, t);
         }
         self.clear_in_flight(seq);
         let out = self.grant_pass(&fields, now);
         (true, out)
+    }
+
+    /// Drops the locks of `fields` that `pull` holds under `token` (one grant, not a newer one of
+    /// the same pull); returns those dropped. Waiters are not served.
+    fn drop_grant(&mut self, fields: &[String], pull: i64, token: u64) -> Vec<String> {
+        let mut dropped = Vec::new();
+        for f in fields {
+            if self
+                .holders
+                .get(f)
+                .is_some_and(|h| h.pull == pull && h.token == token)
+            {
+                self.holders.remove(f);
+                dropped.push(f.clone());
+            }
+        }
+        dropped
     }
 
     /// Releases the locks of `fields` that `pull` holds under `token` (a grant Atlantis refused).
@@ -771,17 +764,7 @@ impl RepoState {
         token: u64,
         now: i64,
     ) -> (usize, Vec<Dispatch>) {
-        let mut released = Vec::new();
-        for f in fields {
-            if self
-                .holders
-                .get(f)
-                .is_some_and(|h| h.pull == pull && h.token == token)
-            {
-                self.holders.remove(f);
-                released.push(f.clone());
-            }
-        }
+        let released = self.drop_grant(fields, pull, token);
         let out = self.grant_pass(&released, now);
         (released.len(), out)
     }

@@ -15,10 +15,7 @@ if reason == 'granted' then
   end
   if current then return { 'grant', token, w[8] or '' } end
   -- What is left of the stale grant goes; the lock is not granted to this pull.
-  for _, f in ipairs(locks) do
-    local h = holder(f)
-    if h and h.pull == pull and h.token == token then drop(f, pull) end
-  end
+  drop_grant(locks, pull, token)
   local out = {}
   if taken_by_other then
     requeue(id)

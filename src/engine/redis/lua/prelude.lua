@@ -60,6 +60,20 @@ local function drop(f, pull)
   redis.call('SREM', B .. 'p:' .. pull, f)
 end
 
+-- Drops the locks of `locks` that `pull` holds under fencing token `tok` (one grant, not a
+-- newer one of the same pull); returns those dropped. Waiters are not served.
+local function drop_grant(locks, pull, tok)
+  local dropped = {}
+  for _, f in ipairs(locks) do
+    local h = holder(f)
+    if h and h.pull == pull and h.token == tok then
+      drop(f, pull)
+      dropped[#dropped + 1] = f
+    end
+  end
+  return dropped
+end
+
 local function head(f)
   return redis.call('ZRANGE', B .. 'q:' .. f, 0, 0)[1]
 end

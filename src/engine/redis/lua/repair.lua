@@ -37,12 +37,7 @@ if mode == 'back' then
   if not redis.call('ZSCORE', B .. 'd', id) then return { 0, {} } end
   local pull = redis.call('HGET', B .. 'w:' .. id, 'p')
   local locks = split(redis.call('HGET', B .. 'w:' .. id, 'l'), '\n')
-  if ARGV[6] ~= '' then
-    for _, f in ipairs(locks) do
-      local h = holder(f)
-      if h and h.pull == pull and h.token == ARGV[6] then drop(f, pull) end
-    end
-  end
+  if ARGV[6] ~= '' then drop_grant(locks, pull, ARGV[6]) end
   requeue(id)
   for i = 8, #ARGV - 2, 3 do
     local f, p, u = ARGV[i], ARGV[i + 1], ARGV[i + 2]
@@ -64,12 +59,7 @@ if mode == 'defer' then
   if not lease then return { 0, {} } end
   local w = redis.call('HMGET', B .. 'w:' .. id, 'p', 'l')
   local pull, locks = w[1], split(w[2], '\n')
-  if ARGV[6] ~= '' then
-    for _, f in ipairs(locks) do
-      local h = holder(f)
-      if h and h.pull == pull and h.token == ARGV[6] then drop(f, pull) end
-    end
-  end
+  if ARGV[6] ~= '' then drop_grant(locks, pull, ARGV[6]) end
   clear_in_flight(id, locks)
   local again = NOW + tonumber(ARGV[7])
   if again < tonumber(lease) then redis.call('ZADD', B .. 'd', again, id) end
@@ -77,14 +67,7 @@ if mode == 'defer' then
   return { 1, emit(out) }
 end
 if mode == 'grant' then
-  local pull, tok, released = ARGV[5], ARGV[6], {}
-  for i = 7, #ARGV do
-    local h = holder(ARGV[i])
-    if h and h.pull == pull and h.token == tok then
-      drop(ARGV[i], pull)
-      released[#released + 1] = ARGV[i]
-    end
-  end
+  local released = drop_grant({ unpack(ARGV, 7) }, ARGV[5], ARGV[6])
   grant_pass(released, out)
   return { #released, emit(out) }
 end
@@ -108,12 +91,7 @@ if mode == 'forget' then
   end
   if redis.call('ZSCORE', B .. 'd', id) then
     local w = redis.call('HMGET', B .. 'w:' .. id, 'p', 'k', 'l')
-    if w[2] and w[2] ~= '' then
-      for _, f in ipairs(split(w[3], '\n')) do
-        local h = holder(f)
-        if h and h.pull == w[1] and h.token == w[2] then drop(f, w[1]) end
-      end
-    end
+    if w[2] and w[2] ~= '' then drop_grant(split(w[3], '\n'), w[1], w[2]) end
     finish(id, touched)
     grant_pass(touched, out)
     return { 1, emit(out) }
