@@ -108,8 +108,18 @@ pub trait LockEngine: Send + Sync + 'static {
         by: Option<PullRef>,
     ) -> BoxFuture<'_, EngineResult<ReleaseOutcome>>;
 
-    /// Releases every lock of a pull and removes its queued waiters (dispatched as `Removed`).
-    fn release_pull(&self, pull: PullRef) -> BoxFuture<'_, EngineResult<ReleaseSummary>>;
+    /// Releases every lock of a pull and removes its queued waiters (dispatched as `Dropped`).
+    fn release_pull(&self, pull: PullRef) -> BoxFuture<'_, EngineResult<ReleaseSummary>> {
+        self.release_pull_keeping(pull, Vec::new())
+    }
+
+    /// `release_pull`, except the locks of `keep` the pull still holds under the given fencing
+    /// token (grants whose request may still be on its way through Atlantis).
+    fn release_pull_keeping(
+        &self,
+        pull: PullRef,
+        keep: Vec<(LockKey, u64)>,
+    ) -> BoxFuture<'_, EngineResult<ReleaseSummary>>;
 
     /// Removes a queued waiter (dispatched as `Removed`); false when it is not queued.
     fn remove_waiter(&self, id: WaiterId) -> BoxFuture<'_, EngineResult<bool>>;

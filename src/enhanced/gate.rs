@@ -374,6 +374,102 @@ impl Enhanced {
         }
     }
 
+    /// A close Atlantis carried out (it deleted the pull's locks before answering). Atlantis
+    /// checks that a pull is open when a command starts and takes the lock later, so a grant of
+    /// the pull sent shortly before the close may still take its lock after it: the locks of
+    /// such grants (settle window) stay held until Atlantis is seen not to list them for the
+    /// pull; what it does list stays, as Atlantis keeps it. Everything else goes now.
+    pub async fn release_closed_pull(self: &std::sync::Arc<Self>, pull: &PullRef) {
+        let window = self.settle_window();
+        let locks = match self.engine.list_locks().await {
+            Ok(locks) => locks,
+            Err(e) => {
+                self.engine_failed("list_locks", &e);
+                return self.release_pull(pull, ReleaseReason::PullClosed).await;
+            }
+        };
+        let sent_recently = self.sent_within(pull, window);
+        let landing: Vec<(LockKey, u64)> = locks
+            .into_iter()
+            .filter(|l| {
+                l.pull == *pull
+                    && (sent_recently
+                        || l.acquired_at.elapsed().unwrap_or_default() < window
+                        || self.is_unsettled(&l.key, pull))
+            })
+            .map(|l| (l.key, l.fencing_token))
+            .collect();
+        if landing.is_empty() {
+            return self.release_pull(pull, ReleaseReason::PullClosed).await;
+        }
+        match self
+            .engine
+            .release_pull_keeping(pull.clone(), landing.clone())
+            .await
+        {
+            Ok(summary) => {
+                self.metrics.engine_op("release_pull", true);
+                self.metrics
+                    .locks_released(summary.released.len(), ReleaseReason::PullClosed);
+                tracing::info!(
+                    %pull,
+                    released = summary.released.len(),
+                    removed_waiters = summary.removed_waiters.len(),
+                    landing = landing.len(),
+                    "pull released; locks of its last grants wait until Atlantis has carried them out"
+                );
+            }
+            Err(e) => {
+                self.engine_failed("release_pull", &e);
+                self.release_later(super::PendingRelease::Pull(
+                    pull.clone(),
+                    ReleaseReason::PullClosed,
+                ));
+                return;
+            }
+        }
+        let this = self.clone();
+        let pull = pull.clone();
+        tokio::spawn(async move {
+            this.release_landed(&pull, landing, window).await;
+        });
+    }
+
+    /// After `window`, releases each of `landing` Atlantis does not list for the closed `pull`
+    /// (a lock it lists stays held: Atlantis keeps it until someone unlocks it).
+    async fn release_landed(&self, pull: &PullRef, landing: Vec<(LockKey, u64)>, window: Duration) {
+        tokio::time::sleep(window).await;
+        let listed =
+            match crate::upstream::atlantis_api::list_locks(&self.upstream, Duration::from_secs(5))
+                .await
+            {
+                Ok(locks) => super::dispatcher::parse_locks(&locks),
+                Err(crate::upstream::atlantis_api::LockListError::Unsupported) => Vec::new(),
+                // Unreadable: the reconciler releases what Atlantis does not list.
+                Err(_) => return,
+            };
+        let mut released = 0;
+        for (key, token) in landing {
+            if listed.iter().any(|(k, p, _)| *k == key && p == pull) {
+                tracing::warn!(%pull, %key, "a command of the closed pull took its lock after the close: Atlantis keeps it, and so does the engine");
+                continue;
+            }
+            match self
+                .engine
+                .release_grant(pull.clone(), vec![key.clone()], token)
+                .await
+            {
+                Ok(n) => released += n,
+                Err(e) => {
+                    self.engine_failed("release_grant", &e);
+                    self.release_later(super::PendingRelease::Grant(pull.clone(), key, token));
+                }
+            }
+        }
+        self.metrics
+            .locks_released(released, ReleaseReason::PullClosed);
+    }
+
     /// Mirrors `DELETE /locks?id=` (or an operator's force-release) in the engine.
     pub async fn release_key(&self, key: &LockKey, reason: ReleaseReason) -> bool {
         match self.engine.release(key.clone(), None).await {
@@ -447,7 +543,6 @@ impl Enhanced {
         ) else {
             // The engine is down: the reconciler repairs it from Atlantis afterwards.
             self.engine_lost_sync();
-            self.set_unlocking(&pull, false);
             return;
         };
         let mine: Vec<crate::engine::LockInfo> =

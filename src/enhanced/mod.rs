@@ -94,11 +94,15 @@ pub struct Enhanced {
     pending_releases: std::sync::Mutex<Vec<PendingRelease>>,
     /// Requests being forgotten in the engine (bounded).
     forgetting: Arc<std::sync::atomic::AtomicUsize>,
-    /// Pulls whose `unlock` Atlantis accepted and is carrying out: their grants wait.
-    unlocking: std::sync::Mutex<std::collections::HashSet<crate::classify::PullRef>>,
+    /// Pulls whose release (close or unlock) is under way, with how many: their grants wait.
+    unlocking: std::sync::Mutex<std::collections::HashMap<crate::classify::PullRef, usize>>,
     /// Replays this replica is sending now, per pull (taken under the `unlocking` lock, so a
     /// release either waits for a replay already leaving or stops it from leaving).
     sending: std::sync::Mutex<std::collections::HashMap<crate::classify::PullRef, usize>>,
+    /// When this replica last finished sending a replay, per pull (pruned past the settle
+    /// window): a close of the pull keeps the locks such a replay may still take.
+    last_sent:
+        std::sync::Mutex<std::collections::HashMap<crate::classify::PullRef, tokio::time::Instant>>,
     /// Dispatches this replica is handling now.
     handling: std::sync::Mutex<std::collections::HashSet<crate::engine::WaiterId>>,
     /// Grants forwarded directly whose command Atlantis has not carried out yet (it answers
@@ -185,7 +189,8 @@ impl Enhanced {
             pending_releases: std::sync::Mutex::new(Vec::new()),
             last_legacy: std::sync::Mutex::new(None),
             forgetting: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
-            unlocking: std::sync::Mutex::new(std::collections::HashSet::new()),
+            unlocking: std::sync::Mutex::new(std::collections::HashMap::new()),
+            last_sent: std::sync::Mutex::new(std::collections::HashMap::new()),
             unsettled: std::sync::Mutex::new(std::collections::HashMap::new()),
             sending: std::sync::Mutex::new(std::collections::HashMap::new()),
             handling: std::sync::Mutex::new(std::collections::HashSet::new()),
@@ -292,17 +297,29 @@ impl Enhanced {
     }
 
     /// Marks a pull whose release (close or unlock) is on its way to Atlantis: its grants and
-    /// hand-offs are not sent meanwhile.
+    /// hand-offs are not sent meanwhile. Releases nest: each `true` is ended by one `false`.
     pub(crate) fn set_unlocking(&self, pull: &crate::classify::PullRef, on: bool) {
         let mut u = self
             .unlocking
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         if on {
-            u.insert(pull.clone());
-        } else {
-            u.remove(pull);
+            *u.entry(pull.clone()).or_default() += 1;
+        } else if let Some(n) = u.get_mut(pull) {
+            *n -= 1;
+            if *n == 0 {
+                u.remove(pull);
+            }
         }
+    }
+
+    /// Whether this replica sent a replay of `pull` within `window`.
+    fn sent_within(&self, pull: &crate::classify::PullRef, window: Duration) -> bool {
+        self.last_sent
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(pull)
+            .is_some_and(|t| t.elapsed() < window)
     }
 
     /// Starts sending a replay of `pull`; false (nothing may leave) while its release is under
@@ -312,7 +329,7 @@ impl Enhanced {
             .unlocking
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if unlocking.contains(pull) {
+        if unlocking.contains_key(pull) {
             return None;
         }
         *self
@@ -322,7 +339,7 @@ impl Enhanced {
             .entry(pull.clone())
             .or_default() += 1;
         Some(SendingGuard {
-            sending: &self.sending,
+            enhanced: self,
             pull: pull.clone(),
         })
     }
@@ -347,7 +364,7 @@ impl Enhanced {
         self.unlocking
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .contains(pull)
+            .contains_key(pull)
     }
 
     /// Whether the engine is in step with Atlantis (no unrepaired outage).
@@ -600,13 +617,27 @@ impl Enhanced {
 
 /// A replay on its way to Atlantis (see `Enhanced::begin_sending`).
 struct SendingGuard<'a> {
-    sending: &'a std::sync::Mutex<std::collections::HashMap<crate::classify::PullRef, usize>>,
+    enhanced: &'a Enhanced,
     pull: crate::classify::PullRef,
 }
 
 impl Drop for SendingGuard<'_> {
     fn drop(&mut self) {
+        let now = tokio::time::Instant::now();
+        {
+            let window = self.enhanced.settle_window();
+            let mut sent = self
+                .enhanced
+                .last_sent
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if sent.len() >= 1024 {
+                sent.retain(|_, t| now.duration_since(*t) < window);
+            }
+            sent.insert(self.pull.clone(), now);
+        }
         let mut s = self
+            .enhanced
             .sending
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);

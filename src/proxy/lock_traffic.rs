@@ -54,22 +54,18 @@ pub async fn carry(
                 }
                 match cause {
                     // Atlantis cleans up a closed pull before it answers (403 when it failed).
-                    ReleaseCause::PullClosed => {
-                        state
-                            .enhanced
-                            .release_pull(&pull, ReleaseReason::PullClosed)
-                            .await;
-                        state.enhanced.set_unlocking(&pull, false);
-                    }
+                    ReleaseCause::PullClosed => state.enhanced.release_closed_pull(&pull).await,
                     // Atlantis answers an `unlock` before acting and may still refuse it: the
                     // engine follows its lock table, in the background.
                     ReleaseCause::UnlockComment => {
-                        state.enhanced.release_pull_when_unlocked(pull).await;
+                        state
+                            .enhanced
+                            .release_pull_when_unlocked(pull.clone())
+                            .await;
                     }
                 }
-            } else {
-                state.enhanced.set_unlocking(&pull, false);
             }
+            state.enhanced.set_unlocking(&pull, false);
             (resp, "legacy")
         }
         Operation::ReleaseKey { key } => {

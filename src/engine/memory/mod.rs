@@ -568,14 +568,21 @@ impl LockEngine for MemoryEngine {
         })
     }
 
-    fn release_pull(&self, pull: PullRef) -> BoxFuture<'_, EngineResult<ReleaseSummary>> {
+    fn release_pull_keeping(
+        &self,
+        pull: PullRef,
+        keep: Vec<(LockKey, u64)>,
+    ) -> BoxFuture<'_, EngineResult<ReleaseSummary>> {
         Box::pin(async move {
+            let keep: Vec<(String, u64)> = keep.iter().map(|(k, t)| (lock_field(k), *t)).collect();
             self.with_repo(&pull.repo, false, |repo, now| {
                 let mut summary = ReleaseSummary::default();
                 let fields: Vec<String> = repo
                     .holders
                     .iter()
-                    .filter(|(_, h)| h.pull == pull.number)
+                    .filter(|(f, h)| {
+                        h.pull == pull.number && !keep.iter().any(|(k, t)| k == *f && *t == h.token)
+                    })
                     .map(|(f, _)| f.clone())
                     .collect();
                 let mut touched = fields.clone();
@@ -598,12 +605,14 @@ impl LockEngine for MemoryEngine {
                         out.push(d);
                     }
                 }
-                // Hand-offs of the pull not sent yet are dropped too: it is closed or unlocked.
+                // Grants and hand-offs of the pull not sent yet are dropped too: it is closed or
+                // unlocked (a kept lock stays held until the caller releases it).
                 for p in repo.pending.values_mut() {
                     if p.dispatch.pull.number == pull.number
                         && matches!(
                             p.dispatch.reason,
-                            DispatchReason::TimedOut
+                            DispatchReason::Granted
+                                | DispatchReason::TimedOut
                                 | DispatchReason::DeadlockVictim
                                 | DispatchReason::Removed
                         )

@@ -743,9 +743,17 @@ impl LockEngine for RedisEngine {
         })
     }
 
-    fn release_pull(&self, pull: PullRef) -> BoxFuture<'_, EngineResult<ReleaseSummary>> {
+    fn release_pull_keeping(
+        &self,
+        pull: PullRef,
+        keep: Vec<(LockKey, u64)>,
+    ) -> BoxFuture<'_, EngineResult<ReleaseSummary>> {
         Box::pin(async move {
-            let args = vec![b"pull".to_vec(), pull.number.to_string().into_bytes()];
+            let mut args = vec![b"pull".to_vec(), pull.number.to_string().into_bytes()];
+            for (key, token) in &keep {
+                args.push(lock_field(key).into_bytes());
+                args.push(token.to_string().into_bytes());
+            }
             let r = self.release_script(&pull.repo, args).await?;
             let mut released: Vec<LockKey> =
                 r.released.iter().map(|f| lock_key(&pull.repo, f)).collect();

@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use atlantis_lock_proxy::classify::LockKey;
 use atlantis_lock_proxy::classify::Priority::{self, Critical, High, Low, Normal};
 use atlantis_lock_proxy::engine::{
     AcquireOutcome, Blocker, DispatchReason, EngineError, EngineStats, QueueOutcome, ReleaseOutcome,
@@ -371,6 +372,51 @@ pub async fn release_pull_and_remove(mut ctx: Ctx) {
     assert_eq!(summary.released, vec![key("a"), key("b")]);
     let d = next(&mut rx).await;
     assert_eq!((d.reason, d.id), (DispatchReason::Granted, w3.waiter_id));
+}
+
+/// A closed pull's locks go, except those named with the token the pull holds them under (a
+/// grant Atlantis may still carry out); a kept lock is released later by its own grant.
+pub async fn release_pull_keeping(mut ctx: Ctx) {
+    let e = ctx.engine().await;
+    let mut rx = e.take_dispatches().expect("dispatches");
+    let t = granted_token(&*e, 1, &["a", "b"]).await;
+    let u = granted_token(&*e, 1, &["c"]).await;
+    let w2 = queue(&*e, 2, Normal, &["a"]).await;
+    let w3 = queue(&*e, 3, Normal, &["b"]).await;
+    // `c` is named under a stale token: it goes like the rest.
+    let summary = e
+        .release_pull_keeping(pull(1), vec![(key("a"), t), (key("c"), u + 100)])
+        .await
+        .expect("release pull");
+    assert_eq!(summary.released, vec![key("b"), key("c")]);
+    let d = next(&mut rx).await;
+    assert_eq!((d.reason, &d.id), (DispatchReason::Granted, &w3.waiter_id));
+    // Pull 3 closes before its grant is sent: the grant is not sent, its lock stays held.
+    let t3 = d.fencing_token.expect("token");
+    e.release_pull_keeping(pull(3), vec![(key("b"), t3)])
+        .await
+        .expect("release pull 3");
+    assert_eq!(
+        e.admit(&d).await.expect("admit"),
+        atlantis_lock_proxy::engine::Admission::Dropped
+    );
+    let held: Vec<(LockKey, i64)> = e
+        .list_locks()
+        .await
+        .expect("locks")
+        .into_iter()
+        .map(|l| (l.key, l.pull.number))
+        .collect();
+    assert!(held.contains(&(key("a"), 1)), "kept: {held:?}");
+    assert!(held.contains(&(key("b"), 3)), "kept: {held:?}");
+    assert_eq!(
+        e.release_grant(pull(1), vec![key("a")], t)
+            .await
+            .expect("release"),
+        1
+    );
+    let d = next(&mut rx).await;
+    assert_eq!((d.reason, d.id), (DispatchReason::Granted, w2.waiter_id));
 }
 
 pub async fn reoffer(mut ctx: Ctx) {

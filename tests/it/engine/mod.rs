@@ -21,6 +21,10 @@ macro_rules! conformance {
             }
 
             #[tokio::test]
+            async fn release_pull_keeps_landing_grants() {
+                cases::release_pull_keeping(ctx().await).await;
+            }
+            #[tokio::test]
             async fn mutual_exclusion() {
                 cases::mutual_exclusion(ctx().await).await;
             }

@@ -1,5 +1,6 @@
 //! Seeded simulation: `ALP_SIM_SEEDS` runs per backend (default: 1,000 on memory, 12 on Redis),
-//! `ALP_SIM_SEED` replays one seed, `ALP_SIM_OPS` sets the operations per run.
+//! `ALP_SIM_SEED` replays one seed, `ALP_SIM_REPEAT` runs each seed that many times (timing
+//! differs run to run), `ALP_SIM_OPS` sets the operations per run.
 
 use std::time::{Duration, Instant};
 
@@ -77,82 +78,68 @@ fn seeds(count: u64, base: u64) -> Vec<u64> {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn seeded_interleavings_keep_mutual_exclusion_memory() {
-    let ops = env_u64("ALP_SIM_OPS", 24);
+/// Runs `seeds` (repeated `ALP_SIM_REPEAT` times, to shake out timing), `concurrency` at a
+/// time: runs are independent worlds. The first failure fails the test with its trace.
+async fn run_many(
+    seeds: Vec<u64>,
+    concurrency: usize,
+    ops: u64,
+    redis: bool,
+    outages: bool,
+    label: &str,
+) {
     let start = Instant::now();
-    let seeds = seeds(1000, 1);
+    let repeat = env_u64("ALP_SIM_REPEAT", 1).max(1) as usize;
+    let seeds: Vec<u64> = seeds
+        .iter()
+        .flat_map(|s| std::iter::repeat_n(*s, repeat))
+        .collect();
     let n = seeds.len();
-    // Runs are independent worlds: run many at once.
     let mut tasks = tokio::task::JoinSet::new();
     let mut it = seeds.into_iter();
-    for seed in it.by_ref().take(12) {
-        tasks.spawn(run(seed, ops, false, false));
+    for seed in it.by_ref().take(concurrency) {
+        tasks.spawn(run(seed, ops, redis, outages));
     }
     while let Some(done) = tasks.join_next().await {
         if let Err(e) = done {
             std::panic::resume_unwind(e.into_panic());
         }
         if let Some(seed) = it.next() {
-            tasks.spawn(run(seed, ops, false, false));
+            tasks.spawn(run(seed, ops, redis, outages));
         }
     }
     eprintln!(
-        "simulation (memory): {n} seeds × {ops} operations in {:?}",
+        "simulation ({label}): {n} runs × {ops} operations in {:?}",
         start.elapsed()
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn seeded_interleavings_keep_mutual_exclusion_memory() {
+    let ops = env_u64("ALP_SIM_OPS", 24);
+    run_many(seeds(1000, 1), 12, ops, false, false, "memory").await;
 }
 
 /// Two replicas on one Redis with replica crashes (`kill -9`), no Redis outage.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn seeded_interleavings_keep_mutual_exclusion_redis_two_replicas() {
     let ops = env_u64("ALP_SIM_OPS", 40);
-    let start = Instant::now();
-    let seeds = seeds(24, 200_001);
-    let n = seeds.len();
-    let mut tasks = tokio::task::JoinSet::new();
-    let mut it = seeds.into_iter();
-    for seed in it.by_ref().take(4) {
-        tasks.spawn(run(seed, ops, true, false));
-    }
-    while let Some(done) = tasks.join_next().await {
-        if let Err(e) = done {
-            std::panic::resume_unwind(e.into_panic());
-        }
-        if let Some(seed) = it.next() {
-            tasks.spawn(run(seed, ops, true, false));
-        }
-    }
-    eprintln!(
-        "simulation (redis, two replicas, crashes): {n} seeds × {ops} operations in {:?}",
-        start.elapsed()
-    );
+    run_many(
+        seeds(24, 200_001),
+        4,
+        ops,
+        true,
+        false,
+        "redis, two replicas, crashes",
+    )
+    .await;
 }
 
 /// Adds Redis pauses and restarts: still finds the outage races README "Guarantees" lists as
-/// known limits, in about 1 seed of 100.
+/// known limits (most 200-seed runs fail within their first 100 seeds).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "finds the known outage races (README, Guarantees; issue 13 open): run by hand with --ignored"]
 async fn seeded_interleavings_keep_mutual_exclusion_redis_with_faults() {
     let ops = env_u64("ALP_SIM_OPS", 40);
-    let start = Instant::now();
-    let seeds = seeds(12, 100_001);
-    let n = seeds.len();
-    let mut tasks = tokio::task::JoinSet::new();
-    let mut it = seeds.into_iter();
-    for seed in it.by_ref().take(4) {
-        tasks.spawn(run(seed, ops, true, true));
-    }
-    while let Some(done) = tasks.join_next().await {
-        if let Err(e) = done {
-            std::panic::resume_unwind(e.into_panic());
-        }
-        if let Some(seed) = it.next() {
-            tasks.spawn(run(seed, ops, true, true));
-        }
-    }
-    eprintln!(
-        "simulation (redis, faults): {n} seeds × {ops} operations in {:?}",
-        start.elapsed()
-    );
+    run_many(seeds(12, 100_001), 4, ops, true, true, "redis, faults").await;
 }

@@ -151,6 +151,8 @@ impl World {
         .await;
         // Atlantis acts 2–30 ms after it answered a webhook, in an order the seed decides.
         fake.set_processing(Duration::from_millis(2), Duration::from_millis(28), seed);
+        // ...and a plan takes its lock up to 10 ms after checking that its pull is open.
+        fake.set_lock_gap(Duration::from_millis(10));
         let yaml = yaml(redis.as_ref(), queue_timeout);
         let mut w = World {
             seed,

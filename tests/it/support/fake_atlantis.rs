@@ -62,6 +62,9 @@ struct Inner {
     processing: (Duration, Duration),
     /// Seeded generator for the jitter.
     rng: u64,
+    /// How long after a command's checks (the pull is open, not a fork) its plan takes the
+    /// lock, `[0, max)`: Atlantis checks first, then clones and locks.
+    lock_gap: Duration,
     /// `GET /api/locks` waits this long (a busy Atlantis lists its locks slowly).
     api_locks_delay: Duration,
     /// Requests the proxy marked as admitted that met another pull's lock.
@@ -218,6 +221,26 @@ impl FakeAtlantis {
         let mut inner = self.inner.lock().unwrap();
         inner.processing = (min, jitter);
         inner.rng = seed | 1;
+    }
+
+    /// A plan takes its lock up to `max` after the command's checks (a close in between does
+    /// not stop it, as in Atlantis).
+    pub fn set_lock_gap(&self, max: Duration) {
+        self.inner.lock().unwrap().lock_gap = max;
+    }
+
+    fn lock_gap(&self) -> Duration {
+        let mut inner = self.inner.lock().unwrap();
+        let max = inner.lock_gap.as_micros() as u64;
+        if max == 0 || inner.rng == 0 {
+            return Duration::ZERO;
+        }
+        let mut x = inner.rng;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        inner.rng = x;
+        Duration::from_micros(x % max)
     }
 
     /// `GET /api/locks` answers after `d`.
@@ -455,7 +478,7 @@ async fn events(State(fake): State<FakeAtlantis>, headers: HeaderMap, body: Byte
             let delay = fake.processing_delay();
             tokio::spawn(async move {
                 tokio::time::sleep(delay).await;
-                fake.run_command(&repo, pull, &user, cmd, &meta);
+                fake.run_command(&repo, pull, &user, cmd, &meta).await;
             });
             text(StatusCode::OK, "Processing...")
         }
@@ -510,7 +533,8 @@ async fn events(State(fake): State<FakeAtlantis>, headers: HeaderMap, body: Byte
                                 project: String::new(),
                             },
                             &meta,
-                        );
+                        )
+                        .await;
                     });
                     text(StatusCode::OK, "Processing...")
                 }
@@ -567,7 +591,7 @@ fn gitlab_events(fake: FakeAtlantis, headers: HeaderMap, body: Bytes) -> Respons
             let delay = fake.processing_delay();
             tokio::spawn(async move {
                 tokio::time::sleep(delay).await;
-                fake.run_command(&repo, pull, &user, cmd, &meta);
+                fake.run_command(&repo, pull, &user, cmd, &meta).await;
             });
             text(StatusCode::OK, "Processing...")
         }
@@ -680,7 +704,7 @@ impl FakeAtlantis {
             .retain(|_, l| !(l.repo == repo && l.pull == pull));
     }
 
-    fn run_command(&self, repo: &str, pull: i64, user: &str, cmd: Cmd, meta: &Meta) {
+    async fn run_command(&self, repo: &str, pull: i64, user: &str, cmd: Cmd, meta: &Meta) {
         let closed = {
             let mut inner = self.inner.lock().unwrap();
             let closed = inner.closed.contains(&(repo.to_owned(), pull));
@@ -760,6 +784,10 @@ impl FakeAtlantis {
                     user: user.into(),
                 };
                 let key = key_of(&lock.repo, &lock.path, &lock.workspace, &lock.project);
+                let gap = self.lock_gap();
+                if !gap.is_zero() {
+                    tokio::time::sleep(gap).await;
+                }
                 match self.try_lock(lock) {
                     Ok(()) => self.comment(
                         repo,
