@@ -150,7 +150,8 @@ pub trait LockEngine: Send + Sync + 'static {
 
     /// Hands an admitted dispatch back when Atlantis holds its locks for other pulls: the locks
     /// it holds under `token` are released, `atlantis` holders (key, pull, user) are adopted where
-    /// free, and the waiter queues again in its old place. False when the dispatch is gone.
+    /// free, and the waiter queues again in its old place. False when the dispatch is gone, or
+    /// was dropped because its pull was released meanwhile (then it is finished instead).
     fn hand_back(
         &self,
         dispatch: &Dispatch,

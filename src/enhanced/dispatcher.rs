@@ -241,6 +241,14 @@ impl Enhanced {
             AtlantisView::Disagrees(holders) => {
                 // Atlantis is the truth: its holder keeps the lock, this waiter queues behind it.
                 tracing::warn!(waiter = %d.id, pull = %d.pull, "Atlantis still lists the lock held by another pull: grant handed back, waiter queued again");
+                // A pull closed or unlocked meanwhile is told its command was dropped (the
+                // engine also refuses to queue a dropped dispatch again, if the release is later).
+                if let Ok(Admission::Dropped) = self.engine.admit(&d).await {
+                    self.metrics.replay("dropped");
+                    self.notice_dispatch(&d, &stored, DispatchReason::Dropped)
+                        .await;
+                    return;
+                }
                 self.metrics.replay("handed_back");
                 if let Err(e) = self.engine.hand_back(&d, Some(token), holders).await {
                     tracing::warn!(waiter = %d.id, error = %e, "hand-back failed; the dispatch is offered again later");

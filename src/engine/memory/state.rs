@@ -678,7 +678,8 @@ impl RepoState {
 
     /// Hands a grant back: the waiter of dispatch `seq` queues again in its old place, its
     /// locks held under the dispatch's token are released, and each lock Atlantis lists for
-    /// another pull is adopted for that pull. False when the dispatch is gone.
+    /// another pull is adopted for that pull. False when the dispatch is gone, or dropped because
+    /// its pull was released meanwhile (it is finished, not queued again).
     pub fn hand_back(
         &mut self,
         seq: u64,
@@ -691,9 +692,16 @@ impl RepoState {
             return (false, Vec::new());
         };
         let pull = p.dispatch.pull.number;
+        let dropped = p.dispatch.reason == DispatchReason::Dropped;
         let fields: Vec<String> = p.dispatch.locks.iter().map(lock_field).collect();
         if let Some(t) = token {
             self.drop_grant(&fields, pull, t);
+        }
+        if dropped {
+            // Its pull was closed or unlocked meanwhile: the waiter is not queued again.
+            let mut touched = self.finish(seq);
+            touched.extend(fields);
+            return (false, self.grant_pass(&touched, now));
         }
         let requeued = self.requeue(seq);
         // Atlantis's holder replaces this pull's (whichever of its grants held it); a lock another

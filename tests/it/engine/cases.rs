@@ -419,6 +419,33 @@ pub async fn release_pull_keeping(mut ctx: Ctx) {
     assert_eq!((d.reason, d.id), (DispatchReason::Granted, w2.waiter_id));
 }
 
+/// A grant handed back (Atlantis lists another holder) after its pull was released is dropped,
+/// not queued again: a closed pull's command never replays.
+pub async fn hand_back_after_release(mut ctx: Ctx) {
+    let e = ctx.engine().await;
+    let mut rx = e.take_dispatches().expect("dispatches");
+    granted_token(&*e, 1, &["a"]).await;
+    queue(&*e, 2, Normal, &["a"]).await;
+    e.release_pull(pull(1)).await.expect("release pull 1");
+    let d = next(&mut rx).await;
+    assert_eq!(d.reason, DispatchReason::Granted);
+    let t = d.fencing_token.expect("token");
+    e.release_pull_keeping(pull(2), vec![(key("a"), t)])
+        .await
+        .expect("release pull 2");
+    assert!(
+        !e.hand_back(&d, Some(t), Vec::new())
+            .await
+            .expect("hand back")
+    );
+    assert_eq!(
+        e.admit(&d).await.expect("admit"),
+        atlantis_lock_proxy::engine::Admission::Done
+    );
+    // Nothing of pull 2 is left: the lock is free for pull 3.
+    granted_token(&*e, 3, &["a"]).await;
+}
+
 pub async fn reoffer(mut ctx: Ctx) {
     ctx.settings().dispatch_lease = Duration::from_millis(1500);
     let a = ctx.engine_as("replica-a").await;

@@ -25,6 +25,10 @@ macro_rules! conformance {
                 cases::release_pull_keeping(ctx().await).await;
             }
             #[tokio::test]
+            async fn hand_back_after_release_is_dropped() {
+                cases::hand_back_after_release(ctx().await).await;
+            }
+            #[tokio::test]
             async fn mutual_exclusion() {
                 cases::mutual_exclusion(ctx().await).await;
             }

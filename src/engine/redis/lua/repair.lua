@@ -5,7 +5,8 @@
 --            (fresh: the repository had no state before, so it must be listed again).
 --   'back':  ARGV[5] dispatch id, [6] token or '', [7] hold ms, [8..] triples field, pull, user.
 --            Releases the dispatch's locks held under token, queues its waiter again in its old
---            place, adopts each listed holder where the lock is free. Replies {0/1, dispatches}.
+--            place, adopts each listed holder where the lock is free. Replies {0/1, dispatches}; 0
+--            also when its pull was released meanwhile (the dispatch is dropped, not queued again).
 --   'grant': ARGV[5] pull, [6] token, [7..] fields. Releases those the pull holds under token.
 --            Replies {released count, dispatches}.
 --   'defer': ARGV[5] dispatch id, [6] token or '', [7] ms until it is offered again. Releases the
@@ -38,6 +39,14 @@ if mode == 'back' then
   local pull = redis.call('HGET', B .. 'w:' .. id, 'p')
   local locks = split(redis.call('HGET', B .. 'w:' .. id, 'l'), '\n')
   if ARGV[6] ~= '' then drop_grant(locks, pull, ARGV[6]) end
+  if redis.call('HGET', B .. 'w:' .. id, 'z') == 'dropped' then
+    -- Its pull was closed or unlocked meanwhile: the waiter is not queued again.
+    local touched = {}
+    finish(id, touched)
+    for _, f in ipairs(locks) do touched[#touched + 1] = f end
+    grant_pass(touched, out)
+    return { 0, emit(out) }
+  end
   requeue(id)
   for i = 8, #ARGV - 2, 3 do
     local f, p, u = ARGV[i], ARGV[i + 1], ARGV[i + 2]
