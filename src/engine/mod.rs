@@ -37,7 +37,7 @@ pub use settings::{EngineSettings, RedisSettings, SHADOW_KEY_PREFIX, priority_of
 pub use stats::EngineStats;
 pub use types::{
     AcquireOutcome, AcquireRequest, Admission, Blocker, DeadlockRecord, Dispatch, DispatchReason,
-    EngineError, Enqueued, Grant, LockInfo, Preempted, QueueCap, QueueInfo, QueueOutcome,
+    EngineError, Enqueued, Grant, HandBack, LockInfo, Preempted, QueueCap, QueueInfo, QueueOutcome,
     QueuePosition, ReleaseOutcome, ReleaseSummary, WaiterId, WaiterInfo, from_unix_ms, unix_ms,
 };
 
@@ -150,14 +150,14 @@ pub trait LockEngine: Send + Sync + 'static {
 
     /// Hands an admitted dispatch back when Atlantis holds its locks for other pulls: the locks
     /// it holds under `token` are released, `atlantis` holders (key, pull, user) are adopted where
-    /// free, and the waiter queues again in its old place. False when the dispatch is gone, or
-    /// was dropped because its pull was released meanwhile (then it is finished instead).
+    /// free, and the waiter queues again in its old place, unless its pull was released
+    /// meanwhile (then the dispatch is finished instead).
     fn hand_back(
         &self,
         dispatch: &Dispatch,
         token: Option<u64>,
         atlantis: Vec<(LockKey, PullRef, String)>,
-    ) -> BoxFuture<'_, EngineResult<bool>>;
+    ) -> BoxFuture<'_, EngineResult<HandBack>>;
 
     /// Puts off a hand-off that was not sent: the locks it took under `token` are released, its
     /// locks stop being in flight (nobody waits on a hand-off that will not reach Atlantis), and

@@ -205,6 +205,18 @@ pub struct Dispatch {
     pub attempt: u32,
 }
 
+/// What became of a grant handed back (see [`LockEngine::hand_back`](super::LockEngine::hand_back)).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HandBack {
+    /// The waiter queues again in its old place.
+    Requeued,
+    /// Its pull was closed or unlocked meanwhile: the dispatch is finished, not queued again
+    /// (tell the pull).
+    Dropped,
+    /// The dispatch is gone (confirmed or cancelled elsewhere).
+    Gone,
+}
+
 /// What the dispatcher may do with a dispatch right before it sends anything to Atlantis,
 /// decided atomically by [`LockEngine::admit`](super::LockEngine::admit) (DESIGN.md §10.2–3).
 #[derive(Clone, Debug, PartialEq, Eq)]

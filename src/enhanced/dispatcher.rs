@@ -21,7 +21,9 @@ use tracing::Instrument;
 
 use super::Enhanced;
 use crate::classify::{LockKey, PullRef};
-use crate::engine::{Admission, Blocker, Dispatch, DispatchReason, DispatchReceiver, Preempted};
+use crate::engine::{
+    Admission, Blocker, Dispatch, DispatchReason, DispatchReceiver, HandBack, Preempted,
+};
 use crate::telemetry::{self, FailReason};
 use crate::upstream::atlantis_api::{self, AtlantisLock, LockListError};
 use crate::upstream::replay::{ReplayOutcome, StoredRequest, replay};
@@ -241,17 +243,18 @@ impl Enhanced {
             AtlantisView::Disagrees(holders) => {
                 // Atlantis is the truth: its holder keeps the lock, this waiter queues behind it.
                 tracing::warn!(waiter = %d.id, pull = %d.pull, "Atlantis still lists the lock held by another pull: grant handed back, waiter queued again");
-                // A pull closed or unlocked meanwhile is told its command was dropped (the
-                // engine also refuses to queue a dropped dispatch again, if the release is later).
-                if let Ok(Admission::Dropped) = self.engine.admit(&d).await {
-                    self.metrics.replay("dropped");
-                    self.notice_dispatch(&d, &stored, DispatchReason::Dropped)
-                        .await;
-                    return;
-                }
-                self.metrics.replay("handed_back");
-                if let Err(e) = self.engine.hand_back(&d, Some(token), holders).await {
-                    tracing::warn!(waiter = %d.id, error = %e, "hand-back failed; the dispatch is offered again later");
+                match self.engine.hand_back(&d, Some(token), holders).await {
+                    Ok(HandBack::Requeued) => self.metrics.replay("handed_back"),
+                    // Its pull was closed or unlocked meanwhile: dropped, not queued again.
+                    Ok(HandBack::Dropped) => {
+                        self.metrics.replay("dropped");
+                        self.notice_dispatch(&d, &stored, DispatchReason::Dropped)
+                            .await;
+                    }
+                    Ok(HandBack::Gone) => {}
+                    Err(e) => {
+                        tracing::warn!(waiter = %d.id, error = %e, "hand-back failed; the dispatch is offered again later");
+                    }
                 }
                 return;
             }

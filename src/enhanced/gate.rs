@@ -354,22 +354,37 @@ impl Enhanced {
     /// After Atlantis accepted a release, mirror it in the engine; grants follow through the
     /// dispatcher.
     pub async fn release_pull(&self, pull: &PullRef, reason: ReleaseReason) {
-        match self.engine.release_pull(pull.clone()).await {
+        self.release_pull_keeping(pull, reason, Vec::new()).await;
+    }
+
+    /// `release_pull`, except the locks of `keep` the pull holds under those tokens; false when
+    /// the engine failed (the release is journaled for the reconciler).
+    async fn release_pull_keeping(
+        &self,
+        pull: &PullRef,
+        reason: ReleaseReason,
+        keep: Vec<(LockKey, u64)>,
+    ) -> bool {
+        let kept = keep.len();
+        match self.engine.release_pull_keeping(pull.clone(), keep).await {
             Ok(summary) => {
                 self.metrics.engine_op("release_pull", true);
                 self.metrics.locks_released(summary.released.len(), reason);
-                if !summary.released.is_empty() || !summary.removed_waiters.is_empty() {
+                if !summary.released.is_empty() || !summary.removed_waiters.is_empty() || kept > 0 {
                     tracing::info!(
                         %pull,
                         released = summary.released.len(),
                         removed_waiters = summary.removed_waiters.len(),
+                        kept,
                         "pull released"
                     );
                 }
+                true
             }
             Err(e) => {
                 self.engine_failed("release_pull", &e);
                 self.release_later(super::PendingRelease::Pull(pull.clone(), reason));
+                false
             }
         }
     }
@@ -399,34 +414,12 @@ impl Enhanced {
             })
             .map(|l| (l.key, l.fencing_token))
             .collect();
-        if landing.is_empty() {
-            return self.release_pull(pull, ReleaseReason::PullClosed).await;
-        }
-        match self
-            .engine
-            .release_pull_keeping(pull.clone(), landing.clone())
+        if !self
+            .release_pull_keeping(pull, ReleaseReason::PullClosed, landing.clone())
             .await
+            || landing.is_empty()
         {
-            Ok(summary) => {
-                self.metrics.engine_op("release_pull", true);
-                self.metrics
-                    .locks_released(summary.released.len(), ReleaseReason::PullClosed);
-                tracing::info!(
-                    %pull,
-                    released = summary.released.len(),
-                    removed_waiters = summary.removed_waiters.len(),
-                    landing = landing.len(),
-                    "pull released; locks of its last grants wait until Atlantis has carried them out"
-                );
-            }
-            Err(e) => {
-                self.engine_failed("release_pull", &e);
-                self.release_later(super::PendingRelease::Pull(
-                    pull.clone(),
-                    ReleaseReason::PullClosed,
-                ));
-                return;
-            }
+            return;
         }
         let this = self.clone();
         let pull = pull.clone();

@@ -20,7 +20,7 @@ use tokio::time::Instant;
 use self::state::{Check, Pending, RepoState};
 use super::deadlock::{find_victim, remove_waiter};
 use super::events::{self, TARGET};
-use super::types::{lock_field, lock_key, unix_ms};
+use super::types::{HandBack, lock_field, lock_key, unix_ms};
 use super::{
     AcquireOutcome, AcquireRequest, Admission, DeadlockRecord, Dispatch, DispatchReason,
     DispatchReceiver, EngineError, EngineResult, EngineSettings, EngineStats, Enqueued, Grant,
@@ -760,7 +760,7 @@ impl LockEngine for MemoryEngine {
         dispatch: &Dispatch,
         token: Option<u64>,
         atlantis: Vec<(LockKey, PullRef, String)>,
-    ) -> BoxFuture<'_, EngineResult<bool>> {
+    ) -> BoxFuture<'_, EngineResult<HandBack>> {
         let id = dispatch.id.clone();
         let hold_ms = self.settings.default_timeout.as_millis() as i64;
         Box::pin(async move {
@@ -775,7 +775,7 @@ impl LockEngine for MemoryEngine {
                     self.deliver(repo, out, now);
                     back
                 })
-                .unwrap_or(false))
+                .unwrap_or(HandBack::Gone))
         })
     }
 

@@ -5,8 +5,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use crate::engine::deadlock::{WaitGraphInput, WaitNode};
 use crate::engine::settings::EngineSettings;
 use crate::engine::types::{
-    Admission, Blocker, DeadlockRecord, Dispatch, DispatchReason, EngineError, Grant, Preempted,
-    QueueCap, QueuePosition, WaiterId, from_unix_ms, lock_field, lock_key,
+    Admission, Blocker, DeadlockRecord, Dispatch, DispatchReason, EngineError, Grant, HandBack,
+    Preempted, QueueCap, QueuePosition, WaiterId, from_unix_ms, lock_field, lock_key,
 };
 use crate::vocab::{Priority, PullRef};
 
@@ -678,8 +678,8 @@ impl RepoState {
 
     /// Hands a grant back: the waiter of dispatch `seq` queues again in its old place, its
     /// locks held under the dispatch's token are released, and each lock Atlantis lists for
-    /// another pull is adopted for that pull. False when the dispatch is gone, or dropped because
-    /// its pull was released meanwhile (it is finished, not queued again).
+    /// another pull is adopted for that pull; a dispatch dropped because its pull was released
+    /// meanwhile is finished instead.
     pub fn hand_back(
         &mut self,
         seq: u64,
@@ -687,9 +687,9 @@ impl RepoState {
         atlantis: &[(String, i64, String)],
         hold_ms: i64,
         now: i64,
-    ) -> (bool, Vec<Dispatch>) {
+    ) -> (HandBack, Vec<Dispatch>) {
         let Some(p) = self.pending.get(&seq) else {
-            return (false, Vec::new());
+            return (HandBack::Gone, Vec::new());
         };
         let pull = p.dispatch.pull.number;
         let dropped = p.dispatch.reason == DispatchReason::Dropped;
@@ -701,7 +701,7 @@ impl RepoState {
             // Its pull was closed or unlocked meanwhile: the waiter is not queued again.
             let mut touched = self.finish(seq);
             touched.extend(fields);
-            return (false, self.grant_pass(&touched, now));
+            return (HandBack::Dropped, self.grant_pass(&touched, now));
         }
         let requeued = self.requeue(seq);
         // Atlantis's holder replaces this pull's (whichever of its grants held it); a lock another
@@ -722,7 +722,12 @@ impl RepoState {
             }
         }
         let out = self.grant_pass(&fields, now);
-        (requeued, out)
+        let back = if requeued {
+            HandBack::Requeued
+        } else {
+            HandBack::Gone
+        };
+        (back, out)
     }
 
     /// Puts off the hand-off of dispatch `seq` (see `LockEngine::defer`).

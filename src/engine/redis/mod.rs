@@ -42,7 +42,7 @@ use self::reply::{
 use self::scripts::Scripts;
 use super::deadlock::{find_victim, remove_waiter};
 use super::events::{self, TARGET};
-use super::types::{lock_field, lock_key};
+use super::types::{HandBack, lock_field, lock_key};
 use super::{
     AcquireOutcome, AcquireRequest, Admission, Blocker, DeadlockRecord, Dispatch, DispatchReceiver,
     EngineError, EngineResult, EngineSettings, EngineStats, Enqueued, Grant, LockEngine, LockInfo,
@@ -916,7 +916,7 @@ impl LockEngine for RedisEngine {
         dispatch: &Dispatch,
         token: Option<u64>,
         atlantis: Vec<(LockKey, PullRef, String)>,
-    ) -> BoxFuture<'_, EngineResult<bool>> {
+    ) -> BoxFuture<'_, EngineResult<HandBack>> {
         let id = dispatch.id.clone();
         let hold = self.settings.default_timeout.as_millis() as u64;
         Box::pin(async move {
@@ -933,7 +933,11 @@ impl LockEngine for RedisEngine {
                 args.push(p.number.to_string().into_bytes());
                 args.push(u.into_bytes());
             }
-            Ok(self.repair(&id.repo, "back", args).await? == 1)
+            Ok(match self.repair(&id.repo, "back", args).await? {
+                1 => HandBack::Requeued,
+                2 => HandBack::Dropped,
+                _ => HandBack::Gone,
+            })
         })
     }
 

@@ -433,10 +433,11 @@ pub async fn hand_back_after_release(mut ctx: Ctx) {
     e.release_pull_keeping(pull(2), vec![(key("a"), t)])
         .await
         .expect("release pull 2");
-    assert!(
-        !e.hand_back(&d, Some(t), Vec::new())
+    assert_eq!(
+        e.hand_back(&d, Some(t), Vec::new())
             .await
-            .expect("hand back")
+            .expect("hand back"),
+        atlantis_lock_proxy::engine::HandBack::Dropped
     );
     assert_eq!(
         e.admit(&d).await.expect("admit"),

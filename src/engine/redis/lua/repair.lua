@@ -5,8 +5,8 @@
 --            (fresh: the repository had no state before, so it must be listed again).
 --   'back':  ARGV[5] dispatch id, [6] token or '', [7] hold ms, [8..] triples field, pull, user.
 --            Releases the dispatch's locks held under token, queues its waiter again in its old
---            place, adopts each listed holder where the lock is free. Replies {0/1, dispatches}; 0
---            also when its pull was released meanwhile (the dispatch is dropped, not queued again).
+--            place, adopts each listed holder where the lock is free. Replies {0 gone / 1
+--            queued / 2 dropped (its pull was released meanwhile: finished, not queued again), dispatches}.
 --   'grant': ARGV[5] pull, [6] token, [7..] fields. Releases those the pull holds under token.
 --            Replies {released count, dispatches}.
 --   'defer': ARGV[5] dispatch id, [6] token or '', [7] ms until it is offered again. Releases the
@@ -45,7 +45,7 @@ if mode == 'back' then
     finish(id, touched)
     for _, f in ipairs(locks) do touched[#touched + 1] = f end
     grant_pass(touched, out)
-    return { 0, emit(out) }
+    return { 2, emit(out) }
   end
   requeue(id)
   for i = 8, #ARGV - 2, 3 do
