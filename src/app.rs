@@ -199,6 +199,8 @@ impl App {
             .take_dispatches()
             .map(|rx| enhanced.spawn_dispatcher(rx, stop.clone()));
         let reconciler = enhanced.spawn_reconciler(stop.clone());
+        // This replica's lease in a shared engine: the others grant only while it is in step.
+        let lease = enhanced.spawn_lease(stop.clone());
         let stats = enhanced.spawn_stats(stop.clone());
         let prober = self
             .admin_state
@@ -224,6 +226,7 @@ impl App {
             Some(st.metrics.clone()),
         );
         let stats = watch("stats", stats);
+        let lease = watch("replica-lease", lease);
         let prober = watch("breaker-prober", prober);
         let watcher = watch("path-watcher", watcher);
         let follower = follower.map(|f| watch("split-follower", f));
@@ -270,7 +273,7 @@ impl App {
         }
         stop.cancel();
         let _ = admin.await;
-        let _ = tokio::join!(background, reconciler, stats, prober, watcher);
+        let _ = tokio::join!(background, reconciler, stats, prober, watcher, lease);
         if let Some(d) = dispatcher {
             let _ = d.await;
         }

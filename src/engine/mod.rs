@@ -37,8 +37,9 @@ pub use settings::{EngineSettings, RedisSettings, SHADOW_KEY_PREFIX, priority_of
 pub use stats::EngineStats;
 pub use types::{
     AcquireOutcome, AcquireRequest, Admission, Blocker, DeadlockRecord, Dispatch, DispatchReason,
-    EngineError, Enqueued, Grant, HandBack, LockInfo, Preempted, QueueCap, QueueInfo, QueueOutcome,
-    QueuePosition, ReleaseOutcome, ReleaseSummary, WaiterId, WaiterInfo, from_unix_ms, unix_ms,
+    EngineError, Enqueued, Grant, HandBack, LockInfo, PeerState, Preempted, QueueCap, QueueInfo,
+    QueueOutcome, QueuePosition, ReleaseOutcome, ReleaseSummary, WaiterId, WaiterInfo,
+    from_unix_ms, unix_ms,
 };
 
 use std::sync::Arc;
@@ -201,4 +202,26 @@ pub trait LockEngine: Send + Sync + 'static {
 
     /// Looks for deadlocks everywhere and breaks them; returns what was found.
     fn check_deadlocks(&self) -> BoxFuture<'_, EngineResult<Vec<DeadlockRecord>>>;
+
+    /// Whether other replicas may share this engine (Redis); false for the in-memory one.
+    fn shared(&self) -> bool {
+        false
+    }
+
+    /// Refreshes this replica's lease (saying whether it is in step with Atlantis) and returns
+    /// the other replicas sharing the engine, forgetting those not heard of for `forget`.
+    /// `None`: no other replica can share this engine (the in-memory one).
+    fn heartbeat(
+        &self,
+        in_step: bool,
+        forget: std::time::Duration,
+    ) -> BoxFuture<'_, EngineResult<Option<Vec<PeerState>>>> {
+        let _ = (in_step, forget);
+        Box::pin(async { Ok(None) })
+    }
+
+    /// Takes this replica's lease away (a clean stop), so the others need not wait for it.
+    fn leave(&self) -> BoxFuture<'_, EngineResult<()>> {
+        Box::pin(async { Ok(()) })
+    }
 }

@@ -252,6 +252,17 @@ pub enum Admission {
     Busy,
 }
 
+/// Another replica sharing the engine, as its lease shows it (see [`crate::engine::LockEngine::heartbeat`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PeerState {
+    /// Its `instance-id`.
+    pub id: String,
+    /// Whether it last said it is in step with Atlantis (it forwards nothing past the engine).
+    pub in_step: bool,
+    /// Since its last refresh, on the backend's clock.
+    pub age: std::time::Duration,
+}
+
 /// One held lock, for `/admin/locks`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LockInfo {

@@ -459,15 +459,13 @@ impl Enhanced {
         // While this replica forwards lock traffic past the engine (it failed and is not
         // repaired yet), Atlantis may be taking locks the engine does not know: wait for the
         // repair, else leave it for the next offer.
-        if !self.synced() {
-            let until = Instant::now() + self.settings.replay_wait;
-            while !self.synced() && Instant::now() < until {
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
+        // The same while another replica sharing the engine is out of step (see `peers`).
+        if !self.may_grant() {
+            let ok = self.wait_may_grant(self.settings.replay_wait).await;
             // What Atlantis was checked against before may have changed meanwhile: a grant is
             // sent only if Atlantis still lists none of its locks for another pull; anything
             // else is offered again later and checked from the start.
-            let clear = self.synced()
+            let clear = ok
                 && matches!(expect, Expect::Grant(_))
                 && match atlantis_api::list_locks(&self.upstream, Duration::from_secs(5)).await {
                     Ok(locks) => !parse_locks(&locks)
@@ -504,6 +502,11 @@ impl Enhanced {
                 tracing::info!(waiter = %d.id, admission = ?other, "changed right before sending: not sent now");
                 return false;
             }
+        }
+        // The admission may have stalled past this replica's view of the others.
+        if !self.may_grant() {
+            tracing::info!(waiter = %d.id, "a replica may be out of step: not sent now");
+            return false;
         }
         let outcome = replay(&self.upstream, stored, &self.settings.retry).await;
         drop(sending);

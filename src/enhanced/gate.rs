@@ -87,11 +87,25 @@ impl Enhanced {
         // After an engine outage the engine may hold stale locks: nobody is queued behind them
         // until a reconciler pass has repaired what happened meanwhile. The breaker still hears
         // how the backend is doing.
-        if !self.synced() {
-            return match self.breaker.call(self.engine.ping()).await {
-                Err(BreakerError::Open) => Ok(Decision::Legacy("breaker_open")),
-                _ => Ok(Decision::Legacy("engine_resyncing")),
-            };
+        // Another replica out of step may be forwarding lock traffic past the engine: nothing
+        // is granted from the engine until it is back (see `peers`).
+        if !self.may_grant() {
+            if !self.synced()
+                && let Err(BreakerError::Open) = self.breaker.call(self.engine.ping()).await
+            {
+                self.before_bypass().await;
+                return Ok(Decision::Legacy("breaker_open"));
+            }
+            // The engine answers: wait for the repair (this replica's or the others').
+            if !self.wait_may_grant(super::peers::STEP_WAIT).await {
+                let reason = if self.synced() {
+                    "replica_out_of_step"
+                } else {
+                    "engine_resyncing"
+                };
+                self.before_bypass().await;
+                return Ok(Decision::Legacy(reason));
+            }
         }
         let gated = match self.needed(acq).await {
             Needed::Locks(g) => g,
@@ -118,14 +132,14 @@ impl Enhanced {
             Ok(o) => o,
             // The backend is known to be down: don't wait on it, take the legacy path.
             Err(BreakerError::Open) => {
-                self.forwarded_past_engine();
+                self.before_bypass().await;
                 return Ok(Decision::Legacy("breaker_open"));
             }
             Err(BreakerError::Timeout(_)) => {
                 // The script may still run when Redis answers again: the request goes to
                 // Atlantis now, so its late waiter must never be replayed (§10.5).
-                self.engine_lost_sync();
                 self.forget_later(&acq.pull.repo, request_id);
+                self.before_bypass().await;
                 return Err(EngineError::BackendTimeout);
             }
             Err(BreakerError::Inner(e)) => {
@@ -134,8 +148,8 @@ impl Enhanced {
                     e,
                     EngineError::BackendTimeout | EngineError::BackendUnavailable(_)
                 ) {
-                    self.engine_lost_sync();
                     self.forget_later(&acq.pull.repo, request_id);
+                    self.before_bypass().await;
                 }
                 return Err(e);
             }
@@ -144,6 +158,9 @@ impl Enhanced {
         match outcome {
             QueueOutcome::Forgotten => Ok(Decision::Legacy("forgotten")),
             QueueOutcome::Granted(g) => {
+                if let Some(legacy) = self.outlasted(&acq.pull, &gated.locks, &g).await {
+                    return Ok(legacy);
+                }
                 self.metrics.lock_acquired(start.elapsed(), Ok(()));
                 // Locks taken from timed-out holders must go in Atlantis before it sees the plan.
                 self.delete_in_atlantis(&g.preempted).await;
@@ -204,17 +221,29 @@ impl Enhanced {
             let outcome = match self.breaker.call(self.engine.acquire(req.clone())).await {
                 Ok(o) => o,
                 Err(BreakerError::Open) => {
-                    self.forwarded_past_engine();
+                    self.before_bypass().await;
                     return Ok(Decision::Legacy("breaker_open"));
                 }
-                Err(BreakerError::Timeout(_)) => return Err(EngineError::BackendTimeout),
+                Err(BreakerError::Timeout(_)) => {
+                    self.before_bypass().await;
+                    return Err(EngineError::BackendTimeout);
+                }
                 Err(BreakerError::Inner(e)) => {
                     self.engine_failed("acquire", &e);
+                    if matches!(
+                        e,
+                        EngineError::BackendTimeout | EngineError::BackendUnavailable(_)
+                    ) {
+                        self.before_bypass().await;
+                    }
                     return Err(e);
                 }
             };
             match outcome {
                 AcquireOutcome::Granted(g) => {
+                    if let Some(legacy) = self.outlasted(&pull, &req.locks, &g).await {
+                        return Ok(legacy);
+                    }
                     self.metrics.lock_acquired(start.elapsed(), Ok(()));
                     self.delete_in_atlantis(&g.preempted).await;
                     return Ok(Decision::Forward {
@@ -237,6 +266,24 @@ impl Enhanced {
                 }
             }
         }
+    }
+
+    /// A grant the engine made while this replica's view of the others ran out (the call
+    /// stalled, say through a Redis pause): another replica may have forwarded lock traffic past
+    /// the engine meanwhile, so the grant is given back and the request takes the legacy path.
+    async fn outlasted(
+        &self,
+        pull: &PullRef,
+        locks: &[LockKey],
+        g: &crate::engine::Grant,
+    ) -> Option<Decision> {
+        if self.may_grant() || g.taken.is_empty() {
+            return None;
+        }
+        tracing::warn!(%pull, "granted after this replica's view of the others ran out: given back, legacy path");
+        self.release_refused(&Admitted::of(pull, locks, g)).await;
+        self.before_bypass().await;
+        Some(Decision::Legacy("replica_out_of_step"))
     }
 
     fn engine_failed(&self, op: &'static str, e: &EngineError) {

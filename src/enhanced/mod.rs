@@ -12,6 +12,7 @@
 mod dispatcher;
 mod gate;
 mod notices;
+mod peers;
 mod priority;
 mod reconciler;
 mod shadowing;
@@ -110,6 +111,12 @@ pub struct Enhanced {
     unsettled: std::sync::Mutex<
         std::collections::HashMap<crate::classify::LockKey, (crate::classify::PullRef, u64)>,
     >,
+    /// The other replicas sharing the engine, from their leases (see [`peers`]).
+    peers: peers::Peers,
+    /// Lock requests waiting to go past the engine: the repair waits for them.
+    bypassing: std::sync::atomic::AtomicUsize,
+    /// When this replica last fell out of step (a bypass waits for grants sent before it).
+    lost_at: std::sync::Mutex<Option<tokio::time::Instant>>,
 }
 
 /// A release Atlantis made that the engine has not mirrored yet.
@@ -171,6 +178,9 @@ impl Enhanced {
     /// Wires the enhanced path.
     pub fn new(p: Parts) -> Self {
         Self {
+            peers: peers::Peers::new(p.engine.shared()),
+            bypassing: std::sync::atomic::AtomicUsize::new(0),
+            lost_at: std::sync::Mutex::new(None),
             engine: p.engine,
             upstream: p.upstream,
             resolver: p.resolver,
@@ -393,6 +403,13 @@ impl Enhanced {
     pub(crate) fn engine_lost_sync(&self) {
         self.forwarded_past_engine();
         if self.synced.swap(false, std::sync::atomic::Ordering::AcqRel) {
+            *self
+                .lost_at
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) =
+                Some(tokio::time::Instant::now());
+            // The others must hear it before anything goes past the engine.
+            self.peers.wake.notify_one();
             tracing::warn!(
                 "lock engine failed: contended requests take the legacy path until the engine is repaired from Atlantis's lock table"
             );

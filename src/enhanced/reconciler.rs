@@ -93,7 +93,7 @@ impl Enhanced {
                 }
                 // What went to Atlantis past the engine must have landed before the repair
                 // pass reads Atlantis's lock table.
-                if repairing && this.legacy_settling() {
+                if repairing && (this.bypass_pending() || this.legacy_settling()) {
                     continue;
                 }
                 match this.reconcile_with(&mut state, repairing).await {
@@ -102,7 +102,9 @@ impl Enhanced {
                             tracing::info!("reading Atlantis's locks works again");
                         }
                         failing = false;
-                        if repairing {
+                        // Traffic that went past the engine during the pass is not in what
+                        // it read: repaired on the next one.
+                        if repairing && !this.bypass_pending() && !this.legacy_settling() {
                             this.engine_synced();
                         }
                         if report != SyncReport::default() {

@@ -55,6 +55,11 @@ impl Layout {
         format!("{}usage", self.prefix)
     }
 
+    /// Replica leases: which replicas share this keyspace and whether each is in step.
+    pub fn members(&self) -> String {
+        format!("{}members", self.prefix)
+    }
+
     /// The layout version marker.
     pub fn version(&self) -> String {
         format!("{}layout", self.prefix)

@@ -46,8 +46,8 @@ use super::types::{HandBack, lock_field, lock_key};
 use super::{
     AcquireOutcome, AcquireRequest, Admission, Blocker, DeadlockRecord, Dispatch, DispatchReceiver,
     EngineError, EngineResult, EngineSettings, EngineStats, Enqueued, Grant, LockEngine, LockInfo,
-    Preempted, QueueCap, QueueInfo, QueueOutcome, QueuePosition, RedisSettings, ReleaseOutcome,
-    ReleaseSummary, WaiterId, from_unix_ms, rank,
+    PeerState, Preempted, QueueCap, QueueInfo, QueueOutcome, QueuePosition, RedisSettings,
+    ReleaseOutcome, ReleaseSummary, WaiterId, from_unix_ms, rank,
 };
 use crate::throttle::LogThrottle;
 use crate::vocab::{LockKey, PullRef};
@@ -149,6 +149,26 @@ impl RedisEngine {
                     EngineStats::bump(&self.stats.errors);
                     return Err(EngineError::BackendTimeout);
                 }
+            }
+        }
+    }
+
+    /// Runs `members.lua`: `state` is "1" (in step), "0" (out of step) or "" (leaving).
+    async fn members(&self, state: &str, forget: std::time::Duration) -> EngineResult<Value> {
+        let mut inv = self.scripts.members.prepare_invoke();
+        inv.key(self.layout.members())
+            .arg(&self.settings.instance_id)
+            .arg(state)
+            .arg(forget.as_millis() as u64);
+        match tokio::time::timeout(op_deadline(&self.redis), self.backend.invoke(&inv)).await {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => {
+                EngineStats::bump(&self.stats.errors);
+                Err(failure(&e))
+            }
+            Err(_) => {
+                EngineStats::bump(&self.stats.errors);
+                Err(EngineError::BackendTimeout)
             }
         }
     }
@@ -1044,6 +1064,42 @@ impl LockEngine for RedisEngine {
                 }
             }
             Ok(found)
+        })
+    }
+
+    fn shared(&self) -> bool {
+        true
+    }
+
+    fn heartbeat(
+        &self,
+        in_step: bool,
+        forget: std::time::Duration,
+    ) -> BoxFuture<'_, EngineResult<Option<Vec<PeerState>>>> {
+        Box::pin(async move {
+            let v = self
+                .members(if in_step { "1" } else { "0" }, forget)
+                .await?;
+            let items = array(&v)?;
+            let mut peers = Vec::new();
+            for t in items.get(1..).unwrap_or_default().chunks(3) {
+                let [id, state, age] = t else {
+                    return Err(bad("member triple"));
+                };
+                peers.push(PeerState {
+                    id: text(id)?,
+                    in_step: text(state)? == "u",
+                    age: std::time::Duration::from_millis(int(age)?.max(0) as u64),
+                });
+            }
+            Ok(Some(peers))
+        })
+    }
+
+    fn leave(&self) -> BoxFuture<'_, EngineResult<()>> {
+        Box::pin(async move {
+            self.members("", std::time::Duration::ZERO).await?;
+            Ok(())
         })
     }
 }

@@ -25,6 +25,8 @@ pub struct Scripts {
     pub repair: Script,
     /// Whether a repository holds nothing (after taking it off the index).
     pub idle: Script,
+    /// Refreshes this replica's lease and reads the others' (no prelude: one global key).
+    pub members: Script,
     /// Moves a repository's keys from the raw-name hash tag (no prelude: other key base).
     pub migrate: Script,
 }
@@ -46,6 +48,7 @@ impl Scripts {
             admit: with_prelude(include_str!("lua/admit.lua")),
             repair: with_prelude(include_str!("lua/repair.lua")),
             idle: with_prelude(include_str!("lua/idle.lua")),
+            members: Script::new(include_str!("lua/members.lua")),
             migrate: Script::new(include_str!("lua/migrate.lua")),
         }
     }

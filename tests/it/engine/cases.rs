@@ -5,7 +5,8 @@ use std::time::Duration;
 use atlantis_lock_proxy::classify::LockKey;
 use atlantis_lock_proxy::classify::Priority::{self, Critical, High, Low, Normal};
 use atlantis_lock_proxy::engine::{
-    AcquireOutcome, Blocker, DispatchReason, EngineError, EngineStats, QueueOutcome, ReleaseOutcome,
+    AcquireOutcome, Admission, Blocker, DispatchReason, EngineError, EngineStats, QueueOutcome,
+    ReleaseOutcome,
 };
 
 use super::ctx::{Ctx, key, next, nothing, pull, req};
@@ -225,6 +226,35 @@ pub async fn queue_timeout(mut ctx: Ctx) {
         "the request goes to Atlantis as is"
     );
     assert!(e.list_queues().await.expect("queues").is_empty());
+}
+
+/// A hand-off another replica admitted as a grant (its lease ran out on the first one) is not
+/// put off by the first one: the grant stays held and in flight, so nothing releases it unsent.
+pub async fn defer_leaves_a_grant_admitted_elsewhere(mut ctx: Ctx) {
+    ctx.settings().queue_timeout = Duration::from_millis(1000);
+    let e = ctx.engine().await;
+    let mut rx = e.take_dispatches().expect("dispatches");
+    granted_token(&*e, 1, &["k"]).await;
+    queue(&*e, 2, Normal, &["k"]).await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    e.maintain(false).await.expect("maintain");
+    let d = next(&mut rx).await;
+    assert_eq!(d.reason, DispatchReason::TimedOut);
+    // Pull 1 lets go: the hand-off finds its lock free and becomes a grant of pull 2.
+    e.release_pull(pull(1)).await.expect("release pull 1");
+    let Admission::Grant { fencing_token, .. } = e.admit(&d).await.expect("admit") else {
+        panic!("a hand-off whose lock is free is granted");
+    };
+    // The first handler, still holding the old hand-off, puts it off: nothing changes.
+    assert!(!e.defer(&d, None, Duration::ZERO).await.expect("defer"));
+    let locks = e.list_locks().await.expect("locks");
+    assert_eq!(locks.len(), 1);
+    assert_eq!(locks[0].pull, pull(2));
+    assert!(locks[0].dispatching, "the grant is still in flight");
+    assert!(matches!(
+        e.admit(&d).await.expect("admit"),
+        Admission::Grant { fencing_token: t, .. } if t == fencing_token
+    ));
 }
 
 pub async fn preemption(mut ctx: Ctx) {

@@ -29,6 +29,10 @@ macro_rules! conformance {
                 cases::hand_back_after_release(ctx().await).await;
             }
             #[tokio::test]
+            async fn defer_leaves_a_grant_admitted_elsewhere() {
+                cases::defer_leaves_a_grant_admitted_elsewhere(ctx().await).await;
+            }
+            #[tokio::test]
             async fn mutual_exclusion() {
                 cases::mutual_exclusion(ctx().await).await;
             }

@@ -17,5 +17,6 @@
 //! different holders once everything settled.
 
 mod load;
+mod replicas;
 mod seeds;
 mod world;

@@ -281,7 +281,8 @@ impl World {
         }
     }
 
-    pub async fn plan(&mut self, replica: usize, pull: i64, dir: &str) {
+    /// A plan comment through `replica`; its answer's status (0: none).
+    pub async fn plan(&mut self, replica: usize, pull: i64, dir: &str) -> u16 {
         let hook = github_comment(
             SECRET,
             REPO,
@@ -299,6 +300,7 @@ impl World {
                 at: Instant::now(),
             });
         }
+        status
     }
 
     pub async fn unlock(&mut self, replica: usize, pull: i64) {

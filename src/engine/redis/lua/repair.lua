@@ -66,8 +66,11 @@ if mode == 'defer' then
   local id = ARGV[5]
   local lease = redis.call('ZSCORE', B .. 'd', id)
   if not lease then return { 0, {} } end
-  local w = redis.call('HMGET', B .. 'w:' .. id, 'p', 'l')
+  local w = redis.call('HMGET', B .. 'w:' .. id, 'p', 'l', 'z', 'k')
   local pull, locks = w[1], split(w[2], '\n')
+  -- Another replica admitted it as a grant meanwhile (its lease ran out here): that grant is
+  -- its own to send, and stays in flight.
+  if w[3] == 'granted' and w[4] ~= ARGV[6] then return { 0, {} } end
   if ARGV[6] ~= '' then drop_grant(locks, pull, ARGV[6]) end
   clear_in_flight(id, locks)
   local again = NOW + tonumber(ARGV[7])
