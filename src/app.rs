@@ -24,7 +24,7 @@ use crate::route::{BreakerSettings, CircuitBreaker, ControlError, ControlStore};
 use crate::route::{Router, SplitRule, SplitState};
 use crate::telemetry::Metrics;
 use crate::upstream::Upstream;
-use crate::vcs::{ApiConfig, GithubClient, GitlabClient};
+use crate::vcs::{ApiConfig, GithubAppAuth, GithubClient, GitlabClient};
 
 /// Why the application could not start.
 #[derive(Debug, thiserror::Error)]
@@ -94,11 +94,14 @@ impl App {
             initial,
         ));
         let engine = build_engine(e.engine_settings(), e.redis_settings(false)).await?;
+        // One installation token source for the resolver and the notifier, when Atlantis signs
+        // in to GitHub as an App.
+        let github_app = github_app(&config)?;
         let resolver = Arc::new(Resolver::new(
-            resolver_settings(&config)?,
+            resolver_settings(&config, github_app.clone())?,
             config.repos.clone(),
         ));
-        let notifier = notifier(&config, &metrics)?;
+        let notifier = notifier(&config, &metrics, github_app)?;
         let breaker = Arc::new(CircuitBreaker::new(
             BreakerSettings::from_config(e.enable_circuit_breaker, &e.circuit_breaker),
             Some(metrics.clone()),
@@ -298,28 +301,55 @@ fn warn_unsigned(vcs: &[crate::classify::Vcs]) {
 
 /// The pull-request notifier. Without any token it still runs, so every queued command it
 /// cannot announce is counted (`unconfigured`) and warned about once per VCS.
-fn notifier(config: &Config, metrics: &Arc<Metrics>) -> Result<Option<Arc<Notifier>>, StartError> {
-    let settings = NotifierSettings::from_config(config);
+fn notifier(
+    config: &Config,
+    metrics: &Arc<Metrics>,
+    github_app: Option<Arc<GithubAppAuth>>,
+) -> Result<Option<Arc<Notifier>>, StartError> {
+    let settings = NotifierSettings::from_config(config, github_app);
     let n = Notifier::new(settings, Some(metrics.clone()))
         .map_err(|e| StartError::Notifier(e.to_string()))?;
     Ok(Some(Arc::new(n)))
 }
 
-/// The resolver's settings: budget and VCS API clients from `atlantis:`.
-fn resolver_settings(config: &Config) -> Result<ResolverSettings, crate::vcs::VcsError> {
+/// The GitHub API root: `atlantis.vcs-tokens.github-api-url`, else from `gh-hostname`.
+fn github_api_url(config: &Config) -> String {
+    config
+        .atlantis
+        .vcs_tokens
+        .github_api_url
+        .as_ref()
+        .map_or_else(|| "https://api.github.com".to_string(), ToString::to_string)
+}
+
+/// The GitHub App's token source, when the proxy signs in as one (no token given).
+fn github_app(config: &Config) -> Result<Option<Arc<GithubAppAuth>>, crate::vcs::VcsError> {
     let t = &config.atlantis.vcs_tokens;
-    let github = match &t.github {
-        Some(token) => {
-            let url = t
-                .github_api_url
-                .as_ref()
-                .map_or_else(|| "https://api.github.com".to_string(), ToString::to_string);
-            Some(Arc::new(GithubClient::new(ApiConfig::new(
-                url,
-                Some(token.clone()),
-            ))?))
-        }
-        None => None,
+    let (None, Some(creds)) = (&t.github, &t.github_app) else {
+        return Ok(None);
+    };
+    // Token refreshes run in the background of whichever call needs one: patient, like notices.
+    let mut api = ApiConfig::new(github_api_url(config), None);
+    api.request_timeout = std::time::Duration::from_secs(5);
+    GithubAppAuth::new(creds, api).map(Some)
+}
+
+/// The resolver's settings: budget and VCS API clients from `atlantis:`.
+fn resolver_settings(
+    config: &Config,
+    github_app: Option<Arc<GithubAppAuth>>,
+) -> Result<ResolverSettings, crate::vcs::VcsError> {
+    let t = &config.atlantis.vcs_tokens;
+    let github = match (&t.github, github_app) {
+        (Some(token), _) => Some(Arc::new(GithubClient::new(ApiConfig::new(
+            github_api_url(config),
+            Some(token.clone()),
+        ))?)),
+        (None, Some(app)) => Some(Arc::new(GithubClient::with_app(
+            ApiConfig::new(github_api_url(config), None),
+            app,
+        )?)),
+        (None, None) => None,
     };
     let gitlab = match &t.gitlab {
         Some(token) => {

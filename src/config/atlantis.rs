@@ -9,19 +9,19 @@ use std::path::{Path, PathBuf};
 
 use super::atlantis_server::{AtlantisSettings, SECRET_FLAGS, SettingSource};
 use super::raw::RawAtlantis;
-use super::validate::{dur, opt_url, positive, secret};
+use super::validate::{dur, positive, secret};
 use super::*;
 
 type Result<T> = std::result::Result<T, ConfigError>;
 
 /// Reads the proxy's value or else Atlantis's, and remembers which one won.
-struct Merge<'a> {
-    atlantis: &'a AtlantisSettings,
-    report: Vec<SettingReport>,
+pub(super) struct Merge<'a> {
+    pub(super) atlantis: &'a AtlantisSettings,
+    pub(super) report: Vec<SettingReport>,
 }
 
 impl Merge<'_> {
-    fn note(&mut self, name: &'static str, value: String, source: SettingSource) {
+    pub(super) fn note(&mut self, name: &'static str, value: String, source: SettingSource) {
         let value = if SECRET_FLAGS.contains(&name) {
             "***".to_owned()
         } else {
@@ -70,7 +70,7 @@ impl Merge<'_> {
     }
 
     /// A secret: the proxy's key, else Atlantis's flag; validated like every proxy secret.
-    fn secret(
+    pub(super) fn secret(
         &mut self,
         flag: &'static str,
         proxy: Option<Secret>,
@@ -283,26 +283,13 @@ pub(super) fn atlantis(a: RawAtlantis, env: &HashMap<String, String>) -> Result<
             .unwrap_or_else(|| "gitea.com".into()),
     };
 
-    let vcs_tokens = vcs_tokens(
+    let vcs_tokens = super::vcs_access::vcs_tokens(
         &mut m,
         a.vcs_tokens,
         &gh_hostname,
         &gitlab_host,
         &gitlab_base,
     )?;
-    let github_app = settings.string("gh-app-id").is_some()
-        && (settings.string("gh-app-key").is_some()
-            || settings.string("gh-app-key-file").is_some());
-    if github_app {
-        m.note(
-            "gh-app-id",
-            "set (not used: the proxy does not sign in as a GitHub App)".into(),
-            settings
-                .get("gh-app-id")
-                .map(|(_, s)| s.clone())
-                .unwrap_or(SettingSource::Default),
-        );
-    }
 
     let mut server_repos = server_repos(&mut m, a.repo_config, &settings)?;
     server_repos.locking_disabled = disable_repo_locking;
@@ -352,7 +339,6 @@ pub(super) fn atlantis(a: RawAtlantis, env: &HashMap<String, String>) -> Result<
         server_repos,
         autoplan_file_list,
         autodiscover_mode,
-        github_app,
         settings: m.report,
     })
 }
@@ -410,50 +396,6 @@ fn allow_commands(
         m.note("allow-commands", names.join(","), src);
     }
     Ok(list)
-}
-
-/// VCS API tokens: the proxy's, else those Atlantis is given; API URLs from Atlantis's hostnames.
-fn vcs_tokens(
-    m: &mut Merge<'_>,
-    t: super::raw::RawVcsTokens,
-    gh_hostname: &str,
-    gitlab_host: &str,
-    gitlab_base: &str,
-) -> Result<VcsTokens> {
-    let k = "atlantis.vcs-tokens";
-    let github = secret(&format!("{k}.github"), t.github)?;
-    let mut github = m.secret("gh-token", github, &format!("{k}.github"))?;
-    if github.is_none()
-        && let Some((path, src)) = m.atlantis.string("gh-token-file")
-    {
-        let text = std::fs::read_to_string(&path)
-            .map_err(|e| ConfigError::new(src.to_string(), format!("gh-token-file {path}: {e}")))?;
-        github = secret(&src.to_string(), Some(RawSecret(text.trim().to_owned())))?;
-        m.note("gh-token", String::new(), src);
-    }
-    let gitlab = secret(&format!("{k}.gitlab"), t.gitlab)?;
-    let gitlab = m.secret("gitlab-token", gitlab, &format!("{k}.gitlab"))?;
-    let github_api_url = match opt_url(&format!("{k}.github-api-url"), t.github_api_url)? {
-        Some(u) => Some(u),
-        None if gh_hostname != "github.com" => {
-            opt_url("gh-hostname", Some(format!("https://{gh_hostname}/api/v3")))?
-        }
-        None => None,
-    };
-    let gitlab_api_url = match opt_url(&format!("{k}.gitlab-api-url"), t.gitlab_api_url)? {
-        Some(u) => Some(u),
-        None if gitlab_host != "gitlab.com" || !gitlab_base.is_empty() => opt_url(
-            "gitlab-hostname",
-            Some(format!("https://{gitlab_host}{gitlab_base}/api/v4")),
-        )?,
-        None => None,
-    };
-    Ok(VcsTokens {
-        github,
-        github_api_url,
-        gitlab,
-        gitlab_api_url,
-    })
 }
 
 /// The server-side repo config: `atlantis.repo-config`, else Atlantis's `repo-config` flag (file

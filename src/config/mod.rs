@@ -11,6 +11,7 @@ mod rate;
 mod raw;
 mod report;
 mod validate;
+mod vcs_access;
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -197,8 +198,6 @@ pub struct AtlantisConfig {
     pub autoplan_file_list: Option<String>,
     /// Atlantis's `--autodiscover-mode`.
     pub autodiscover_mode: crate::resolve::AutoDiscoverMode,
-    /// GitHub App credentials were found (the proxy does not authenticate as an App).
-    pub github_app: bool,
     /// Every Atlantis setting the proxy read: its value (secrets hidden) and where it came from.
     pub settings: Vec<SettingReport>,
 }
@@ -262,12 +261,22 @@ pub struct WebhookSecrets {
 pub struct VcsTokens {
     /// GitHub token.
     pub github: Option<Secret>,
+    /// GitHub App credentials (Atlantis's `gh-app-*`), used when no token is: the proxy calls
+    /// the GitHub API with the app's installation token.
+    pub github_app: Option<crate::vcs::GithubAppCredentials>,
     /// GitHub API base (GitHub Enterprise).
     pub github_api_url: Option<http::Uri>,
     /// GitLab token.
     pub gitlab: Option<Secret>,
     /// GitLab API base (self-hosted).
     pub gitlab_api_url: Option<http::Uri>,
+}
+
+impl VcsTokens {
+    /// True when the proxy can call the GitHub API authenticated (a token or a GitHub App).
+    pub fn github_authenticated(&self) -> bool {
+        self.github.is_some() || self.github_app.is_some()
+    }
 }
 
 /// Which store the engine keeps its state in.

@@ -120,6 +120,18 @@ impl Config {
         let mut announced = Vec::new();
         if t.github.is_some() {
             announced.push(format!("GitHub (token from {})", source("gh-token")));
+        } else if let Some(app) = &t.github_app {
+            let key = if a.settings.iter().any(|s| s.name == "gh-app-key-file") {
+                "gh-app-key-file"
+            } else {
+                "gh-app-key"
+            };
+            announced.push(format!(
+                "GitHub (as GitHub App {} from {}, key from {}, with its installation token)",
+                app.app_id,
+                source("gh-app-id"),
+                source(key)
+            ));
         }
         if t.gitlab.is_some() {
             announced.push(format!("GitLab (token from {})", source("gitlab-token")));
@@ -128,8 +140,9 @@ impl Config {
             out.push(warn(
                 "queued commands are SILENT: no VCS token, so no comment tells the pull it waits \
                  (counted as atlantis_lock_proxy_notifications_total{outcome=\"unconfigured\"}); \
-                 the proxy uses Atlantis's ATLANTIS_GH_TOKEN / ATLANTIS_GITLAB_TOKEN or \
-                 atlantis.vcs-tokens.*",
+                 the proxy uses Atlantis's ATLANTIS_GH_TOKEN, its GitHub App \
+                 (ATLANTIS_GH_APP_ID with ATLANTIS_GH_APP_KEY or _KEY_FILE), ATLANTIS_GITLAB_TOKEN \
+                 or atlantis.vcs-tokens.*",
             ));
         } else {
             out.push(ok(format!(
@@ -137,15 +150,19 @@ impl Config {
                 announced.join(", ")
             )));
         }
-        if a.github_app && t.github.is_none() {
-            out.push(warn(
-                "GitHub App credentials found, but the proxy calls the GitHub API with a token only: \
-                 give it a token (ATLANTIS_GH_TOKEN or atlantis.vcs-tokens.github) to announce \
-                 queues and gate autoplans",
-            ));
+        if let Some(app) = &t.github_app {
+            out.push(ok(format!(
+                "GitHub API calls authenticate as GitHub App {} with an installation token ({}), \
+                 refreshed before it expires",
+                app.app_id,
+                match app.installation_id {
+                    Some(id) => format!("installation {id}"),
+                    None => "the app's only installation, found at first use".to_string(),
+                }
+            )));
         }
         let mut apis = Vec::new();
-        if t.github.is_some() {
+        if t.github_authenticated() {
             apis.push("GitHub");
         }
         if t.gitlab.is_some() {
@@ -179,7 +196,7 @@ impl Config {
         }
         if a.allow_fork_prs {
             out.push(ok("fork pulls: commands run (allow-fork-prs is set)"));
-        } else if t.github.is_some() {
+        } else if t.github_authenticated() {
             out.push(ok(
                 "fork pulls: refused like Atlantis does (GitHub comments checked through the pull API)",
             ));

@@ -34,7 +34,9 @@ use tokio::sync::mpsc;
 use crate::classify::{LockKey, Priority, PullRef};
 use crate::engine::{QueuePosition, WaiterId};
 use crate::telemetry::Metrics;
-use crate::vcs::{ApiConfig, GithubClient, GitlabClient, Secret, Vcs, VcsClient, VcsError};
+use crate::vcs::{
+    ApiConfig, GithubAppAuth, GithubClient, GitlabClient, Secret, Vcs, VcsClient, VcsError,
+};
 
 pub use messages::{link, marker};
 
@@ -185,8 +187,11 @@ impl NotifyEvent {
 /// How the notifier is set up.
 #[derive(Clone, Debug)]
 pub struct NotifierSettings {
-    /// GitHub API access; `None` when no GitHub token is configured.
+    /// GitHub API access; `None` when neither a GitHub token nor a GitHub App is configured.
     pub github: Option<ApiConfig>,
+    /// When set, GitHub calls carry this GitHub App's installation token (`github`'s token is
+    /// ignored).
+    pub github_app: Option<Arc<GithubAppAuth>>,
     /// GitLab API access; `None` when no GitLab token is configured.
     pub gitlab: Option<ApiConfig>,
     /// Also comment when a queued command is granted (off: Atlantis's own comment follows at once).
@@ -205,6 +210,7 @@ impl Default for NotifierSettings {
     fn default() -> Self {
         Self {
             github: None,
+            github_app: None,
             gitlab: None,
             notify_on_grant: false,
             executable_name: "atlantis".into(),
@@ -216,17 +222,27 @@ impl Default for NotifierSettings {
 }
 
 impl NotifierSettings {
-    /// From `atlantis.vcs-tokens.*` and `atlantis.executable-name`; a VCS without a token is off.
-    pub fn from_config(cfg: &crate::config::Config) -> Self {
+    /// From `atlantis.vcs-tokens.*` and `atlantis.executable-name`; a VCS without a token (or,
+    /// for GitHub, without the GitHub App token source `github_app`) is off.
+    pub fn from_config(
+        cfg: &crate::config::Config,
+        github_app: Option<Arc<GithubAppAuth>>,
+    ) -> Self {
         let t = &cfg.atlantis.vcs_tokens;
         let url = |u: &Option<http::Uri>, default: &str| {
             u.as_ref()
                 .map_or_else(|| default.to_string(), |u| u.to_string())
         };
         let token = |s: &Option<Secret>| s.clone().filter(|s| !s.is_empty());
+        let github_url = url(&t.github_api_url, "https://api.github.com");
+        let (github, github_app) = match (token(&t.github), github_app) {
+            (Some(tok), _) => (Some(Self::api_config(github_url, tok)), None),
+            (None, Some(app)) => (Some(Self::patient(github_url, None)), Some(app)),
+            (None, None) => (None, None),
+        };
         Self {
-            github: token(&t.github)
-                .map(|tok| Self::api_config(url(&t.github_api_url, "https://api.github.com"), tok)),
+            github,
+            github_app,
             gitlab: token(&t.gitlab).map(|tok| {
                 Self::api_config(url(&t.gitlab_api_url, "https://gitlab.com/api/v4"), tok)
             }),
@@ -239,7 +255,11 @@ impl NotifierSettings {
     /// Client settings for background comments: more patient than the webhook path's defaults,
     /// since nobody waits on them.
     pub fn api_config(base_url: impl Into<String>, token: Secret) -> ApiConfig {
-        let mut c = ApiConfig::new(base_url, Some(token));
+        Self::patient(base_url, Some(token))
+    }
+
+    fn patient(base_url: impl Into<String>, token: Option<Secret>) -> ApiConfig {
+        let mut c = ApiConfig::new(base_url, token);
         c.request_timeout = Duration::from_secs(10);
         c.max_retries = 4;
         c.backoff = Duration::from_millis(500);
@@ -346,9 +366,13 @@ impl Notifier {
         settings: NotifierSettings,
         metrics: Option<Arc<Metrics>>,
     ) -> Result<Self, NotifyError> {
+        let app = settings.github_app;
         let github = settings
             .github
-            .map(GithubClient::new)
+            .map(|cfg| match app {
+                Some(app) => GithubClient::with_app(cfg, app),
+                None => GithubClient::new(cfg),
+            })
             .transpose()
             .map_err(|source| NotifyError::Client {
                 vcs: "github",

@@ -6,6 +6,9 @@ use http::header::{HeaderName, HeaderValue};
 use http::{Method, StatusCode};
 use serde::Deserialize;
 
+use std::sync::Arc;
+
+use super::github_app::GithubAppAuth;
 use super::http::{ApiClient, ApiConfig, ApiResponse, AuthStyle};
 use super::{ChangedFile, DirEntry, PullInfo, VcsError, encode_path, encode_segment};
 
@@ -77,21 +80,33 @@ struct DirEntryJson {
     kind: String,
 }
 
+/// The headers GitHub's REST docs ask every call to send.
+pub(crate) fn github_headers() -> Vec<(HeaderName, HeaderValue)> {
+    vec![
+        (
+            http::header::ACCEPT,
+            HeaderValue::from_static("application/vnd.github+json"),
+        ),
+        (
+            HeaderName::from_static("x-github-api-version"),
+            HeaderValue::from_static("2022-11-28"),
+        ),
+    ]
+}
+
 impl GithubClient {
-    /// Builds a client; fails only on an unusable base URL or token.
+    /// Builds a client with `cfg.token`; fails only on an unusable base URL or token.
     pub fn new(cfg: ApiConfig) -> Result<Self, VcsError> {
-        let fixed = vec![
-            (
-                http::header::ACCEPT,
-                HeaderValue::from_static("application/vnd.github+json"),
-            ),
-            (
-                HeaderName::from_static("x-github-api-version"),
-                HeaderValue::from_static("2022-11-28"),
-            ),
-        ];
         Ok(Self {
-            api: ApiClient::new(cfg, AuthStyle::Bearer, fixed)?,
+            api: ApiClient::new(cfg, AuthStyle::Bearer, github_headers())?,
+        })
+    }
+
+    /// Builds a client that signs in as a GitHub App: every call carries `app`'s installation
+    /// token (`cfg.token` is ignored).
+    pub fn with_app(cfg: ApiConfig, app: Arc<GithubAppAuth>) -> Result<Self, VcsError> {
+        Ok(Self {
+            api: ApiClient::with_app(cfg, github_headers(), app)?,
         })
     }
 

@@ -1,6 +1,6 @@
 //! The HTTP core shared by the VCS clients: one base URL, one token, timeouts, retries, rate limits.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
@@ -13,6 +13,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use tokio::time::Instant;
 
+use super::github_app::GithubAppAuth;
 use super::{Secret, VcsError};
 
 /// Connection settings for one VCS API.
@@ -83,7 +84,7 @@ pub struct ApiClient {
     origin: String,
     /// Path prefix of the API root without a trailing slash (may be empty).
     base_path: String,
-    auth: Option<(HeaderName, HeaderValue)>,
+    auth: Auth,
     fixed_headers: Vec<(HeaderName, HeaderValue)>,
     client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
     cfg: ApiConfig,
@@ -97,8 +98,19 @@ impl std::fmt::Debug for ApiClient {
             .field("origin", &self.origin)
             .field("base_path", &self.base_path)
             .field("token", &self.cfg.token)
+            .field("github_app", &matches!(self.auth, Auth::App(_)))
             .finish_non_exhaustive()
     }
+}
+
+/// The credential every request carries.
+enum Auth {
+    /// Unauthenticated (public repositories only, low rate limits).
+    None,
+    /// A token in a fixed, sensitive header.
+    Fixed(HeaderName, HeaderValue),
+    /// A GitHub App's installation token, fetched and refreshed as it expires.
+    App(Arc<GithubAppAuth>),
 }
 
 /// What one attempt produced, before retry policy is applied.
@@ -134,7 +146,7 @@ impl ApiClient {
         let base_path = uri.path().trim_end_matches('/').to_string();
 
         let auth = match cfg.token.as_ref().filter(|t| !t.is_empty()) {
-            None => None,
+            None => Auth::None,
             Some(token) => {
                 let (name, raw) = match style {
                     AuthStyle::Bearer => {
@@ -150,7 +162,7 @@ impl ApiClient {
                     .map_err(|_| bad("token holds characters not allowed in a header"))?;
                 // Keeps the value out of hyper's debug output and HPACK tables.
                 value.set_sensitive(true);
-                Some((name, value))
+                Auth::Fixed(name, value)
             }
         };
         let mut fixed = fixed_headers;
@@ -175,6 +187,18 @@ impl ApiClient {
         })
     }
 
+    /// A client whose requests carry `app`'s installation token (`cfg.token` is ignored).
+    pub(crate) fn with_app(
+        mut cfg: ApiConfig,
+        fixed_headers: Vec<(HeaderName, HeaderValue)>,
+        app: Arc<GithubAppAuth>,
+    ) -> Result<Self, VcsError> {
+        cfg.token = None;
+        let mut client = Self::new(cfg, AuthStyle::Bearer, fixed_headers)?;
+        client.auth = Auth::App(app);
+        Ok(client)
+    }
+
     /// `GET` a path relative to the API root (`/repos/o/r/pulls/1`, query included).
     pub async fn get(&self, path_and_query: &str) -> Result<ApiResponse, VcsError> {
         self.send(Method::GET, path_and_query, None).await
@@ -186,7 +210,8 @@ impl ApiClient {
             .strip_prefix(&self.origin)
             .filter(|r| r.starts_with('/'))
             .ok_or(VcsError::ForeignLink)?;
-        self.send_raw(Method::GET, rest.to_string(), None).await
+        self.send_raw(Method::GET, rest.to_string(), None, None)
+            .await
     }
 
     /// Sends a request to a path relative to the API root; JSON bodies only.
@@ -201,7 +226,21 @@ impl ApiClient {
         json_body: Option<Bytes>,
     ) -> Result<ApiResponse, VcsError> {
         let full = format!("{}{}", self.base_path, path_and_query);
-        self.send_raw(method, full, json_body).await
+        self.send_raw(method, full, json_body, None).await
+    }
+
+    /// Like [`ApiClient::send`], with this `Authorization` value instead of the client's own
+    /// credential (a GitHub App's JWT for the app's endpoints).
+    pub(crate) async fn send_as(
+        &self,
+        method: Method,
+        path_and_query: &str,
+        json_body: Option<Bytes>,
+        authorization: HeaderValue,
+    ) -> Result<ApiResponse, VcsError> {
+        let full = format!("{}{}", self.base_path, path_and_query);
+        self.send_raw(method, full, json_body, Some(authorization))
+            .await
     }
 
     async fn send_raw(
@@ -209,16 +248,49 @@ impl ApiClient {
         method: Method,
         path_and_query: String,
         json_body: Option<Bytes>,
+        authorization: Option<HeaderValue>,
     ) -> Result<ApiResponse, VcsError> {
         let endpoint = format!("{method} {}", path_only(&path_and_query));
         let mut attempt = 0u32;
+        // An installation token GitHub refuses is replaced once per request.
+        let mut may_renew = true;
         loop {
             self.check_blocked()?;
+            let (credential, app_token) = match (&authorization, &self.auth) {
+                (Some(v), _) => (Some((header::AUTHORIZATION, v.clone())), None),
+                (None, Auth::None) => (None, None),
+                (None, Auth::Fixed(name, value)) => (Some((name.clone(), value.clone())), None),
+                (None, Auth::App(app)) => {
+                    let token = app.token().await?;
+                    (
+                        Some((header::AUTHORIZATION, token.header()?)),
+                        Some((app, token.serial)),
+                    )
+                }
+            };
             let outcome = self
-                .attempt(&method, &path_and_query, json_body.clone(), &endpoint)
+                .attempt(
+                    &method,
+                    &path_and_query,
+                    json_body.clone(),
+                    &endpoint,
+                    credential,
+                )
                 .await;
             match outcome {
-                Attempt::Done(resp) => return Ok(resp),
+                Attempt::Done(resp) => {
+                    if let Some((app, serial)) = app_token
+                        && resp.status == StatusCode::UNAUTHORIZED
+                        && may_renew
+                    {
+                        // Revoked, or expired early by clock skew: fetch another, once.
+                        tracing::debug!(%endpoint, "installation token refused; renewing it");
+                        app.invalidate(serial);
+                        may_renew = false;
+                        continue;
+                    }
+                    return Ok(resp);
+                }
                 Attempt::Fail(e) => return Err(e),
                 Attempt::Retry { error, wait } => {
                     if attempt >= self.cfg.max_retries {
@@ -243,14 +315,15 @@ impl ApiClient {
         path_and_query: &str,
         json_body: Option<Bytes>,
         endpoint: &str,
+        credential: Option<(HeaderName, HeaderValue)>,
     ) -> Attempt {
         let uri = format!("{}{}", self.origin, path_and_query);
         let mut builder = Request::builder().method(method.clone()).uri(uri);
         for (name, value) in &self.fixed_headers {
             builder = builder.header(name, value.clone());
         }
-        if let Some((name, value)) = &self.auth {
-            builder = builder.header(name, value.clone());
+        if let Some((name, value)) = credential {
+            builder = builder.header(name, value);
         }
         let body = match json_body {
             Some(b) => {

@@ -2,12 +2,14 @@
 //!
 //! The resolver reads pulls, changed files and files at a commit through these clients; the
 //! notifier reuses them to comment on pulls. Both share one HTTP core ([`ApiClient`]): a base URL
-//! (so GitHub Enterprise and self-hosted GitLab work), a token sent in a sensitive header and never
-//! logged, a timeout per attempt, bounded retries with backoff, and rate-limit handling
-//! (`Retry-After`, `X-RateLimit-*` / `RateLimit-*`).
+//! (so GitHub Enterprise and self-hosted GitLab work), a credential sent in a sensitive header and
+//! never logged (a token, or a GitHub App's installation token: [`GithubAppAuth`]), a timeout per
+//! attempt, bounded retries with backoff, and rate-limit handling (`Retry-After`,
+//! `X-RateLimit-*` / `RateLimit-*`).
 
 mod client;
 mod github;
+mod github_app;
 mod gitlab;
 mod http;
 
@@ -16,6 +18,7 @@ use std::time::Duration;
 pub use crate::vocab::Secret;
 pub use client::VcsClient;
 pub use github::GithubClient;
+pub use github_app::{AppKeyError, GithubAppAuth, GithubAppCredentials, GithubAppKey};
 pub use gitlab::GitlabClient;
 pub use http::{ApiClient, ApiConfig, ApiResponse};
 
@@ -108,6 +111,13 @@ pub enum VcsError {
         /// What was wrong.
         detail: String,
     },
+    /// No GitHub App installation token could be had (GitHub refused the app's JWT, the
+    /// installation is unknown or ambiguous, or the token endpoint did not answer).
+    #[error("GitHub App authentication failed: {detail}")]
+    Auth {
+        /// What went wrong, with GitHub's own message when it gave one (never a credential).
+        detail: String,
+    },
     /// A pagination link pointed at another host; following it would send our token there.
     #[error("refusing to follow a pagination link to another origin")]
     ForeignLink,
@@ -118,6 +128,7 @@ impl VcsError {
     pub fn kind(&self) -> &'static str {
         match self {
             VcsError::BadBaseUrl { .. } => "config",
+            VcsError::Auth { .. } => "auth",
             VcsError::RateLimited { .. } => "rate_limited",
             VcsError::Timeout => "timeout",
             VcsError::Status { .. } => "status",

@@ -125,3 +125,57 @@ fn environment_overrides_are_validated_too() {
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).contains("traffic-split 25%"));
 }
+
+#[test]
+fn a_bad_github_app_key_is_named_and_never_printed() {
+    let garbled = "-----BEGIN RSA PRIVATE KEY-----\nMIIEowIBAAKCAQEAsecretsecretsecret\n-----END RSA PRIVATE KEY-----\n";
+    let out = run(
+        &["check-config"],
+        &[
+            ("ATLANTIS_GH_APP_ID", "4242"),
+            ("ATLANTIS_GH_APP_KEY", garbled),
+        ],
+    );
+    assert_rejected(&out, "environment ATLANTIS_GH_APP_KEY");
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(all.contains("`gh-app-key`"), "{all}");
+    assert!(!all.contains("secretsecret"), "{all}");
+}
+
+#[test]
+fn check_config_says_the_github_app_is_used() {
+    let key = crate::support::app_key::app_key();
+    let out = run(
+        &["check-config"],
+        &[
+            ("ATLANTIS_GH_APP_ID", "4242"),
+            ("ATLANTIS_GH_APP_KEY", &key.private_pem),
+            ("ATLANTIS_GH_APP_INSTALLATION_ID", "77"),
+        ],
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains(
+            "announced on pulls of GitHub (as GitHub App 4242 from environment ATLANTIS_GH_APP_ID"
+        ),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(
+            "authenticate as GitHub App 4242 with an installation token (installation 77)"
+        ),
+        "{stdout}"
+    );
+    assert!(stdout.contains("gh-app-key"), "{stdout}");
+    let body_line = key.private_pem.lines().nth(1).unwrap();
+    assert!(!stdout.contains(body_line), "{stdout}");
+}

@@ -1,6 +1,7 @@
 //! Shared test support: the fake Atlantis, the proxy under test, webhook builders, an HTTP client.
 #![allow(dead_code)] // Each helper is used by some test modules, not all.
 
+pub mod app_key;
 pub mod fake_atlantis;
 pub mod fake_vcs;
 pub mod http;

@@ -1,11 +1,17 @@
 //! Fake GitHub and GitLab REST APIs on a loopback port, serving the providers' documented JSON
 //! shapes: pulls/MRs, paginated changed files (`Link` / `X-Next-Page`), file contents, directory
 //! listings and comments (create, edit, paginated list). Every request is recorded; delay and
-//! failures (every request, or the next N) can be injected.
+//! failures (every request, or the next N) can be injected. With [`FakeVcs::enable_github_app`]
+//! the GitHub fake authenticates like GitHub does for a GitHub App (`app.rs`).
 
 #![allow(dead_code)]
 
+mod app;
 mod comments;
+
+// The benches include this file too and use none of GitHub's messages.
+#[allow(unused_imports)]
+pub use app::{BAD_CREDENTIALS, EXPIRED, IAT_FUTURE, TOO_FAR, UNDECODABLE};
 
 use comments::{
     add_comment, gh_comment, gh_edit_comment, gh_list_comments, gl_edit_note, gl_list_notes,
@@ -86,6 +92,8 @@ struct Inner {
     fail_next: (u32, u16),
     /// Pulls whose head repository belongs to another owner (GitHub `head.repo`).
     forks: std::collections::HashSet<(String, i64)>,
+    /// A GitHub App: when set, every request must authenticate as it (JWT or installation token).
+    app: Option<app::AppState>,
 }
 
 /// A comment (GitHub issue comment, GitLab note) as the fake stores it.
@@ -176,6 +184,10 @@ impl FakeVcs {
             Flavor::Gitlab => gitlab_routes(),
         };
         let app = routes
+            .layer(middleware::from_fn_with_state(
+                shared.clone(),
+                app::authenticate,
+            ))
             .layer(middleware::from_fn_with_state(shared.clone(), record))
             .with_state(shared.clone());
         let task = if tls {
@@ -278,6 +290,38 @@ impl FakeVcs {
     /// The next `n` requests answer `status` (then normal service resumes).
     pub fn fail_next(&self, n: u32, status: u16) {
         self.with(|i| i.fail_next = (n, status));
+    }
+
+    /// From now on the GitHub API authenticates GitHub App `app_id` (whose key's public half is
+    /// `public_pem`), installed as `installations`: JWTs on `/app/...`, installation tokens on
+    /// everything else.
+    pub fn enable_github_app(&self, app_id: u64, public_pem: &str, installations: &[u64]) {
+        self.with(|i| i.app = Some(app::AppState::new(app_id, public_pem, installations)));
+    }
+
+    /// How long the installation tokens issued from now on live (GitHub: one hour).
+    pub fn set_token_lifetime(&self, d: Duration) {
+        self.with(|i| i.app.as_mut().expect("app enabled").set_lifetime(d));
+    }
+
+    /// Revokes every installation token issued so far.
+    pub fn revoke_tokens(&self) {
+        self.with(|i| i.app.as_mut().expect("app enabled").revoke());
+    }
+
+    /// The installation tokens issued, oldest first.
+    pub fn issued_tokens(&self) -> Vec<String> {
+        self.with(|i| i.app.as_ref().map(|a| a.issued()).unwrap_or_default())
+    }
+
+    /// Every authentication refusal: (status, path, GitHub's message).
+    pub fn auth_refusals(&self) -> Vec<(u16, String, String)> {
+        self.with(|i| i.app.as_ref().map(|a| a.refusals()).unwrap_or_default())
+    }
+
+    /// Every JWT presented to the app's endpoints.
+    pub fn jwts(&self) -> Vec<String> {
+        self.with(|i| i.app.as_ref().map(|a| a.jwts()).unwrap_or_default())
     }
 
     /// Requests with this method whose path contains `needle`.
@@ -426,6 +470,11 @@ fn list_dir(files: &BTreeMap<String, Vec<u8>>, dir: &str) -> Vec<(String, bool)>
 
 fn github_routes() -> Router<Shared> {
     Router::new()
+        .route("/api/v3/app/installations", get(app::list_installations))
+        .route(
+            "/api/v3/app/installations/{id}/access_tokens",
+            post(app::create_access_token),
+        )
         .route("/api/v3/repos/{owner}/{repo}/pulls/{n}", get(gh_pull))
         .route(
             "/api/v3/repos/{owner}/{repo}/pulls/{n}/files",
