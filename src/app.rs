@@ -93,7 +93,8 @@ impl App {
             SplitRule::new(&e.always_enhanced, &e.always_legacy),
             initial,
         ));
-        let engine = build_engine(e.engine_settings(), e.redis_settings(false)).await?;
+        let unmarked_vcs = config.atlantis.unmarked_vcs();
+        let engine = build_engine(e.engine_settings(unmarked_vcs), e.redis_settings(false)).await?;
         let resolver = Arc::new(Resolver::new(
             resolver_settings(&config)?,
             config.repos.clone(),
@@ -105,7 +106,8 @@ impl App {
         ));
         let shadow = Arc::new(ShadowRecorder::new(RECENT_DIFFS, Some(metrics.clone())));
         // The shadow engine evaluates legacy traffic in its own keyspace.
-        let shadow_engine = build_engine(e.engine_settings(), e.redis_settings(true)).await?;
+        let shadow_engine =
+            build_engine(e.engine_settings(unmarked_vcs), e.redis_settings(true)).await?;
         let enhanced = Arc::new(Enhanced::new(EnhancedParts {
             engine,
             upstream: upstream.clone(),

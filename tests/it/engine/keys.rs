@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use atlantis_lock_proxy::classify::Priority::Normal;
-use atlantis_lock_proxy::classify::{LockKey, PullRef};
+use atlantis_lock_proxy::classify::{LockKey, PullRef, Vcs};
 use atlantis_lock_proxy::engine::redis::layout::Layout;
 use atlantis_lock_proxy::engine::{
     AcquireOutcome, AcquireRequest, EngineError, EngineSettings, LockEngine, QueueOutcome,
@@ -25,10 +25,7 @@ fn settings() -> EngineSettings {
 fn request(repo: &str, pull: i64, dir: &str, project: &str) -> AcquireRequest {
     AcquireRequest {
         locks: vec![LockKey::new(repo, dir, "default", project)],
-        pull: PullRef {
-            repo: repo.into(),
-            number: pull,
-        },
+        pull: PullRef::new(Vcs::Github, repo, pull),
         user: "u".into(),
         priority: Normal,
         hold_timeout: None,
@@ -254,12 +251,9 @@ async fn keys_of_the_old_layout_are_moved_once() {
     );
     // The waiter is still served: pull 1 leaves, pull 2 is granted.
     let mut rx = e.take_dispatches().expect("dispatches");
-    e.release_pull(PullRef {
-        repo: repo.into(),
-        number: 1,
-    })
-    .await
-    .expect("release");
+    e.release_pull(PullRef::new(Vcs::Github, repo, 1))
+        .await
+        .expect("release");
     let d = tokio::time::timeout(Duration::from_secs(5), rx.recv())
         .await
         .expect("dispatch")
