@@ -15,7 +15,7 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
-use atlantis_lock_proxy::classify::{LockKey, Priority, PullRef};
+use atlantis_lock_proxy::classify::{LockKey, Priority, PullRef, Vcs};
 use atlantis_lock_proxy::engine::{
     AcquireOutcome, AcquireRequest, EngineSettings, LockEngine, RedisEngine, RedisSettings,
 };
@@ -40,10 +40,7 @@ fn env_usize(name: &str, default: usize) -> usize {
 fn request(repo: &str, pull: i64, dir: &str) -> AcquireRequest {
     AcquireRequest {
         locks: vec![LockKey::new(repo, dir, "default", "")],
-        pull: PullRef {
-            repo: repo.to_owned(),
-            number: pull,
-        },
+        pull: PullRef::new(Vcs::Github, repo, pull),
         user: "bench".to_owned(),
         priority: Priority::Normal,
         hold_timeout: None,

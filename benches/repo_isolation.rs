@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use atlantis_lock_proxy::classify::{LockKey, Priority, PullRef};
+use atlantis_lock_proxy::classify::{LockKey, Priority, PullRef, Vcs};
 use atlantis_lock_proxy::engine::{AcquireRequest, EngineSettings, LockEngine, MemoryEngine};
 
 const WAITERS: i64 = 10_000;
@@ -21,10 +21,7 @@ const WAITERS: i64 = 10_000;
 fn request(repo: &str, pull: i64, dir: &str) -> AcquireRequest {
     AcquireRequest {
         locks: vec![LockKey::new(repo, dir, "default", "")],
-        pull: PullRef {
-            repo: repo.into(),
-            number: pull,
-        },
+        pull: PullRef::new(Vcs::Github, repo, pull),
         user: "bench".into(),
         priority: Priority::Normal,
         hold_timeout: None,

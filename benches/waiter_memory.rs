@@ -11,7 +11,7 @@
 #[path = "../tests/it/support/redis.rs"]
 mod support_redis;
 
-use atlantis_lock_proxy::classify::{LockKey, Priority, PullRef};
+use atlantis_lock_proxy::classify::{LockKey, Priority, PullRef, Vcs};
 use atlantis_lock_proxy::engine::redis::layout::Layout;
 use atlantis_lock_proxy::engine::{
     AcquireRequest, EngineSettings, LockEngine, MemoryEngine, RedisEngine, RedisSettings,
@@ -26,10 +26,7 @@ const PREFIX: &str = "mem:";
 fn request(pull: i64) -> AcquireRequest {
     AcquireRequest {
         locks: vec![LockKey::new("acme/infra", "net", "default", "")],
-        pull: PullRef {
-            repo: "acme/infra".into(),
-            number: pull,
-        },
+        pull: PullRef::new(Vcs::Github, "acme/infra", pull),
         user: "bench".into(),
         priority: Priority::Normal,
         hold_timeout: None,

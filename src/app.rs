@@ -93,7 +93,8 @@ impl App {
             SplitRule::new(&e.always_enhanced, &e.always_legacy),
             initial,
         ));
-        let engine = build_engine(e.engine_settings(), e.redis_settings(false)).await?;
+        let unmarked_vcs = config.atlantis.unmarked_vcs();
+        let engine = build_engine(e.engine_settings(unmarked_vcs), e.redis_settings(false)).await?;
         // One installation token source for the resolver and the notifier, when Atlantis signs
         // in to GitHub as an App.
         let github_app = github_app(&config)?;
@@ -108,7 +109,8 @@ impl App {
         ));
         let shadow = Arc::new(ShadowRecorder::new(RECENT_DIFFS, Some(metrics.clone())));
         // The shadow engine evaluates legacy traffic in its own keyspace.
-        let shadow_engine = build_engine(e.engine_settings(), e.redis_settings(true)).await?;
+        let shadow_engine =
+            build_engine(e.engine_settings(unmarked_vcs), e.redis_settings(true)).await?;
         let enhanced = Arc::new(Enhanced::new(EnhancedParts {
             engine,
             upstream: upstream.clone(),

@@ -37,6 +37,7 @@ pub(super) async fn list_locks(
                 "workspace": l.key.workspace,
                 "project": l.key.project,
                 "pull": l.pull.number,
+                "vcs": l.pull.vcs.as_str(),
                 "user": l.user,
                 "priority": l.priority.as_str(),
                 "acquired_at": rfc3339(l.acquired_at),
@@ -69,6 +70,7 @@ pub(super) async fn list_queues(
                     json!({
                         "id": w.id.to_string(),
                         "pull": w.pull.number,
+                        "vcs": w.pull.vcs.as_str(),
                         "user": w.user,
                         "priority": w.priority.as_str(),
                         "enqueued_at": rfc3339(w.enqueued_at),

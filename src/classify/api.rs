@@ -239,7 +239,7 @@ pub fn classify_api(
     };
     Operation::Acquire(Acquire {
         locks,
-        pull: PullRef { repo, number },
+        pull: PullRef::new(vcs, repo, number),
         user: String::new(),
         command,
         vcs,

@@ -43,8 +43,8 @@ mod testutil;
 mod webhook;
 
 pub use crate::vocab::{
-    CommandKind, CommentCommandName, LockKey, LockMode, ParseKeyError, Priority, PullRef, Vcs,
-    command_locks,
+    CommandKind, CommentCommandName, LockKey, LockMode, ParseKeyError, Priority, PullId, PullRef,
+    Vcs, command_locks,
 };
 pub use allowlist::RepoAllowlist;
 pub use config::{ClassifyConfig, LockModeTable, RepoLockModes, Secret, ShaCache, WebhookSecrets};

@@ -1,12 +1,51 @@
 //! The engine's typed settings, derived from the `enhanced-locking:` section.
 
 use crate::engine::{EngineSettings, RedisSettings};
+use crate::vocab::Vcs;
 
-use super::{Backend, EnhancedConfig};
+use super::{AtlantisConfig, Backend, EnhancedConfig};
+
+impl AtlantisConfig {
+    /// The VCSs whose webhooks the proxy gates (a webhook secret, or `allow-unsigned-webhooks`),
+    /// in [`Vcs::ALL`] order.
+    pub fn gated_vcss(&self) -> Vec<Vcs> {
+        let s = &self.webhook_secrets;
+        let set =
+            |v: &Option<crate::vocab::Secret>| v.as_ref().is_some_and(|s| !s.expose().is_empty());
+        Vcs::ALL
+            .into_iter()
+            .filter(|v| {
+                let signed = match v {
+                    Vcs::Github => set(&s.github),
+                    Vcs::Gitlab => set(&s.gitlab),
+                    Vcs::BitbucketCloud | Vcs::BitbucketServer => set(&s.bitbucket),
+                    Vcs::Gitea => set(&s.gitea),
+                    Vcs::AzureDevops => s
+                        .azuredevops
+                        .as_ref()
+                        .is_some_and(|(u, p)| !u.is_empty() && !p.is_empty()),
+                };
+                signed || self.allow_unsigned_webhooks.contains(v)
+            })
+            .collect()
+    }
+
+    /// The VCS whose pulls the engine stores unmarked, as all pulls were stored before they had
+    /// a VCS: GitHub when it is gated (or nothing is), else the first gated VCS, so a
+    /// single-VCS deployment reads its state from before the upgrade as its own.
+    pub fn unmarked_vcs(&self) -> Vcs {
+        let gated = self.gated_vcss();
+        if gated.contains(&Vcs::Github) {
+            return Vcs::Github;
+        }
+        gated.first().copied().unwrap_or(Vcs::Github)
+    }
+}
 
 impl EnhancedConfig {
-    /// Queueing, timeout, deadlock and cleanup settings for the engine.
-    pub fn engine_settings(&self) -> EngineSettings {
+    /// Queueing, timeout, deadlock and cleanup settings for the engine; `unmarked_vcs` from
+    /// [`AtlantisConfig::unmarked_vcs`].
+    pub fn engine_settings(&self, unmarked_vcs: Vcs) -> EngineSettings {
         EngineSettings {
             default_timeout: self.default_timeout,
             max_timeout: self.max_timeout,
@@ -31,6 +70,7 @@ impl EnhancedConfig {
             dispatch_lease: self.dispatch_lease,
             instance_id: self.instance_id.clone(),
             enable_events: self.enable_events,
+            unmarked_vcs,
         }
     }
 
@@ -63,5 +103,36 @@ impl EnhancedConfig {
             write_timeout: r.write_timeout,
             max_retries: r.max_retries,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::Config;
+    use crate::vocab::Vcs;
+
+    fn unmarked(atlantis: &str) -> (Vec<Vcs>, Vcs) {
+        let c = Config::from_yaml(&format!("atlantis:\n{atlantis}")).expect("config");
+        (c.atlantis.gated_vcss(), c.atlantis.unmarked_vcs())
+    }
+
+    #[test]
+    fn the_unmarked_vcs_is_github_or_the_only_gated_one() {
+        assert_eq!(
+            unmarked("  lock-sync-interval: 10s\n"),
+            (vec![], Vcs::Github)
+        );
+        assert_eq!(
+            unmarked("  webhook-secrets: {gitlab: s}\n"),
+            (vec![Vcs::Gitlab], Vcs::Gitlab)
+        );
+        assert_eq!(
+            unmarked("  webhook-secrets: {gitlab: s, github: t}\n"),
+            (vec![Vcs::Github, Vcs::Gitlab], Vcs::Github)
+        );
+        assert_eq!(
+            unmarked("  webhook-secrets: {gitea: s}\n  allow-unsigned-webhooks: [gitlab]\n"),
+            (vec![Vcs::Gitlab, Vcs::Gitea], Vcs::Gitlab)
+        );
     }
 }

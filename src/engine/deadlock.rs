@@ -8,15 +8,15 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::vocab::Priority;
+use crate::vocab::{Priority, PullId};
 
 /// One queued waiter as the detector sees it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct WaitNode {
     /// Per-repo waiter sequence (larger = younger).
     pub seq: u64,
-    /// Its pull number.
-    pub pull: i64,
+    /// Its pull.
+    pub pull: PullId,
     /// Its priority.
     pub priority: Priority,
 }
@@ -25,7 +25,7 @@ pub struct WaitNode {
 #[derive(Clone, Debug, Default)]
 pub struct WaitGraphInput {
     /// Lock field → holder pull.
-    pub holders: BTreeMap<String, i64>,
+    pub holders: BTreeMap<String, PullId>,
     /// Lock field → waiters, head first.
     pub queues: BTreeMap<String, Vec<WaitNode>>,
 }
@@ -34,7 +34,7 @@ pub struct WaitGraphInput {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Victim {
     /// Pulls around the cycle, starting at the victim's pull.
-    pub cycle: Vec<i64>,
+    pub cycle: Vec<PullId>,
     /// The waiter to fail.
     pub waiter: WaitNode,
 }
@@ -42,7 +42,7 @@ pub struct Victim {
 /// Finds a wait-for cycle, if any, and picks its victim.
 pub fn find_victim(input: &WaitGraphInput) -> Option<Victim> {
     // pull -> (pull it waits for -> waiters creating that edge)
-    let mut edges: BTreeMap<i64, BTreeMap<i64, Vec<&WaitNode>>> = BTreeMap::new();
+    let mut edges: BTreeMap<PullId, BTreeMap<PullId, Vec<&WaitNode>>> = BTreeMap::new();
     for (field, queue) in &input.queues {
         for (i, w) in queue.iter().enumerate() {
             let holder = input.holders.get(field).copied();
@@ -90,16 +90,16 @@ pub fn remove_waiter(input: &mut WaitGraphInput, seq: u64) {
     }
 }
 
-fn find_cycle<V>(edges: &BTreeMap<i64, BTreeMap<i64, V>>) -> Option<Vec<i64>> {
-    let mut done: BTreeSet<i64> = BTreeSet::new();
+fn find_cycle<V>(edges: &BTreeMap<PullId, BTreeMap<PullId, V>>) -> Option<Vec<PullId>> {
+    let mut done: BTreeSet<PullId> = BTreeSet::new();
     for &start in edges.keys() {
         if done.contains(&start) {
             continue;
         }
         // Iterative DFS keeping the current path so a back edge yields the cycle itself.
-        let mut path: Vec<i64> = vec![start];
+        let mut path: Vec<PullId> = vec![start];
         let mut iters = vec![neighbours(edges, start)];
-        let mut on_path: BTreeSet<i64> = BTreeSet::from([start]);
+        let mut on_path: BTreeSet<PullId> = BTreeSet::from([start]);
         while let Some(it) = iters.last_mut() {
             match it.pop() {
                 Some(next) if on_path.contains(&next) => {
@@ -125,7 +125,7 @@ fn find_cycle<V>(edges: &BTreeMap<i64, BTreeMap<i64, V>>) -> Option<Vec<i64>> {
     None
 }
 
-fn neighbours<V>(edges: &BTreeMap<i64, BTreeMap<i64, V>>, node: i64) -> Vec<i64> {
+fn neighbours<V>(edges: &BTreeMap<PullId, BTreeMap<PullId, V>>, node: PullId) -> Vec<PullId> {
     edges
         .get(&node)
         .map(|m| m.keys().rev().copied().collect())
@@ -135,11 +135,16 @@ fn neighbours<V>(edges: &BTreeMap<i64, BTreeMap<i64, V>>, node: i64) -> Vec<i64>
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::vocab::Vcs;
+
+    fn p(n: i64) -> PullId {
+        PullId::new(Vcs::Github, n)
+    }
 
     fn node(seq: u64, pull: i64, priority: Priority) -> WaitNode {
         WaitNode {
             seq,
-            pull,
+            pull: p(pull),
             priority,
         }
     }
@@ -147,7 +152,7 @@ mod tests {
     #[test]
     fn no_cycle_when_waiters_only_wait_for_a_free_running_holder() {
         let mut g = WaitGraphInput::default();
-        g.holders.insert("x".into(), 1);
+        g.holders.insert("x".into(), p(1));
         g.queues.insert(
             "x".into(),
             vec![node(1, 2, Priority::Normal), node(2, 3, Priority::Normal)],
@@ -158,21 +163,21 @@ mod tests {
     #[test]
     fn two_pull_cycle_fails_the_lower_priority_waiter() {
         let mut g = WaitGraphInput::default();
-        g.holders.insert("x".into(), 1);
-        g.holders.insert("y".into(), 2);
+        g.holders.insert("x".into(), p(1));
+        g.holders.insert("y".into(), p(2));
         g.queues
             .insert("y".into(), vec![node(1, 1, Priority::High)]);
         g.queues.insert("x".into(), vec![node(2, 2, Priority::Low)]);
         let v = find_victim(&g).expect("cycle");
         assert_eq!(v.waiter.seq, 2);
-        assert_eq!(v.cycle, vec![2, 1]);
+        assert_eq!(v.cycle, vec![p(2), p(1)]);
     }
 
     #[test]
     fn equal_priorities_fail_the_youngest() {
         let mut g = WaitGraphInput::default();
-        for (f, p) in [("a", 1), ("b", 2), ("c", 3)] {
-            g.holders.insert(f.into(), p);
+        for (f, n) in [("a", 1), ("b", 2), ("c", 3)] {
+            g.holders.insert(f.into(), p(n));
         }
         g.queues
             .insert("b".into(), vec![node(5, 1, Priority::Normal)]);
@@ -192,8 +197,8 @@ mod tests {
         // Pull 1 holds x and queues for f behind pull 2, which queues for x: a real deadlock
         // because the strict queue reserves f for pull 2.
         let mut g = WaitGraphInput::default();
-        g.holders.insert("x".into(), 1);
-        g.holders.insert("f".into(), 9);
+        g.holders.insert("x".into(), p(1));
+        g.holders.insert("f".into(), p(9));
         g.queues.insert(
             "f".into(),
             vec![node(1, 2, Priority::Normal), node(2, 1, Priority::Normal)],
@@ -208,8 +213,8 @@ mod tests {
     fn queueing_on_a_lock_the_pull_holds_is_no_edge() {
         // Pull 1 holds a and queues for a and b; pull 2 waits for a ahead of it.
         let mut g = WaitGraphInput::default();
-        g.holders.insert("a".into(), 1);
-        g.holders.insert("b".into(), 3);
+        g.holders.insert("a".into(), p(1));
+        g.holders.insert("b".into(), p(3));
         g.queues.insert(
             "a".into(),
             vec![node(1, 2, Priority::High), node(2, 1, Priority::Normal)],
@@ -217,5 +222,27 @@ mod tests {
         g.queues
             .insert("b".into(), vec![node(2, 1, Priority::Normal)]);
         assert_eq!(find_victim(&g), None);
+    }
+
+    #[test]
+    fn pulls_of_two_vcss_with_one_number_are_two_nodes() {
+        // GitHub pull 1 holds x and waits for y; GitLab MR 1 holds y and waits for x: a real
+        // cycle between two pulls, not one pull re-entering its own locks.
+        let gl = |n| PullId::new(Vcs::Gitlab, n);
+        let mut g = WaitGraphInput::default();
+        g.holders.insert("x".into(), p(1));
+        g.holders.insert("y".into(), gl(1));
+        g.queues
+            .insert("y".into(), vec![node(1, 1, Priority::Normal)]);
+        g.queues.insert(
+            "x".into(),
+            vec![WaitNode {
+                seq: 2,
+                pull: gl(1),
+                priority: Priority::Low,
+            }],
+        );
+        let v = find_victim(&g).expect("cycle");
+        assert_eq!((v.waiter.seq, v.cycle), (2, vec![gl(1), p(1)]));
     }
 }

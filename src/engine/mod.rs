@@ -44,7 +44,7 @@ pub use types::{
 
 use std::sync::Arc;
 
-use crate::vocab::{LockKey, PullRef};
+use crate::vocab::{LockKey, PullId, PullRef};
 
 /// Builds the configured engine: Redis when `redis` is given, otherwise the in-memory default.
 pub async fn build_engine(
@@ -188,7 +188,7 @@ pub trait LockEngine: Send + Sync + 'static {
         key: LockKey,
         holder: PullRef,
         user: String,
-        expect: Option<(i64, u64)>,
+        expect: Option<(PullId, u64)>,
     ) -> BoxFuture<'_, EngineResult<bool>>;
 
     /// Refuses `request_id` from now on (for an hour): its queued waiter leaves silently and a

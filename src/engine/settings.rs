@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use crate::vocab::Priority;
+use crate::vocab::{Priority, Vcs};
 
 /// Queueing, timeout, deadlock and cleanup behaviour shared by every backend.
 #[derive(Clone, Debug)]
@@ -46,6 +46,11 @@ pub struct EngineSettings {
     pub instance_id: String,
     /// `enable-events`: emit a `tracing` event for every engine state change.
     pub enable_events: bool,
+    /// The VCS whose pulls the Redis engine stores by their bare number, as every pull was
+    /// stored before pulls had a VCS (so that state reads back as pulls of this VCS); other
+    /// VCSs' pulls are stored as `vcs:number`. GitHub when the proxy gates it, else the first
+    /// VCS it gates (see `PullId::encode`).
+    pub unmarked_vcs: Vcs,
 }
 
 impl Default for EngineSettings {
@@ -70,6 +75,7 @@ impl Default for EngineSettings {
             dispatch_lease: Duration::from_secs(60),
             instance_id: default_instance_id(),
             enable_events: true,
+            unmarked_vcs: Vcs::Github,
         }
     }
 }

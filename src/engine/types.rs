@@ -530,10 +530,7 @@ mod tests {
                 a.clone(),
                 LockKey::new("o/r", ".", "default", ""),
             ],
-            pull: PullRef {
-                repo: "o/r".into(),
-                number: 3,
-            },
+            pull: PullRef::new(crate::vocab::Vcs::Github, "o/r", 3),
             user: "u".into(),
             priority: Priority::Normal,
             hold_timeout: None,

@@ -20,12 +20,13 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use super::Enhanced;
-use crate::classify::{LockKey, PullRef};
+use super::holders::Listed;
+use crate::classify::LockKey;
 use crate::engine::{
     Admission, Blocker, Dispatch, DispatchReason, DispatchReceiver, HandBack, Preempted,
 };
 use crate::telemetry::{self, FailReason};
-use crate::upstream::atlantis_api::{self, AtlantisLock, LockListError};
+use crate::upstream::atlantis_api::{self, LockListError};
 use crate::upstream::replay::{ReplayOutcome, StoredRequest, replay};
 
 /// Replays handled at once; more wait (their leases keep them owned meanwhile).
@@ -58,7 +59,7 @@ enum AtlantisView {
     /// already landed.
     AlreadyHeld,
     /// Still not agreeing after `replay-wait`; the holders Atlantis lists for other pulls.
-    Disagrees(Vec<(LockKey, PullRef, String)>),
+    Disagrees(Vec<(LockKey, Listed, String)>),
     /// Atlantis's lock table could not be read.
     Unreadable,
 }
@@ -225,11 +226,9 @@ impl Enhanced {
         // no longer lists any of the locks as held by another pull.
         let view = self
             .atlantis_view(&d, |locks, d| {
-                !d.locks.iter().any(|k| {
-                    locks
-                        .iter()
-                        .any(|(lk, p, _)| lk == k && p.number != d.pull.number)
-                })
+                !d.locks
+                    .iter()
+                    .any(|k| locks.iter().any(|(lk, p, _)| lk == k && !p.is(&d.pull)))
             })
             .await;
         match view {
@@ -243,6 +242,7 @@ impl Enhanced {
             AtlantisView::Disagrees(holders) => {
                 // Atlantis is the truth: its holder keeps the lock, this waiter queues behind it.
                 tracing::warn!(waiter = %d.id, pull = %d.pull, "Atlantis still lists the lock held by another pull: grant handed back, waiter queued again");
+                let holders = self.engine_holders(holders);
                 match self.engine.hand_back(&d, Some(token), holders).await {
                     Ok(HandBack::Requeued) => self.metrics.replay("handed_back"),
                     // Its pull was closed or unlocked meanwhile: dropped, not queued again.
@@ -350,16 +350,16 @@ impl Enhanced {
         // and must not list a taken one for another pull.
         let view = self
             .atlantis_view(d, |locks, d| {
+                // Atlantis refuses only another pull number (a merge request with the holder's
+                // number would be let in).
                 let refused = blocked.iter().all(|b| {
                     locks
                         .iter()
-                        .any(|(k, p, _)| *k == b.key && p.number != d.pull.number)
+                        .any(|(k, p, _)| *k == b.key && p.refuses(&d.pull))
                 });
-                let free = !taken.iter().any(|t| {
-                    locks
-                        .iter()
-                        .any(|(k, p, _)| k == t && p.number != d.pull.number)
-                });
+                let free = !taken
+                    .iter()
+                    .any(|t| locks.iter().any(|(k, p, _)| k == t && !p.is(&d.pull)));
                 refused && free
             })
             .await;
@@ -406,9 +406,13 @@ impl Enhanced {
             if let Ok(locks) =
                 atlantis_api::list_locks(&self.upstream, Duration::from_secs(5)).await
             {
-                for (key, pull, user) in parse_locks(&locks) {
-                    if pull == d.pull && blocked.iter().any(|b| b.key == key) {
-                        match self.engine.adopt(key.clone(), pull, user, None).await {
+                for (key, holder, user) in self.parse_locks(&locks) {
+                    if holder.is(&d.pull) && blocked.iter().any(|b| b.key == key) {
+                        match self
+                            .engine
+                            .adopt(key.clone(), d.pull.clone(), user, None)
+                            .await
+                        {
                             Ok(true) => {
                                 tracing::info!(%key, pull = %d.pull, "the hand-off took the lock in Atlantis: adopted")
                             }
@@ -468,9 +472,10 @@ impl Enhanced {
             let clear = ok
                 && matches!(expect, Expect::Grant(_))
                 && match atlantis_api::list_locks(&self.upstream, Duration::from_secs(5)).await {
-                    Ok(locks) => !parse_locks(&locks)
+                    Ok(locks) => !self
+                        .parse_locks(&locks)
                         .iter()
-                        .any(|(k, p, _)| d.locks.contains(k) && p.number != d.pull.number),
+                        .any(|(k, p, _)| d.locks.contains(k) && !p.is(&d.pull)),
                     Err(_) => false,
                 };
             if !clear {
@@ -548,12 +553,11 @@ impl Enhanced {
             tokio::time::sleep(delay).await;
             match atlantis_api::list_locks(&self.upstream, Duration::from_secs(5)).await {
                 Ok(locks) => {
-                    let locks = parse_locks(&locks);
-                    let taken = d.locks.iter().any(|k| {
-                        locks
-                            .iter()
-                            .any(|(lk, p, _)| lk == k && p.number == d.pull.number)
-                    });
+                    let locks = self.parse_locks(&locks);
+                    let taken = d
+                        .locks
+                        .iter()
+                        .any(|k| locks.iter().any(|(lk, p, _)| lk == k && p.is(&d.pull)));
                     if taken {
                         return;
                     }
@@ -631,7 +635,7 @@ impl Enhanced {
     async fn atlantis_view(
         &self,
         d: &Dispatch,
-        agrees: impl Fn(&[(LockKey, PullRef, String)], &Dispatch) -> bool,
+        agrees: impl Fn(&[(LockKey, Listed, String)], &Dispatch) -> bool,
     ) -> AtlantisView {
         let deadline = Instant::now() + self.settings.replay_wait;
         let mut delay = Duration::from_millis(50);
@@ -639,12 +643,11 @@ impl Enhanced {
         loop {
             match atlantis_api::list_locks(&self.upstream, Duration::from_secs(5)).await {
                 Ok(locks) => {
-                    let locks = parse_locks(&locks);
-                    let ours = d.locks.iter().all(|k| {
-                        locks
-                            .iter()
-                            .any(|(lk, p, _)| lk == k && p.number == d.pull.number)
-                    });
+                    let locks = self.parse_locks(&locks);
+                    let ours = d
+                        .locks
+                        .iter()
+                        .all(|k| locks.iter().any(|(lk, p, _)| lk == k && p.is(&d.pull)));
                     if d.attempt > 0 && d.reason == DispatchReason::Granted && ours {
                         return AtlantisView::AlreadyHeld;
                     }
@@ -664,7 +667,7 @@ impl Enhanced {
                     Some(locks) => AtlantisView::Disagrees(
                         locks
                             .into_iter()
-                            .filter(|(k, p, _)| d.locks.contains(k) && p.number != d.pull.number)
+                            .filter(|(k, p, _)| d.locks.contains(k) && !p.is(&d.pull))
                             .collect(),
                     ),
                     None => AtlantisView::Unreadable,
@@ -674,24 +677,4 @@ impl Enhanced {
             delay = (delay * 2).min(Duration::from_secs(2));
         }
     }
-}
-
-/// Atlantis's locks as (key, holder, user); unreadable entries skipped.
-pub(super) fn parse_locks(locks: &[AtlantisLock]) -> Vec<(LockKey, PullRef, String)> {
-    locks
-        .iter()
-        .filter_map(|l| {
-            let number = l.pull()?;
-            let key = if l.project_repo.is_empty() {
-                LockKey::parse(&l.name).ok()?
-            } else {
-                LockKey::parse_with_repo(&l.name, &l.project_repo).ok()?
-            };
-            let pull = PullRef {
-                repo: key.repo.clone(),
-                number,
-            };
-            Some((key, pull, l.user.clone()))
-        })
-        .collect()
 }

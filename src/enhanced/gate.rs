@@ -483,14 +483,14 @@ impl Enhanced {
             match crate::upstream::atlantis_api::list_locks(&self.upstream, Duration::from_secs(5))
                 .await
             {
-                Ok(locks) => super::dispatcher::parse_locks(&locks),
+                Ok(locks) => self.parse_locks(&locks),
                 Err(crate::upstream::atlantis_api::LockListError::Unsupported) => Vec::new(),
                 // Unreadable: the reconciler releases what Atlantis does not list.
                 Err(_) => return,
             };
         let mut released = 0;
         for (key, token) in landing {
-            if listed.iter().any(|(k, p, _)| *k == key && p == pull) {
+            if listed.iter().any(|(k, p, _)| *k == key && p.is(pull)) {
                 tracing::warn!(%pull, %key, "a command of the closed pull took its lock after the close: Atlantis keeps it, and so does the engine");
                 continue;
             }
@@ -681,9 +681,9 @@ impl Enhanced {
                 crate::upstream::atlantis_api::list_locks(&self.upstream, Duration::from_secs(5))
                     .await
             {
-                let locks = super::dispatcher::parse_locks(&locks);
+                let locks = self.parse_locks(&locks);
                 recent.retain(|(k, at)| {
-                    !locks.iter().any(|(lk, p, _)| lk == k && p == pull)
+                    !locks.iter().any(|(lk, p, _)| lk == k && p.is(pull))
                         && at.elapsed().unwrap_or_default() < window
                 });
             } else {
@@ -699,9 +699,10 @@ impl Enhanced {
                 .await
             {
                 Ok(locks) => {
-                    let listed = super::dispatcher::parse_locks(&locks)
+                    let listed = self
+                        .parse_locks(&locks)
                         .iter()
-                        .any(|(k, p, _)| p == pull && held.iter().any(|(h, _)| h == k));
+                        .any(|(k, p, _)| p.is(pull) && held.iter().any(|(h, _)| h == k));
                     if !listed {
                         return true;
                     }

@@ -11,6 +11,7 @@
 
 mod dispatcher;
 mod gate;
+mod holders;
 mod notices;
 mod peers;
 mod priority;
@@ -52,6 +53,8 @@ pub struct GateSettings {
     pub replay_wait: Duration,
     /// On engine failure, forward on the legacy path instead of answering 503.
     pub legacy_fallback: bool,
+    /// Atlantis's VCS hostnames: which VCS a pull in its lock table belongs to.
+    pub hosts: crate::resolve::RepoHosts,
 }
 
 impl GateSettings {
@@ -66,6 +69,7 @@ impl GateSettings {
             lock_sync_grace: c.atlantis.lock_sync_grace,
             replay_wait: c.enhanced.replay_wait,
             legacy_fallback: c.enhanced.legacy_fallback,
+            hosts: c.atlantis.hosts.clone(),
         }
     }
 }
@@ -276,9 +280,9 @@ impl Enhanced {
                     .await
                     {
                         Ok(locks) => {
-                            let locks = dispatcher::parse_locks(&locks);
+                            let locks = this.parse_locks(&locks);
                             taken_seen = grant.taken.iter().all(|k| {
-                                locks.iter().any(|(lk, p, _)| lk == k && *p == grant.pull)
+                                locks.iter().any(|(lk, p, _)| lk == k && p.is(&grant.pull))
                             });
                         }
                         Err(crate::upstream::atlantis_api::LockListError::Unsupported) => {

@@ -21,8 +21,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::Enhanced;
-use super::dispatcher::parse_locks;
-use crate::classify::{LockKey, PullRef};
+use crate::classify::{LockKey, PullId, PullRef};
 use crate::engine::{EngineError, ReleaseOutcome};
 use crate::telemetry::ReleaseReason;
 use crate::upstream::atlantis_api::{self, LockListError};
@@ -48,7 +47,7 @@ pub struct SyncReport {
 pub struct Reconciler {
     /// Per engine lock (key and fencing token): a newer grant of the key starts afresh.
     missing_since: HashMap<(LockKey, u64), Instant>,
-    conflict_since: HashMap<(LockKey, i64, i64), Instant>,
+    conflict_since: HashMap<(LockKey, PullId, PullId), Instant>,
 }
 
 /// Why a pass could not run.
@@ -162,21 +161,24 @@ impl Enhanced {
             .collect();
         let mut in_atlantis = HashSet::new();
         let mut conflicts = HashSet::new();
-        for (key, pull, user) in parse_locks(&atlantis) {
+        let unmarked = self.engine.settings().unmarked_vcs;
+        for (key, listed, user) in self.parse_locks(&atlantis) {
             in_atlantis.insert(key.clone());
             match held.get(&key) {
-                Some((holder, _, _)) if holder.number == pull.number => {}
+                // The same pull (by number alone when Atlantis's URL does not name the VCS).
+                Some((holder, _, _)) if listed.is(holder) => {}
                 // A grant being replayed: the dispatcher checks Atlantis before it sends.
                 Some((_, _, true)) => {}
                 Some((holder, token, false)) => {
-                    let id = (key.clone(), holder.number, pull.number);
+                    let pull = listed.pull(unmarked);
+                    let id = (key.clone(), holder.id(), pull.id());
                     let since = *state.conflict_since.entry(id.clone()).or_insert(now);
                     conflicts.insert(id);
                     if now.duration_since(since) < grace {
                         report.conflicts += 1;
                         continue;
                     }
-                    let expect = Some((holder.number, *token));
+                    let expect = Some((holder.id(), *token));
                     match self
                         .engine
                         .adopt(key.clone(), pull.clone(), user, expect)
@@ -192,7 +194,7 @@ impl Enhanced {
                 }
                 None => match self
                     .engine
-                    .adopt(key.clone(), pull.clone(), user, None)
+                    .adopt(key.clone(), listed.pull(unmarked), user, None)
                     .await
                 {
                     Ok(true) => report.adopted += 1,

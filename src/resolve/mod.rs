@@ -19,6 +19,7 @@ pub mod cache;
 pub mod config;
 pub mod mapping;
 mod pattern;
+mod pull_url;
 pub mod server_repos;
 mod stats;
 pub mod yaml_guard;

@@ -65,7 +65,7 @@ impl fmt::Display for CommandKind {
 }
 
 /// The VCS a request came from (or `Type` of an `/api/*` call).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Vcs {
     /// GitHub (github.com or Enterprise).
     Github,

@@ -47,25 +47,6 @@ impl fmt::Display for LockKey {
     }
 }
 
-/// A pull request as Atlantis identifies it for locking: repository plus number.
-///
-/// The number is signed because Atlantis's API uses synthetic negative numbers when `PR` is omitted.
-#[derive(
-    Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
-)]
-pub struct PullRef {
-    /// Full repository name.
-    pub repo: String,
-    /// Pull/merge request number.
-    pub number: i64,
-}
-
-impl fmt::Display for PullRef {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}#{}", self.repo, self.number)
-    }
-}
-
 /// Queue priority of a lock request, highest first: `critical > high > normal > low`.
 #[derive(
     Clone,

@@ -4,8 +4,10 @@
 
 mod command;
 mod key;
+mod pull;
 mod secret;
 
 pub use command::{CommandKind, CommentCommandName, Vcs, command_locks};
-pub use key::{LockKey, LockMode, ParseKeyError, Priority, PullRef};
+pub use key::{LockKey, LockMode, ParseKeyError, Priority};
+pub use pull::{ParsePullError, PullId, PullRef};
 pub use secret::{RawSecret, Secret, has_userinfo, redact_userinfo};

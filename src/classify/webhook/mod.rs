@@ -186,10 +186,7 @@ fn comment_operation(ev: CommentEvent, cfg: &ClassifyConfig) -> Operation {
     if !cfg.branch_allowed(ev.vcs, &ev.repo, ev.meta.base_branch.as_deref()) {
         return Operation::passthrough(R::BranchNotMatched);
     }
-    let pull = PullRef {
-        repo: ev.repo,
-        number: ev.pull,
-    };
+    let pull = PullRef::new(ev.vcs, ev.repo, ev.pull);
     let command = match cmd.name {
         CommentCommandName::Unlock => {
             // The label is known when the payload carries the pull's labels; otherwise the
@@ -290,10 +287,7 @@ fn pull_operation(ev: PullEvent, cfg: &ClassifyConfig) -> Operation {
     if opens && !cfg.branch_allowed(ev.vcs, &ev.repo, ev.meta.base_branch.as_deref()) {
         return Operation::passthrough(R::BranchNotMatched);
     }
-    let pull = PullRef {
-        repo: ev.repo,
-        number: ev.pull,
-    };
+    let pull = PullRef::new(ev.vcs, ev.repo, ev.pull);
     match ev.action {
         PullAction::Closed => Operation::ReleasePull {
             pull,

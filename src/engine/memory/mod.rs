@@ -27,7 +27,7 @@ use super::{
     LockEngine, LockInfo, QueueCap, QueueInfo, QueueOutcome, ReleaseOutcome, ReleaseSummary,
     WaiterId, WaiterInfo, from_unix_ms,
 };
-use crate::vocab::{LockKey, PullRef};
+use crate::vocab::{LockKey, PullId, PullRef};
 
 /// How long a forgotten request stays refused (a VCS redelivers within minutes).
 pub const FORGET_FOR: std::time::Duration = std::time::Duration::from_secs(3600);
@@ -234,13 +234,13 @@ impl MemoryEngine {
             let record = DeadlockRecord {
                 detected_at_ms: now,
                 repo: repo.repo.clone(),
-                cycle: v.cycle,
+                cycle: v.cycle.iter().map(|p| p.number).collect(),
                 victim: WaiterId {
                     repo: repo.repo.clone(),
                     seq: v.waiter.seq,
                 }
                 .to_string(),
-                victim_pull: v.waiter.pull,
+                victim_pull: v.waiter.pull.number,
                 victim_priority: v.waiter.priority,
             };
             if self.settings.enable_events {
@@ -283,13 +283,13 @@ impl MemoryEngine {
             }
             let held_before: Vec<String> = fields
                 .iter()
-                .filter(|f| repo.holders.get(*f).is_some_and(|h| h.pull == req.pull.number))
+                .filter(|f| repo.holders.get(*f).is_some_and(|h| h.pull == req.pull.id()))
                 .cloned()
                 .collect();
-            if try_grant && let Check::Free(preempt) = repo.check(&fields, req.pull.number, now) {
+            if try_grant && let Check::Free(preempt) = repo.check(&fields, req.pull.id(), now) {
                 let grant = repo.take(
                     &fields,
-                    req.pull.number,
+                    req.pull.id(),
                     &req.user,
                     req.priority,
                     hold_ms,
@@ -314,7 +314,7 @@ impl MemoryEngine {
             let queued = repo.enqueue(
                 &self.settings,
                 fields.clone(),
-                req.pull.number,
+                req.pull.id(),
                 &req.user,
                 req.priority,
                 payload,
@@ -390,14 +390,14 @@ impl MemoryEngine {
                     let out = repo.remove(seq, DispatchReason::TimedOut, now);
                     self.deliver(repo, out, now);
                 }
-                let expired: Vec<(String, i64)> = repo
+                let expired: Vec<(String, PullId)> = repo
                     .holders
                     .iter()
                     .filter(|(_, h)| h.expires_ms <= now)
                     .map(|(f, h)| (f.clone(), h.pull))
                     .collect();
                 let mut waited: Vec<String> = Vec::new();
-                let mut by_pull: HashMap<i64, Vec<String>> = HashMap::new();
+                let mut by_pull: HashMap<PullId, Vec<String>> = HashMap::new();
                 for (f, pull) in expired {
                     if repo.queues.contains_key(&f) {
                         waited.push(f);
@@ -437,15 +437,12 @@ impl MemoryEngine {
     fn expiry_notice(
         &self,
         repo: &mut RepoState,
-        pull: i64,
+        pull: PullId,
         fields: Vec<String>,
         now: i64,
     ) -> Dispatch {
         let id = repo.next_notice_id();
-        let pull = PullRef {
-            repo: repo.repo.clone(),
-            number: pull,
-        };
+        let pull = pull.in_repo(&repo.repo);
         let locks: Vec<LockKey> = fields.iter().map(|f| lock_key(&repo.repo, f)).collect();
         Dispatch {
             id,
@@ -494,11 +491,11 @@ impl LockEngine for MemoryEngine {
             let hold_ms = self.hold_ms(&req);
             let repo_name = req.pull.repo.clone();
             self.with_repo(&repo_name, true, |repo, now| {
-                match repo.check(&fields, req.pull.number, now) {
+                match repo.check(&fields, req.pull.id(), now) {
                     Check::Free(preempt) => {
                         let g = repo.take(
                             &fields,
-                            req.pull.number,
+                            req.pull.id(),
                             &req.user,
                             req.priority,
                             hold_ms,
@@ -552,10 +549,7 @@ impl LockEngine for MemoryEngine {
                 let Some(holder) = repo.holders.get(&field) else {
                     return Ok(ReleaseOutcome::NotHeld);
                 };
-                let holder = PullRef {
-                    repo: key.repo.clone(),
-                    number: holder.pull,
-                };
+                let holder = holder.pull.in_repo(&key.repo);
                 if by.as_ref().is_some_and(|p| *p != holder) {
                     return Ok(ReleaseOutcome::HeldByOther(holder));
                 }
@@ -581,7 +575,7 @@ impl LockEngine for MemoryEngine {
                     .holders
                     .iter()
                     .filter(|(f, h)| {
-                        h.pull == pull.number && !keep.iter().any(|(k, t)| k == *f && *t == h.token)
+                        h.pull == pull.id() && !keep.iter().any(|(k, t)| k == *f && *t == h.token)
                     })
                     .map(|(f, _)| f.clone())
                     .collect();
@@ -594,7 +588,7 @@ impl LockEngine for MemoryEngine {
                 let mine: Vec<u64> = repo
                     .waiters
                     .values()
-                    .filter(|w| w.pull == pull.number)
+                    .filter(|w| w.pull == pull.id())
                     .map(|w| w.seq)
                     .collect();
                 for seq in mine {
@@ -608,7 +602,7 @@ impl LockEngine for MemoryEngine {
                 // Grants and hand-offs of the pull not sent yet are dropped too: it is closed or
                 // unlocked (a kept lock stays held until the caller releases it).
                 for p in repo.pending.values_mut() {
-                    if p.dispatch.pull.number == pull.number
+                    if p.dispatch.pull.id() == pull.id()
                         && matches!(
                             p.dispatch.reason,
                             DispatchReason::Granted
@@ -659,10 +653,7 @@ impl LockEngine for MemoryEngine {
             self.each_repo(|r, _| {
                 locks.extend(r.holders.iter().map(|(f, h)| LockInfo {
                     key: lock_key(&r.repo, f),
-                    pull: PullRef {
-                        repo: r.repo.clone(),
-                        number: h.pull,
-                    },
+                    pull: h.pull.in_repo(&r.repo),
                     user: h.user.clone(),
                     priority: h.priority,
                     acquired_at: from_unix_ms(h.acquired_ms),
@@ -692,10 +683,7 @@ impl LockEngine for MemoryEngine {
                                     repo: r.repo.clone(),
                                     seq: w.seq,
                                 },
-                                pull: PullRef {
-                                    repo: r.repo.clone(),
-                                    number: w.pull,
-                                },
+                                pull: w.pull.in_repo(&r.repo),
                                 user: w.user.clone(),
                                 priority: w.priority,
                                 enqueued_at: from_unix_ms(w.enqueued_ms),
@@ -764,10 +752,10 @@ impl LockEngine for MemoryEngine {
         let id = dispatch.id.clone();
         let hold_ms = self.settings.default_timeout.as_millis() as i64;
         Box::pin(async move {
-            let atlantis: Vec<(String, i64, String)> = atlantis
+            let atlantis: Vec<(String, PullId, String)> = atlantis
                 .iter()
                 .filter(|(k, _, _)| k.repo == id.repo)
-                .map(|(k, p, u)| (lock_field(k), p.number, u.clone()))
+                .map(|(k, p, u)| (lock_field(k), p.id(), u.clone()))
                 .collect();
             Ok(self
                 .with_repo(&id.repo, false, |repo, now| {
@@ -807,7 +795,7 @@ impl LockEngine for MemoryEngine {
             let fields: Vec<String> = locks.iter().map(lock_field).collect();
             Ok(self
                 .with_repo(&pull.repo, false, |repo, now| {
-                    let (n, out) = repo.release_grant(&fields, pull.number, token, now);
+                    let (n, out) = repo.release_grant(&fields, pull.id(), token, now);
                     self.released(n, &pull);
                     self.deliver(repo, out, now);
                     n
@@ -821,14 +809,14 @@ impl LockEngine for MemoryEngine {
         key: LockKey,
         holder: PullRef,
         user: String,
-        expect: Option<(i64, u64)>,
+        expect: Option<(PullId, u64)>,
     ) -> BoxFuture<'_, EngineResult<bool>> {
         let hold_ms = self.settings.default_timeout.as_millis() as i64;
         Box::pin(async move {
             let field = lock_field(&key);
             Ok(self
                 .with_repo(&key.repo, true, |repo, now| {
-                    repo.adopt(&field, holder.number, &user, hold_ms, expect, now)
+                    repo.adopt(&field, holder.id(), &user, hold_ms, expect, now)
                 })
                 .unwrap_or(false))
         })

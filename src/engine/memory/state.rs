@@ -8,7 +8,7 @@ use crate::engine::types::{
     Admission, Blocker, DeadlockRecord, Dispatch, DispatchReason, EngineError, Grant, HandBack,
     Preempted, QueueCap, QueuePosition, WaiterId, from_unix_ms, lock_field, lock_key,
 };
-use crate::vocab::{Priority, PullRef};
+use crate::vocab::{Priority, PullId, PullRef};
 
 /// Most deadlock records kept per repository.
 const DEADLOCK_HISTORY: usize = 100;
@@ -16,7 +16,7 @@ const DEADLOCK_HISTORY: usize = 100;
 /// A held lock.
 #[derive(Clone, Debug)]
 pub struct Holder {
-    pub pull: i64,
+    pub pull: PullId,
     pub user: String,
     pub priority: Priority,
     pub acquired_ms: i64,
@@ -28,7 +28,7 @@ pub struct Holder {
 #[derive(Clone, Debug)]
 pub struct Waiter {
     pub seq: u64,
-    pub pull: i64,
+    pub pull: PullId,
     pub user: String,
     pub priority: Priority,
     pub fields: Vec<String>,
@@ -50,7 +50,7 @@ pub struct Pending {
 /// What an acquire attempt found.
 pub enum Check {
     /// Grantable; these fields must first be taken from expired holders.
-    Free(Vec<(String, i64)>),
+    Free(Vec<(String, PullId)>),
     /// Blocked by these locks.
     Blocked(Vec<Blocker>),
 }
@@ -93,15 +93,12 @@ impl RepoState {
         }
     }
 
-    fn pull_ref(&self, number: i64) -> PullRef {
-        PullRef {
-            repo: self.repo.clone(),
-            number,
-        }
+    fn pull_ref(&self, pull: PullId) -> PullRef {
+        pull.in_repo(&self.repo)
     }
 
     /// Whether `pull` could take `fields` right now (newcomers queue behind existing waiters).
-    pub fn check(&self, fields: &[String], pull: i64, now: i64) -> Check {
+    pub fn check(&self, fields: &[String], pull: PullId, now: i64) -> Check {
         let mut blocked = Vec::new();
         let mut preempt = Vec::new();
         for f in fields {
@@ -144,11 +141,11 @@ impl RepoState {
     pub fn take(
         &mut self,
         fields: &[String],
-        pull: i64,
+        pull: PullId,
         user: &str,
         priority: Priority,
         hold_ms: i64,
-        preempt: &[(String, i64)],
+        preempt: &[(String, PullId)],
         now: i64,
     ) -> Grant {
         self.fence += 1;
@@ -193,7 +190,7 @@ impl RepoState {
         &mut self,
         s: &EngineSettings,
         fields: Vec<String>,
-        pull: i64,
+        pull: PullId,
         user: &str,
         priority: Priority,
         payload: Vec<u8>,
@@ -295,21 +292,21 @@ impl RepoState {
     }
 
     /// A pull other than `pull` with a dispatch of `field` in flight, if any.
-    pub fn in_flight_other(&self, field: &str, pull: i64) -> Option<i64> {
+    pub fn in_flight_other(&self, field: &str, pull: PullId) -> Option<PullId> {
         self.in_flight
             .get(field)?
             .iter()
-            .filter_map(|s| self.pending.get(s).map(|p| p.dispatch.pull.number))
+            .filter_map(|s| self.pending.get(s).map(|p| p.dispatch.pull.id()))
             .find(|p| *p != pull)
     }
 
     /// Whether `pull` has a dispatch of `field` in flight.
-    pub fn in_flight_of(&self, field: &str, pull: i64) -> bool {
+    pub fn in_flight_of(&self, field: &str, pull: PullId) -> bool {
         self.in_flight.get(field).is_some_and(|seqs| {
             seqs.iter().any(|s| {
                 self.pending
                     .get(s)
-                    .is_some_and(|p| p.dispatch.pull.number == pull)
+                    .is_some_and(|p| p.dispatch.pull.id() == pull)
             })
         })
     }
@@ -553,7 +550,7 @@ impl RepoState {
             let current = fields.iter().all(|f| {
                 self.holders
                     .get(f)
-                    .is_some_and(|h| h.pull == d.pull.number && h.token == token)
+                    .is_some_and(|h| h.pull == d.pull.id() && h.token == token)
             });
             if current {
                 return (
@@ -566,9 +563,9 @@ impl RepoState {
             }
             let taken_by_other = fields
                 .iter()
-                .any(|f| self.holders.get(f).is_some_and(|h| h.pull != d.pull.number));
+                .any(|f| self.holders.get(f).is_some_and(|h| h.pull != d.pull.id()));
             // What is left of the stale grant goes; the lock is not granted to this pull.
-            self.drop_grant(&fields, d.pull.number, token);
+            self.drop_grant(&fields, d.pull.id(), token);
             if taken_by_other {
                 self.requeue(seq);
                 let out = self.grant_pass(&fields, now);
@@ -596,9 +593,9 @@ impl RepoState {
         let mut free = Vec::new();
         for f in &fields {
             let holder = self.holders.get(f);
-            let marked = self.in_flight_other(f, d.pull.number).is_some();
+            let marked = self.in_flight_other(f, d.pull.id()).is_some();
             match holder {
-                Some(h) if h.pull == d.pull.number => {}
+                Some(h) if h.pull == d.pull.id() => {}
                 Some(h) if h.expires_ms > now || self.in_flight_of(f, h.pull) => {
                     blocked.push(Blocker {
                         key: lock_key(&self.repo, f),
@@ -615,19 +612,11 @@ impl RepoState {
         let mut taken = Vec::new();
         let mut preempted = Vec::new();
         if !free.is_empty() {
-            let preempt: Vec<(String, i64)> = free
+            let preempt: Vec<(String, PullId)> = free
                 .iter()
                 .filter_map(|f| self.holders.get(f).map(|h| (f.clone(), h.pull)))
                 .collect();
-            let g = self.take(
-                &free,
-                d.pull.number,
-                &user,
-                priority,
-                hold_ms,
-                &preempt,
-                now,
-            );
+            let g = self.take(&free, d.pull.id(), &user, priority, hold_ms, &preempt, now);
             self.set_in_flight(seq, &free);
             token = Some(g.fencing_token);
             taken = g.taken;
@@ -684,14 +673,14 @@ impl RepoState {
         &mut self,
         seq: u64,
         token: Option<u64>,
-        atlantis: &[(String, i64, String)],
+        atlantis: &[(String, PullId, String)],
         hold_ms: i64,
         now: i64,
     ) -> (HandBack, Vec<Dispatch>) {
         let Some(p) = self.pending.get(&seq) else {
             return (HandBack::Gone, Vec::new());
         };
-        let pull = p.dispatch.pull.number;
+        let pull = p.dispatch.pull.id();
         let dropped = p.dispatch.reason == DispatchReason::Dropped;
         let fields: Vec<String> = p.dispatch.locks.iter().map(lock_field).collect();
         if let Some(t) = token {
@@ -746,7 +735,7 @@ impl RepoState {
             return (false, Vec::new());
         }
         p.lease_until_ms = p.lease_until_ms.min(now + retry_ms);
-        let pull = p.dispatch.pull.number;
+        let pull = p.dispatch.pull.id();
         let fields: Vec<String> = p.dispatch.locks.iter().map(lock_field).collect();
         if let Some(t) = token {
             self.drop_grant(&fields, pull, t);
@@ -758,7 +747,7 @@ impl RepoState {
 
     /// Drops the locks of `fields` that `pull` holds under `token` (one grant, not a newer one of
     /// the same pull); returns those dropped. Waiters are not served.
-    fn drop_grant(&mut self, fields: &[String], pull: i64, token: u64) -> Vec<String> {
+    fn drop_grant(&mut self, fields: &[String], pull: PullId, token: u64) -> Vec<String> {
         let mut dropped = Vec::new();
         for f in fields {
             if self
@@ -777,7 +766,7 @@ impl RepoState {
     pub fn release_grant(
         &mut self,
         fields: &[String],
-        pull: i64,
+        pull: PullId,
         token: u64,
         now: i64,
     ) -> (usize, Vec<Dispatch>) {
@@ -791,10 +780,10 @@ impl RepoState {
     pub fn adopt(
         &mut self,
         field: &str,
-        pull: i64,
+        pull: PullId,
         user: &str,
         hold_ms: i64,
-        expect: Option<(i64, u64)>,
+        expect: Option<(PullId, u64)>,
         now: i64,
     ) -> bool {
         let current = self.holders.get(field).map(|h| (h.pull, h.token));
@@ -839,7 +828,7 @@ impl RepoState {
                     if self
                         .holders
                         .get(f)
-                        .is_some_and(|h| h.pull == p.dispatch.pull.number && h.token == t)
+                        .is_some_and(|h| h.pull == p.dispatch.pull.id() && h.token == t)
                     {
                         self.holders.remove(f);
                     }

@@ -13,10 +13,7 @@ use crate::vocab::{LockKey, Priority, PullRef};
 fn req(pull: i64, dir: &str) -> AcquireRequest {
     AcquireRequest {
         locks: vec![LockKey::new("o/r", dir, "default", "")],
-        pull: PullRef {
-            repo: "o/r".into(),
-            number: pull,
-        },
+        pull: PullRef::new(crate::vocab::Vcs::Github, "o/r", pull),
         user: "u".into(),
         priority: Priority::Normal,
         hold_timeout: None,

@@ -37,7 +37,8 @@ use tokio::sync::mpsc;
 use self::conn::{Backend, failure, op_deadline, safe_to_retry};
 use self::layout::{LAYOUT_VERSION, Layout};
 use self::reply::{
-    Snapshot, array, at, bad, bytes, decode_dispatch, decode_preempted, int, opt_int, text,
+    Snapshot, array, at, bad, bytes, decode_dispatch, decode_preempted, int, opt_int, stored_pull,
+    text,
 };
 use self::scripts::Scripts;
 use super::deadlock::{find_victim, remove_waiter};
@@ -50,7 +51,7 @@ use super::{
     ReleaseOutcome, ReleaseSummary, WaiterId, from_unix_ms, rank,
 };
 use crate::throttle::LogThrottle;
-use crate::vocab::{LockKey, PullRef};
+use crate::vocab::{LockKey, PullId, PullRef};
 
 /// The Redis-backed [`LockEngine`].
 #[derive(Debug)]
@@ -105,6 +106,19 @@ impl RedisEngine {
             tracing::warn!(target: TARGET, error = %e, "redis key layout not checked yet (retried before the first operation)");
         }
         Ok(engine)
+    }
+
+    /// A pull as the scripts store and compare it (`PullId::encode`).
+    fn stored(&self, pull: PullId) -> String {
+        pull.encode(self.settings.unmarked_vcs)
+    }
+
+    /// A stored pull of `repo`, `None` when the script gave none (empty text).
+    fn pull_of(&self, repo: &str, stored: &str) -> EngineResult<Option<PullRef>> {
+        if stored.is_empty() {
+            return Ok(None);
+        }
+        stored_pull(repo, stored, self.settings.unmarked_vcs).map(Some)
     }
 
     /// The key base of a repository: `<prefix>{<digest>}:`.
@@ -364,7 +378,7 @@ impl RedisEngine {
         let hold = s.hold_timeout(req.priority, req.hold_timeout).as_millis() as u64;
         let mut args: Vec<Vec<u8>> = vec![
             mode.into(),
-            req.pull.number.to_string().into(),
+            self.stored(req.pull.id()).into(),
             req.user.clone().into(),
             rank(req.priority).to_string().into(),
             s.order_rank(req.priority).to_string().into(),
@@ -393,15 +407,7 @@ impl RedisEngine {
             .await?;
         let items = array(&v)?;
         let repo = req.pull.repo.as_str();
-        let pull = |t: String| -> EngineResult<Option<PullRef>> {
-            if t.is_empty() {
-                return Ok(None);
-            }
-            Ok(Some(PullRef {
-                repo: repo.to_owned(),
-                number: t.parse().map_err(|_| bad("pull number"))?,
-            }))
-        };
+        let pull = |t: String| self.pull_of(repo, &t);
         let status = int(at(items, 0)?)?;
         // The script gave an idle (unlisted) repository state: list it again.
         let fresh_at = match status {
@@ -505,7 +511,7 @@ impl RedisEngine {
     /// Decodes dispatch records and sends them to this replica's dispatcher.
     fn deliver(&self, repo: &str, records: &Value) -> EngineResult<()> {
         for r in array(records)? {
-            let d = decode_dispatch(repo, array(r)?)?;
+            let d = decode_dispatch(repo, array(r)?, self.settings.unmarked_vcs)?;
             events::count_dispatch(&self.stats, &d);
             events::dispatched(self.settings.enable_events, &d);
             // A full or dropped receiver leaves the dispatch leased; it is re-offered later.
@@ -517,7 +523,7 @@ impl RedisEngine {
     /// Sends dispatches whose lease ran out again, without counting them a second time.
     fn reoffer(&self, repo: &str, records: &Value) -> EngineResult<()> {
         for r in array(records)? {
-            let d = decode_dispatch(repo, array(r)?)?;
+            let d = decode_dispatch(repo, array(r)?, self.settings.unmarked_vcs)?;
             if self.settings.enable_events {
                 tracing::info!(target: TARGET, event = "reoffer", waiter = %d.id, reason = d.reason.as_str(), "dispatch re-offered after its lease ran out");
             }
@@ -566,7 +572,7 @@ impl RedisEngine {
 
     async fn snapshot(&self, repo: &str) -> EngineResult<Snapshot> {
         let v = self.run(&self.scripts.snapshot, repo, Vec::new()).await?;
-        Snapshot::decode(repo, &v)
+        Snapshot::decode(repo, &v, self.settings.unmarked_vcs)
     }
 
     async fn break_deadlocks(&self, repo: &str) -> EngineResult<Vec<DeadlockRecord>> {
@@ -582,9 +588,9 @@ impl RedisEngine {
             let record = DeadlockRecord {
                 detected_at_ms: snap.now,
                 repo: repo.to_owned(),
-                cycle: v.cycle,
+                cycle: v.cycle.iter().map(|p| p.number).collect(),
                 victim: id.to_string(),
-                victim_pull: v.waiter.pull,
+                victim_pull: v.waiter.pull.number,
                 victim_priority: v.waiter.priority,
             };
             let json = serde_json::to_vec(&record).map_err(|e| bad(&e.to_string()))?;
@@ -619,14 +625,14 @@ impl RedisEngine {
             |i| -> EngineResult<Vec<String>> { array(at(items, i)?)?.iter().map(text).collect() };
         let reply = ReleaseReply {
             status: int(at(items, 0)?)?,
-            holder: opt_int(at(items, 1)?)?,
+            holder: self.pull_of(repo, &text(at(items, 1)?)?)?,
             released: fields(2)?,
             removed: fields(3)?,
         };
         self.deliver(repo, at(items, 4)?)?;
         EngineStats::add(&self.stats.releases, reply.released.len() as u64);
         if self.settings.enable_events && !reply.released.is_empty() {
-            tracing::info!(target: TARGET, event = "release", repo, pull = reply.holder, locks = reply.released.len(), "locks released");
+            tracing::info!(target: TARGET, event = "release", repo, pull = reply.holder.as_ref().map(|p| p.number), locks = reply.released.len(), "locks released");
         }
         Ok(reply)
     }
@@ -645,7 +651,7 @@ impl RedisEngine {
 
 struct ReleaseReply {
     status: i64,
-    holder: Option<i64>,
+    holder: Option<PullRef>,
     released: Vec<String>,
     removed: Vec<String>,
 }
@@ -745,7 +751,7 @@ impl LockEngine for RedisEngine {
         by: Option<PullRef>,
     ) -> BoxFuture<'_, EngineResult<ReleaseOutcome>> {
         Box::pin(async move {
-            let by = by.map(|p| p.number.to_string()).unwrap_or_default();
+            let by = by.map(|p| self.stored(p.id())).unwrap_or_default();
             let args = vec![
                 b"key".to_vec(),
                 lock_field(&key).into_bytes(),
@@ -754,10 +760,7 @@ impl LockEngine for RedisEngine {
             let r = self.release_script(&key.repo, args).await?;
             Ok(match (r.status, r.holder) {
                 (1, _) => ReleaseOutcome::Released,
-                (-1, Some(n)) => ReleaseOutcome::HeldByOther(PullRef {
-                    repo: key.repo.clone(),
-                    number: n,
-                }),
+                (-1, Some(holder)) => ReleaseOutcome::HeldByOther(holder),
                 _ => ReleaseOutcome::NotHeld,
             })
         })
@@ -769,7 +772,7 @@ impl LockEngine for RedisEngine {
         keep: Vec<(LockKey, u64)>,
     ) -> BoxFuture<'_, EngineResult<ReleaseSummary>> {
         Box::pin(async move {
-            let mut args = vec![b"pull".to_vec(), pull.number.to_string().into_bytes()];
+            let mut args = vec![b"pull".to_vec(), self.stored(pull.id()).into_bytes()];
             for (key, token) in &keep {
                 args.push(lock_field(key).into_bytes());
                 args.push(token.to_string().into_bytes());
@@ -881,21 +884,17 @@ impl LockEngine for RedisEngine {
             let args = vec![format!("{:012}", id.seq).into_bytes()];
             let v = self.run(&self.scripts.admit, repo, args).await?;
             let items = array(&v)?;
-            let pull = |t: String| -> EngineResult<Option<PullRef>> {
-                if t.is_empty() {
-                    return Ok(None);
-                }
-                Ok(Some(PullRef {
-                    repo: repo.to_owned(),
-                    number: t.parse().map_err(|_| bad("pull number"))?,
-                }))
-            };
+            let pull = |t: String| self.pull_of(repo, &t);
             Ok(match text(at(items, 0)?)?.as_str() {
                 "done" => Admission::Done,
                 "busy" => Admission::Busy,
                 "grant" => Admission::Grant {
                     fencing_token: int(at(items, 1)?)? as u64,
-                    preempted: decode_preempted(repo, &text(at(items, 2)?)?)?,
+                    preempted: decode_preempted(
+                        repo,
+                        &text(at(items, 2)?)?,
+                        self.settings.unmarked_vcs,
+                    )?,
                 },
                 "dropped" => {
                     self.deliver(repo, at(items, 1)?)?;
@@ -950,7 +949,7 @@ impl LockEngine for RedisEngine {
             ];
             for (k, p, u) in atlantis.into_iter().filter(|(k, _, _)| k.repo == id.repo) {
                 args.push(lock_field(&k).into_bytes());
-                args.push(p.number.to_string().into_bytes());
+                args.push(self.stored(p.id()).into_bytes());
                 args.push(u.into_bytes());
             }
             Ok(match self.repair(&id.repo, "back", args).await? {
@@ -989,7 +988,7 @@ impl LockEngine for RedisEngine {
     ) -> BoxFuture<'_, EngineResult<usize>> {
         Box::pin(async move {
             let mut args = vec![
-                pull.number.to_string().into_bytes(),
+                self.stored(pull.id()).into_bytes(),
                 token.to_string().into_bytes(),
             ];
             args.extend(locks.iter().map(|k| lock_field(k).into_bytes()));
@@ -1004,16 +1003,16 @@ impl LockEngine for RedisEngine {
         key: LockKey,
         holder: PullRef,
         user: String,
-        expect: Option<(i64, u64)>,
+        expect: Option<(PullId, u64)>,
     ) -> BoxFuture<'_, EngineResult<bool>> {
         let hold = self.settings.default_timeout.as_millis() as u64;
         Box::pin(async move {
             let (ep, et) = expect
-                .map(|(p, t)| (p.to_string(), t.to_string()))
+                .map(|(p, t)| (self.stored(p), t.to_string()))
                 .unwrap_or_default();
             let args = vec![
                 lock_field(&key).into_bytes(),
-                holder.number.to_string().into_bytes(),
+                self.stored(holder.id()).into_bytes(),
                 user.into_bytes(),
                 hold.to_string().into_bytes(),
                 ep.into_bytes(),

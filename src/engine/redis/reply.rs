@@ -8,7 +8,7 @@ use crate::engine::{
     Dispatch, DispatchReason, EngineError, EngineResult, LockInfo, Preempted, WaiterId, WaiterInfo,
     from_unix_ms, priority_of,
 };
-use crate::vocab::PullRef;
+use crate::vocab::{PullId, PullRef, Vcs};
 
 /// Shorthand for a malformed reply.
 pub fn bad(what: &str) -> EngineError {
@@ -66,18 +66,29 @@ pub fn opt_int(v: &Value) -> Result<Option<i64>, EngineError> {
     }
 }
 
+/// A pull of `repo` as the scripts store it (`PullId::encode`; a bare number is `unmarked`'s).
+pub fn stored_pull(repo: &str, stored: &str, unmarked: Vcs) -> EngineResult<PullRef> {
+    PullId::decode(stored, unmarked)
+        .map(|p| p.in_repo(repo))
+        .map_err(|_| bad("stored pull"))
+}
+
 /// Element `i` of an array reply.
 pub fn at(items: &[Value], i: usize) -> Result<&Value, EngineError> {
     items.get(i).ok_or_else(|| bad("short reply"))
 }
 
 /// Decodes one dispatch record emitted by the scripts.
-pub fn decode_dispatch(repo: &str, f: &[Value]) -> EngineResult<Dispatch> {
-    decode_dispatch_fields(repo, f)
+pub fn decode_dispatch(repo: &str, f: &[Value], unmarked: Vcs) -> EngineResult<Dispatch> {
+    decode_dispatch_fields(repo, f, unmarked)
 }
 
 /// The preempted entries of a dispatch record (`field\tpull` lines).
-pub fn decode_preempted(repo: &str, text_value: &str) -> EngineResult<Vec<Preempted>> {
+pub fn decode_preempted(
+    repo: &str,
+    text_value: &str,
+    unmarked: Vcs,
+) -> EngineResult<Vec<Preempted>> {
     let mut preempted = Vec::new();
     for line in text_value.split('\n').filter(|l| !l.is_empty()) {
         let (field, p) = line
@@ -85,24 +96,18 @@ pub fn decode_preempted(repo: &str, text_value: &str) -> EngineResult<Vec<Preemp
             .ok_or_else(|| bad("preempted entry"))?;
         preempted.push(Preempted {
             key: lock_key(repo, field),
-            pull: PullRef {
-                repo: repo.to_owned(),
-                number: p.parse().map_err(|_| bad("preempted pull"))?,
-            },
+            pull: stored_pull(repo, p, unmarked)?,
         });
     }
     Ok(preempted)
 }
 
-fn decode_dispatch_fields(repo: &str, f: &[Value]) -> EngineResult<Dispatch> {
+fn decode_dispatch_fields(repo: &str, f: &[Value], unmarked: Vcs) -> EngineResult<Dispatch> {
     let seq = int(at(f, 0)?)? as u64;
     let reason = DispatchReason::parse(&text(at(f, 1)?)?).ok_or_else(|| bad("dispatch reason"))?;
-    let pull = PullRef {
-        repo: repo.to_owned(),
-        number: int(at(f, 2)?)?,
-    };
+    let pull = stored_pull(repo, &text(at(f, 2)?)?, unmarked)?;
     let locks_text = text(at(f, 5)?)?;
-    let preempted = decode_preempted(repo, &text(at(f, 8)?)?)?;
+    let preempted = decode_preempted(repo, &text(at(f, 8)?)?, unmarked)?;
     Ok(Dispatch {
         id: WaiterId {
             repo: repo.to_owned(),
@@ -137,7 +142,7 @@ pub struct Snapshot {
 
 impl Snapshot {
     /// Decodes the snapshot script reply.
-    pub fn decode(repo: &str, v: &Value) -> EngineResult<Self> {
+    pub fn decode(repo: &str, v: &Value, unmarked: Vcs) -> EngineResult<Self> {
         let items = array(v)?;
         let now = int(at(items, 0)?)?;
         let in_flight: Vec<String> = match items.get(3) {
@@ -159,10 +164,7 @@ impl Snapshot {
             locks.push(LockInfo {
                 dispatching: in_flight.contains(&field),
                 key: lock_key(repo, &field),
-                pull: PullRef {
-                    repo: repo.to_owned(),
-                    number: num(pull)?,
-                },
+                pull: stored_pull(repo, pull, unmarked)?,
                 user: (*user).to_owned(),
                 priority: priority_of(num(r)?),
                 acquired_at: from_unix_ms(num(acq)?),
@@ -182,10 +184,7 @@ impl Snapshot {
                         repo: repo.to_owned(),
                         seq: int(at(w, 0)?)? as u64,
                     },
-                    pull: PullRef {
-                        repo: repo.to_owned(),
-                        number: int(at(w, 1)?)?,
-                    },
+                    pull: stored_pull(repo, &text(at(w, 1)?)?, unmarked)?,
                     user: text(at(w, 2)?)?,
                     priority: priority_of(int(at(w, 3)?)?),
                     enqueued_at: from_unix_ms(int(at(w, 4)?)?),
@@ -205,7 +204,7 @@ impl Snapshot {
                 .locks
                 .iter()
                 .filter(|l| l.expires_at > now)
-                .map(|l| (lock_field(&l.key), l.pull.number))
+                .map(|l| (lock_field(&l.key), l.pull.id()))
                 .collect(),
             queues: self
                 .queues
@@ -215,7 +214,7 @@ impl Snapshot {
                         .iter()
                         .map(|w| WaitNode {
                             seq: w.id.seq,
-                            pull: w.pull.number,
+                            pull: w.pull.id(),
                             priority: w.priority,
                         })
                         .collect();

@@ -12,10 +12,7 @@ fn key(path: &str) -> LockKey {
 }
 
 fn pull(n: i64) -> PullRef {
-    PullRef {
-        repo: "acme/infra".into(),
-        number: n,
-    }
+    PullRef::new(crate::classify::Vcs::Github, "acme/infra", n)
 }
 
 fn acquire(n: i64, locks: Vec<LockKey>) -> ShadowOp {

@@ -675,3 +675,87 @@ pub async fn periodic_deadlock_check(mut ctx: Ctx) {
     let d = next(&mut rx).await;
     assert_eq!((d.reason, d.id), (DispatchReason::Granted, older.waiter_id));
 }
+
+/// A GitLab merge request and a GitHub pull with one number in a repository of one name share
+/// Atlantis's lock keys but are two holders: neither re-enters, releases or inherits the other's
+/// locks, and the VCS survives storage (a second replica reads it back).
+pub async fn pulls_of_two_vcss_are_two_holders(mut ctx: Ctx) {
+    use atlantis_lock_proxy::classify::{PullRef, Vcs};
+    let mr = |n| PullRef::new(Vcs::Gitlab, super::ctx::REPO, n);
+    let mr_req = |n, dirs: &[&str]| {
+        let mut r = req(n, Normal, dirs);
+        r.pull = mr(n);
+        r
+    };
+    let e = ctx.engine().await;
+    let mut rx = e.take_dispatches().expect("dispatches");
+    granted_token(&*e, 1, &["a"]).await;
+    match e.acquire(mr_req(1, &["a"])).await.expect("acquire") {
+        AcquireOutcome::Held { by } => assert_eq!(by[0].held_by, Some(pull(1))),
+        other => panic!("MR 1 must not re-enter pull 1's lock: {other:?}"),
+    }
+    let q = match e
+        .acquire_or_enqueue(mr_req(1, &["a"]), b"mr 1".to_vec())
+        .await
+        .expect("enqueue")
+    {
+        QueueOutcome::Queued(q) => q,
+        other => panic!("MR 1 queues behind pull 1: {other:?}"),
+    };
+    assert_eq!(
+        e.release(key("a"), Some(mr(1))).await.expect("release"),
+        ReleaseOutcome::HeldByOther(pull(1))
+    );
+    // MR 1 leaves: its waiter is dropped, pull 1 keeps its lock.
+    let summary = e.release_pull(mr(1)).await.expect("release");
+    assert!(summary.released.is_empty(), "{summary:?}");
+    assert_eq!(summary.removed_waiters, vec![q.waiter_id.clone()]);
+    let d = next(&mut rx).await;
+    assert_eq!((d.reason, &d.pull), (DispatchReason::Dropped, &mr(1)));
+    e.confirm(&d).await.expect("confirm");
+    // MR 1 takes b; pull 1 leaves: only a is released, and MR 1's waiter on a is granted.
+    assert!(matches!(
+        e.acquire(mr_req(1, &["b"])).await.expect("acquire"),
+        AcquireOutcome::Granted(_)
+    ));
+    let q = match e
+        .acquire_or_enqueue(mr_req(1, &["a"]), b"mr 1 again".to_vec())
+        .await
+        .expect("enqueue")
+    {
+        QueueOutcome::Queued(q) => q,
+        other => panic!("MR 1 queues behind pull 1: {other:?}"),
+    };
+    let summary = e.release_pull(pull(1)).await.expect("release");
+    assert_eq!(summary.released, vec![key("a")]);
+    let d = next(&mut rx).await;
+    assert_eq!(
+        (d.reason, &d.id, &d.pull),
+        (DispatchReason::Granted, &q.waiter_id, &mr(1))
+    );
+    e.confirm(&d).await.expect("confirm");
+    let replica = ctx.engine_as("replica-b").await;
+    let locks = replica.list_locks().await.expect("list");
+    assert_eq!(locks.len(), 2);
+    assert!(locks.iter().all(|l| l.pull == mr(1)), "{locks:?}");
+    // A repair that expects the MR as holder finds it.
+    let token = locks[0].fencing_token;
+    assert!(
+        replica
+            .adopt(
+                locks[0].key.clone(),
+                pull(1),
+                "u".into(),
+                Some((mr(1).id(), token))
+            )
+            .await
+            .expect("adopt")
+    );
+    assert_eq!(
+        replica
+            .release(locks[0].key.clone(), Some(pull(1)))
+            .await
+            .expect("release"),
+        ReleaseOutcome::Released
+    );
+}

@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
-use atlantis_lock_proxy::classify::{LockKey, Priority, PullRef};
+use atlantis_lock_proxy::classify::{LockKey, Priority, PullRef, Vcs};
 use atlantis_lock_proxy::engine::{
     AcquireRequest, Dispatch, EngineSettings, LockEngine, MemoryEngine, RedisEngine, RedisSettings,
 };
@@ -153,10 +153,7 @@ pub fn key(dir: &str) -> LockKey {
 
 /// A pull of [`REPO`].
 pub fn pull(n: i64) -> PullRef {
-    PullRef {
-        repo: REPO.to_owned(),
-        number: n,
-    }
+    PullRef::new(Vcs::Github, REPO, n)
 }
 
 /// An acquire of `dirs` by pull `n`.

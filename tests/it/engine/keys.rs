@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use atlantis_lock_proxy::classify::Priority::Normal;
-use atlantis_lock_proxy::classify::{LockKey, PullRef};
+use atlantis_lock_proxy::classify::{LockKey, PullRef, Vcs};
 use atlantis_lock_proxy::engine::redis::layout::Layout;
 use atlantis_lock_proxy::engine::{
     AcquireOutcome, AcquireRequest, EngineError, EngineSettings, LockEngine, QueueOutcome,
@@ -25,10 +25,7 @@ fn settings() -> EngineSettings {
 fn request(repo: &str, pull: i64, dir: &str, project: &str) -> AcquireRequest {
     AcquireRequest {
         locks: vec![LockKey::new(repo, dir, "default", project)],
-        pull: PullRef {
-            repo: repo.into(),
-            number: pull,
-        },
+        pull: PullRef::new(Vcs::Github, repo, pull),
         user: "u".into(),
         priority: Normal,
         hold_timeout: None,
@@ -254,16 +251,96 @@ async fn keys_of_the_old_layout_are_moved_once() {
     );
     // The waiter is still served: pull 1 leaves, pull 2 is granted.
     let mut rx = e.take_dispatches().expect("dispatches");
-    e.release_pull(PullRef {
-        repo: repo.into(),
-        number: 1,
-    })
-    .await
-    .expect("release");
+    e.release_pull(PullRef::new(Vcs::Github, repo, 1))
+        .await
+        .expect("release");
     let d = tokio::time::timeout(Duration::from_secs(5), rx.recv())
         .await
         .expect("dispatch")
         .expect("open");
     assert_eq!(d.pull.number, 2);
     assert_eq!(d.payload, b"stored request");
+}
+
+/// Pulls of the unmarked VCS are stored by their bare number, byte for byte what versions
+/// before VCS-aware pulls stored for every pull; others are marked (`gitlab:2`). So state from
+/// before the upgrade reads back as pulls of the unmarked VCS: here a GitLab-only deployment
+/// (unmarked GitLab) reads bare numbers as its merge requests, which re-enter and release them.
+#[tokio::test]
+async fn state_from_before_pulls_had_a_vcs_reads_as_the_unmarked_vcs() {
+    let server = tokio::task::spawn_blocking(RedisServer::start)
+        .await
+        .unwrap();
+    let prefix = "vcs:";
+    let repo = "acme/infra";
+    let base = Layout::new(prefix).base(repo);
+    let e = standalone(&server, prefix).await;
+    e.acquire(request(repo, 1, "net", ""))
+        .await
+        .expect("acquire");
+    let mut mr = request(repo, 2, "app", "");
+    mr.pull = PullRef::new(Vcs::Gitlab, repo, 2);
+    e.acquire(mr).await.expect("acquire");
+    let mut waiter = request(repo, 3, "net", "");
+    waiter.pull = PullRef::new(Vcs::Gitlab, repo, 3);
+    e.acquire_or_enqueue(waiter, b"mr 3".to_vec())
+        .await
+        .expect("enqueue");
+    drop(e);
+    let holders = server.command(&["HGETALL", &format!("{base}h")]).unwrap();
+    let values: Vec<&str> = holders.lines().skip(1).step_by(2).collect();
+    assert!(
+        values.iter().any(|v| v.starts_with("1\t")),
+        "GitHub pull 1 is stored as before: {holders}"
+    );
+    assert!(
+        values.iter().any(|v| v.starts_with("gitlab:2\t")),
+        "GitLab MR 2 is marked: {holders}"
+    );
+    assert_eq!(
+        server.command(&["SCARD", &format!("{base}p:1")]).unwrap(),
+        "1"
+    );
+
+    // The same bytes, read by a GitLab-only deployment (unmarked GitLab) after its upgrade.
+    let e = RedisEngine::connect(
+        EngineSettings {
+            unmarked_vcs: Vcs::Gitlab,
+            ..settings()
+        },
+        RedisSettings {
+            addr: server.addr.clone(),
+            key_prefix: prefix.into(),
+            ..RedisSettings::default()
+        },
+    )
+    .await
+    .expect("connect");
+    let locks = e.list_locks().await.expect("locks");
+    let pulls: Vec<(Vcs, i64)> = locks.iter().map(|l| (l.pull.vcs, l.pull.number)).collect();
+    assert_eq!(pulls, vec![(Vcs::Gitlab, 2), (Vcs::Gitlab, 1)], "app, net");
+    let queues = e.list_queues().await.expect("queues");
+    assert_eq!(
+        queues[0].waiters[0].pull,
+        PullRef::new(Vcs::Gitlab, repo, 3)
+    );
+    // MR 1 re-enters its lock (it does not queue behind itself) and its close releases it.
+    let mut again = request(repo, 1, "net", "");
+    again.pull = PullRef::new(Vcs::Gitlab, repo, 1);
+    assert!(matches!(
+        e.acquire(again).await.expect("acquire"),
+        AcquireOutcome::Granted(_)
+    ));
+    let mut rx = e.take_dispatches().expect("dispatches");
+    let summary = e
+        .release_pull(PullRef::new(Vcs::Gitlab, repo, 1))
+        .await
+        .expect("release");
+    assert_eq!(summary.released.len(), 1);
+    let d = tokio::time::timeout(Duration::from_secs(5), rx.recv())
+        .await
+        .expect("dispatch")
+        .expect("open");
+    assert_eq!((d.pull.vcs, d.pull.number), (Vcs::Gitlab, 3));
+    assert_eq!(d.payload, b"mr 3");
 }

@@ -3,7 +3,7 @@
 //! counts until it is let go (replayed and confirmed, forgotten), and caps bind queueing only.
 
 use atlantis_lock_proxy::classify::Priority::Normal;
-use atlantis_lock_proxy::classify::{LockKey, PullRef};
+use atlantis_lock_proxy::classify::{LockKey, PullRef, Vcs};
 use atlantis_lock_proxy::engine::{
     AcquireOutcome, AcquireRequest, EngineError, LockEngine, QueueCap, QueueOutcome,
 };
@@ -15,10 +15,7 @@ const OTHER: &str = "acme/other";
 fn other(n: i64, dir: &str) -> AcquireRequest {
     AcquireRequest {
         locks: vec![LockKey::new(OTHER, dir, "default", "")],
-        pull: PullRef {
-            repo: OTHER.into(),
-            number: n,
-        },
+        pull: PullRef::new(Vcs::Github, OTHER, n),
         user: format!("user{n}"),
         priority: Normal,
         hold_timeout: None,

@@ -117,6 +117,10 @@ macro_rules! conformance {
                 super::limits::memory_caps(ctx().await).await;
             }
             #[tokio::test]
+            async fn pulls_of_two_vcss_are_two_holders() {
+                cases::pulls_of_two_vcss_are_two_holders(ctx().await).await;
+            }
+            #[tokio::test]
             async fn waiters_survive_restart() {
                 cases::restart(ctx().await).await;
             }

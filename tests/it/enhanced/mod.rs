@@ -7,6 +7,7 @@ mod operator;
 mod queue;
 mod recovery;
 mod secrets;
+mod vcs;
 
 use std::time::Duration;
 

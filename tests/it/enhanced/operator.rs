@@ -96,6 +96,7 @@ async fn shadow_mode_diffs_decisions_and_reports_a_seeded_divergence() {
         project: String::new(),
         pull: 9,
         user: "mallory".into(),
+        url: FakeLock::github_url(REPO, 9),
     });
     s.plan(4, "dark", "default").await;
     let mut found = false;

@@ -147,6 +147,7 @@ async fn the_reconciler_adopts_and_releases(backend: Backend) {
         project: String::new(),
         pull: 7,
         user: "carol".into(),
+        url: FakeLock::github_url(REPO, 7),
     });
     let k = key("legacy", "default");
     let mut seen = false;

@@ -39,6 +39,20 @@ pub struct FakeLock {
     pub project: String,
     pub pull: i64,
     pub user: String,
+    /// The pull's web URL, Atlantis's `PullURL` (empty for `/api/*` locks, as Atlantis has it).
+    pub url: String,
+}
+
+impl FakeLock {
+    /// `PullURL` of a GitHub pull.
+    pub fn github_url(repo: &str, pull: i64) -> String {
+        format!("https://github.com/{repo}/pull/{pull}")
+    }
+
+    /// `PullURL` of a GitLab merge request (`object_attributes.url`).
+    pub fn gitlab_url(repo: &str, pull: i64) -> String {
+        format!("https://gitlab.com/{repo}/-/merge_requests/{pull}")
+    }
 }
 
 /// A comment the fake "posted" on a pull.
@@ -100,6 +114,8 @@ struct Meta {
     admitted: Option<String>,
     handoff: bool,
     delivery: String,
+    /// A GitLab webhook (else GitHub's): the pull's URL is a merge request's.
+    gitlab: bool,
 }
 
 impl Meta {
@@ -114,6 +130,7 @@ impl Meta {
             admitted: h("x-lock-proxy-admitted"),
             handoff: h("x-lock-proxy-handoff").is_some(),
             delivery: h("x-github-delivery").unwrap_or_default(),
+            gitlab: headers.contains_key("x-gitlab-event"),
         }
     }
 }
@@ -782,6 +799,11 @@ impl FakeAtlantis {
                     project,
                     pull,
                     user: user.into(),
+                    url: if meta.gitlab {
+                        FakeLock::gitlab_url(repo, pull)
+                    } else {
+                        FakeLock::github_url(repo, pull)
+                    },
                 };
                 let key = key_of(&lock.repo, &lock.path, &lock.workspace, &lock.project);
                 let gap = self.lock_gap();
@@ -872,7 +894,7 @@ fn lock_list(inner: &Inner) -> Value {
             json!({
                 "Name": name, "ProjectName": l.project, "ProjectRepo": l.repo,
                 "ProjectRepoPath": l.path, "PullID": l.pull.to_string(),
-                "PullURL": format!("https://github.com/{}/pull/{}", l.repo, l.pull),
+                "PullURL": l.url,
                 "User": l.user, "Workspace": l.workspace, "Time": "2025-02-13T16:47:42.040856-08:00",
             })
         })
@@ -946,6 +968,7 @@ async fn api_run(State(fake): State<FakeAtlantis>, headers: HeaderMap, body: Byt
             project: configured.map(|(name, _)| name).unwrap_or_default(),
             pull,
             user: "api".into(),
+            url: String::new(),
         };
         let failure = match fake.try_lock(lock) {
             Ok(()) => String::new(),

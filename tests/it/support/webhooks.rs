@@ -168,3 +168,42 @@ pub fn bitbucket(secret: &str, cloud: bool, event: &str, body: &serde_json::Valu
         body,
     }
 }
+
+/// A GitLab webhook carrying `X-Gitlab-Token: token`.
+fn gitlab(token: &str, event: &str, body: &serde_json::Value) -> Webhook {
+    Webhook {
+        headers: vec![
+            ("content-type".into(), "application/json".into()),
+            ("x-gitlab-event".into(), event.into()),
+            ("x-gitlab-token".into(), token.into()),
+        ],
+        body: serde_json::to_vec(body).unwrap(),
+    }
+}
+
+fn gitlab_project(repo: &str) -> serde_json::Value {
+    json!({"path_with_namespace": repo, "git_http_url": format!("https://gitlab.com/{repo}.git")})
+}
+
+/// A `Note Hook` on merge request `iid` of `repo`.
+pub fn gitlab_note(token: &str, repo: &str, iid: i64, note: &str) -> Webhook {
+    let project = gitlab_project(repo);
+    let body = json!({"object_kind": "note", "user": {"username": format!("dev{iid}")},
+        "project": project,
+        "object_attributes": {"noteable_type": "MergeRequest", "note": note,
+            "url": format!("https://gitlab.com/{repo}/-/merge_requests/{iid}#note_1")},
+        "merge_request": {"iid": iid, "state": "opened", "source": project,
+            "url": format!("https://gitlab.com/{repo}/-/merge_requests/{iid}")}});
+    gitlab(token, "Note Hook", &body)
+}
+
+/// A `Merge Request Hook` with `action` (`open`, `close`, `merge`, …) on merge request `iid`.
+pub fn gitlab_mr(token: &str, repo: &str, iid: i64, action: &str) -> Webhook {
+    let project = gitlab_project(repo);
+    let body = json!({"object_kind": "merge_request", "user": {"username": format!("dev{iid}")},
+        "project": project,
+        "object_attributes": {"iid": iid, "action": action, "source": project,
+            "url": format!("https://gitlab.com/{repo}/-/merge_requests/{iid}"),
+            "target_branch": "main", "source_branch": "x", "last_commit": {"id": "abc"}}});
+    gitlab(token, "Merge Request Hook", &body)
+}

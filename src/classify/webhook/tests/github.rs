@@ -18,13 +18,7 @@ fn github_plan_comment_acquires_for_the_pull() {
         &github_comment("atlantis plan", "created"),
         &cfg(),
     ));
-    assert_eq!(
-        a.pull,
-        PullRef {
-            repo: "acme/infra".into(),
-            number: 7
-        }
-    );
+    assert_eq!(a.pull, PullRef::new(Vcs::Github, "acme/infra", 7));
     assert_eq!(
         (a.user.as_str(), a.command, a.vcs),
         ("alice", CommandKind::Plan, Vcs::Github)

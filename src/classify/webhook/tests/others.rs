@@ -17,13 +17,7 @@ const GL_NOTE: &[(&str, &str)] = &[("x-gitlab-event", "Note Hook")];
 #[test]
 fn gitlab_merge_request_events() {
     let a = acquire(hook(GL_MR, &gitlab_mr("open", None, false), &cfg()));
-    assert_eq!(
-        a.pull,
-        PullRef {
-            repo: "group/sub/infra".into(),
-            number: 12
-        }
-    );
+    assert_eq!(a.pull, PullRef::new(Vcs::Gitlab, "group/sub/infra", 12));
     assert_eq!(
         (a.command, a.vcs, a.labels.clone()),
         (
@@ -218,10 +212,7 @@ fn azure_devops_events() {
     let a = acquire(hook(&h, &azure_comment("atlantis plan", false), &cfg()));
     assert_eq!(
         a.pull,
-        PullRef {
-            repo: "contoso/platform/infra".into(),
-            number: 21
-        }
+        PullRef::new(Vcs::AzureDevops, "contoso/platform/infra", 21)
     );
     // Atlantis records the pull's creator for Azure DevOps comments
     assert_eq!(
