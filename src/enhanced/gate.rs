@@ -90,11 +90,15 @@ impl Enhanced {
         // Another replica out of step may be forwarding lock traffic past the engine: nothing
         // is granted from the engine until it is back (see `peers`).
         if !self.may_grant() {
+            // The engine does not answer: nothing to wait for.
             if !self.synced()
-                && let Err(BreakerError::Open) = self.breaker.call(self.engine.ping()).await
+                && let Err(e) = self.breaker.call(self.engine.ping()).await
             {
                 self.before_bypass().await;
-                return Ok(Decision::Legacy("breaker_open"));
+                return Ok(Decision::Legacy(match e {
+                    BreakerError::Open => "breaker_open",
+                    _ => "engine_resyncing",
+                }));
             }
             // The engine answers: wait for the repair (this replica's or the others').
             if !self.wait_may_grant(super::peers::STEP_WAIT).await {
