@@ -4,6 +4,7 @@
 
 mod github_app;
 mod settings;
+mod token_file;
 
 use std::time::Duration;
 
