@@ -650,6 +650,25 @@ fn gitlab_events(fake: FakeAtlantis, headers: HeaderMap, body: Bytes) -> Respons
                     fake.release_pull(&repo, pull);
                     text(StatusCode::OK, "Pull request cleaned successfully")
                 }
+                // `ParseGitlabMergeRequestEvent`: a draft is read from `work_in_progress` only
+                // (GitLab's newer `draft` is not looked at); drafts are not autoplanned.
+                Some("open") => {
+                    if payload["object_attributes"]["work_in_progress"] == true {
+                        return text(StatusCode::OK, "Ignoring draft merge request");
+                    }
+                    let meta = Meta::of(&headers);
+                    let delay = fake.processing_delay();
+                    tokio::spawn(async move {
+                        tokio::time::sleep(delay).await;
+                        let plan = Cmd::Plan {
+                            dir: ".".into(),
+                            workspace: "default".into(),
+                            project: String::new(),
+                        };
+                        fake.run_command(&repo, pull, &user, plan, &meta).await;
+                    });
+                    text(StatusCode::OK, "Processing...")
+                }
                 _ => text(StatusCode::OK, "Ignoring merge request event"),
             }
         }
