@@ -343,10 +343,10 @@ fn resolver_settings(
 ) -> Result<ResolverSettings, crate::vcs::VcsError> {
     let t = &config.atlantis.vcs_tokens;
     let github = match (&t.github, github_app) {
-        (Some(token), _) => Some(Arc::new(GithubClient::new(ApiConfig::new(
-            github_api_url(config),
-            Some(token.clone()),
-        ))?)),
+        (Some(token), _) => Some(Arc::new(GithubClient::new(ApiConfig {
+            token_file: t.github_token_file.clone(),
+            ..ApiConfig::new(github_api_url(config), Some(token.clone()))
+        })?)),
         (None, Some(app)) => Some(Arc::new(GithubClient::with_app(
             ApiConfig::new(github_api_url(config), None),
             app,

@@ -261,6 +261,9 @@ pub struct WebhookSecrets {
 pub struct VcsTokens {
     /// GitHub token.
     pub github: Option<Secret>,
+    /// Atlantis's `gh-token-file`, when `github` was read from it: the GitHub clients read the
+    /// file again on every call, as Atlantis does, so a rotated token is used at once.
+    pub github_token_file: Option<std::path::PathBuf>,
     /// GitHub App credentials (Atlantis's `gh-app-*`), used when no token is: the proxy calls
     /// the GitHub API with the app's installation token.
     pub github_app: Option<crate::vcs::GithubAppCredentials>,

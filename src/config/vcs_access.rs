@@ -27,8 +27,8 @@ pub(super) fn vcs_tokens(
     // Validated whenever it is set: Atlantis refuses to start with a broken App setting too.
     let app = github_app(m)?;
     let gh_user = m.atlantis.string("gh-user").is_some();
-    let (github, github_app) = match app {
-        Some(app) if proxy_github.is_none() && !gh_user => (None, Some(app)),
+    let ((github, github_token_file), github_app) = match app {
+        Some(app) if proxy_github.is_none() && !gh_user => ((None, None), Some(app)),
         app => {
             if app.is_some() {
                 let why = if proxy_github.is_some() {
@@ -60,6 +60,7 @@ pub(super) fn vcs_tokens(
     };
     Ok(VcsTokens {
         github,
+        github_token_file,
         github_app,
         github_api_url,
         gitlab,
@@ -67,19 +68,25 @@ pub(super) fn vcs_tokens(
     })
 }
 
-/// The GitHub token: the proxy's key, else `gh-token`, else the contents of `gh-token-file`.
-fn atlantis_token(m: &mut Merge<'_>, proxy: Option<Secret>) -> Result<Option<Secret>> {
+/// The GitHub token: the proxy's key, else `gh-token`, else the contents of `gh-token-file`
+/// (read now, so a missing file stops the start as it stops Atlantis's, and returned with the
+/// file's path: the clients read it again on every call, as Atlantis's `UserCredentials` do).
+fn atlantis_token(
+    m: &mut Merge<'_>,
+    proxy: Option<Secret>,
+) -> Result<(Option<Secret>, Option<std::path::PathBuf>)> {
     let k = "atlantis.vcs-tokens.github";
-    let mut github = m.secret("gh-token", proxy, k)?;
+    let github = m.secret("gh-token", proxy, k)?;
     if github.is_none()
         && let Some((path, src)) = m.atlantis.string("gh-token-file")
     {
         let text = std::fs::read_to_string(&path)
             .map_err(|e| ConfigError::new(src.to_string(), format!("gh-token-file {path}: {e}")))?;
-        github = secret(&src.to_string(), Some(RawSecret(text.trim().to_owned())))?;
+        let github = secret(&src.to_string(), Some(RawSecret(text.trim().to_owned())))?;
         m.note("gh-token", String::new(), src);
+        return Ok((github, Some(path.into())));
     }
-    Ok(github)
+    Ok((github, None))
 }
 
 /// `gh-app-id` with `gh-app-key` or `gh-app-key-file` (exactly one, as Atlantis demands) and

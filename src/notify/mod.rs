@@ -236,7 +236,13 @@ impl NotifierSettings {
         let token = |s: &Option<Secret>| s.clone().filter(|s| !s.is_empty());
         let github_url = url(&t.github_api_url, "https://api.github.com");
         let (github, github_app) = match (token(&t.github), github_app) {
-            (Some(tok), _) => (Some(Self::api_config(github_url, tok)), None),
+            (Some(tok), _) => (
+                Some(ApiConfig {
+                    token_file: t.github_token_file.clone(),
+                    ..Self::api_config(github_url, tok)
+                }),
+                None,
+            ),
             (None, Some(app)) => (Some(Self::patient(github_url, None)), Some(app)),
             (None, None) => (None, None),
         };

@@ -16,6 +16,40 @@ use tokio::time::Instant;
 use super::github_app::GithubAppAuth;
 use super::{Secret, VcsError};
 
+/// The header presenting `token` in `style`, marked sensitive; `None` when the token holds
+/// bytes a header cannot carry.
+fn token_header(style: AuthStyle, token: &str) -> Option<(HeaderName, HeaderValue)> {
+    let (name, raw) = match style {
+        AuthStyle::Bearer => (header::AUTHORIZATION, format!("Bearer {token}")),
+        AuthStyle::PrivateToken => (HeaderName::from_static("private-token"), token.to_string()),
+    };
+    let mut value = HeaderValue::from_str(&raw).ok()?;
+    // Keeps the value out of hyper's debug output and HPACK tables.
+    value.set_sensitive(true);
+    Some((name, value))
+}
+
+/// Reads the token file for one call, trimmed as Atlantis trims it (`strings.TrimSpace`); a
+/// file that cannot be read fails the call, as it fails Atlantis's.
+async fn read_token_file(
+    style: AuthStyle,
+    path: &std::path::Path,
+) -> Result<(HeaderName, HeaderValue), VcsError> {
+    let failed = |detail: String| VcsError::TokenFile {
+        path: path.display().to_string(),
+        detail,
+    };
+    // Off the async workers: a file on a slow volume must not stall them.
+    let owned = path.to_owned();
+    let text = tokio::task::spawn_blocking(move || std::fs::read_to_string(owned))
+        .await
+        .map_err(|e| failed(e.to_string()))?
+        .map_err(|e| failed(e.to_string()))?;
+    // The error never carries the file's bytes.
+    token_header(style, text.trim())
+        .ok_or_else(|| failed("the token holds characters not allowed in a header".into()))
+}
+
 /// Connection settings for one VCS API.
 #[derive(Clone, Debug)]
 pub struct ApiConfig {
@@ -24,6 +58,9 @@ pub struct ApiConfig {
     pub base_url: String,
     /// Access token; `None` sends unauthenticated requests (public repos, tight rate limits).
     pub token: Option<Secret>,
+    /// A file holding the token (Atlantis's `gh-token-file`), read again on every call as
+    /// Atlantis reads it, so a rotated token is used at once; `token` is then ignored.
+    pub token_file: Option<std::path::PathBuf>,
     /// Bound on one attempt (connect, headers and body).
     pub request_timeout: Duration,
     /// Extra attempts after the first for retryable failures (5xx, 429, timeouts, resets).
@@ -47,6 +84,7 @@ impl ApiConfig {
         Self {
             base_url: base_url.into(),
             token,
+            token_file: None,
             request_timeout: Duration::from_millis(1500),
             max_retries: 2,
             backoff: Duration::from_millis(100),
@@ -59,7 +97,7 @@ impl ApiConfig {
 }
 
 /// How the token is presented.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum AuthStyle {
     /// `Authorization: Bearer <token>` (GitHub).
     Bearer,
@@ -109,6 +147,8 @@ enum Auth {
     None,
     /// A token in a fixed, sensitive header.
     Fixed(HeaderName, HeaderValue),
+    /// A token read from this file on every call (a small read, as Atlantis does per request).
+    File(AuthStyle, std::path::PathBuf),
     /// A GitHub App's installation token, fetched and refreshed as it expires.
     App(Arc<GithubAppAuth>),
 }
@@ -145,23 +185,15 @@ impl ApiClient {
         let origin = format!("{scheme}://{authority}");
         let base_path = uri.path().trim_end_matches('/').to_string();
 
-        let auth = match cfg.token.as_ref().filter(|t| !t.is_empty()) {
-            None => Auth::None,
-            Some(token) => {
-                let (name, raw) = match style {
-                    AuthStyle::Bearer => {
-                        (header::AUTHORIZATION, format!("Bearer {}", token.expose()))
-                    }
-                    AuthStyle::PrivateToken => (
-                        HeaderName::from_static("private-token"),
-                        token.expose().to_string(),
-                    ),
-                };
-                // The error would carry no token bytes, but say nothing about it either way.
-                let mut value = HeaderValue::from_str(&raw)
-                    .map_err(|_| bad("token holds characters not allowed in a header"))?;
-                // Keeps the value out of hyper's debug output and HPACK tables.
-                value.set_sensitive(true);
+        let auth = match (
+            &cfg.token_file,
+            cfg.token.as_ref().filter(|t| !t.is_empty()),
+        ) {
+            (Some(path), _) => Auth::File(style, path.clone()),
+            (None, None) => Auth::None,
+            (None, Some(token)) => {
+                let (name, value) = token_header(style, token.expose())
+                    .ok_or_else(|| bad("token holds characters not allowed in a header"))?;
                 Auth::Fixed(name, value)
             }
         };
@@ -260,6 +292,9 @@ impl ApiClient {
                 (Some(v), _) => (Some((header::AUTHORIZATION, v.clone())), None),
                 (None, Auth::None) => (None, None),
                 (None, Auth::Fixed(name, value)) => (Some((name.clone(), value.clone())), None),
+                (None, Auth::File(style, path)) => {
+                    (Some(read_token_file(*style, path).await?), None)
+                }
                 (None, Auth::App(app)) => {
                     let token = app.token().await?;
                     (

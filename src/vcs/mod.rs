@@ -118,6 +118,14 @@ pub enum VcsError {
         /// What went wrong, with GitHub's own message when it gave one (never a credential).
         detail: String,
     },
+    /// The token file (Atlantis's `gh-token-file`) could not be read for this call.
+    #[error("reading the token file {path}: {detail}")]
+    TokenFile {
+        /// The file's path.
+        path: String,
+        /// Why (never the file's contents).
+        detail: String,
+    },
     /// A pagination link pointed at another host; following it would send our token there.
     #[error("refusing to follow a pagination link to another origin")]
     ForeignLink,
@@ -128,7 +136,7 @@ impl VcsError {
     pub fn kind(&self) -> &'static str {
         match self {
             VcsError::BadBaseUrl { .. } => "config",
-            VcsError::Auth { .. } => "auth",
+            VcsError::Auth { .. } | VcsError::TokenFile { .. } => "auth",
             VcsError::RateLimited { .. } => "rate_limited",
             VcsError::Timeout => "timeout",
             VcsError::Status { .. } => "status",

@@ -138,3 +138,62 @@ async fn state_changes_are_logged_as_events_when_enabled() {
         );
     }
 }
+
+/// Issue 14, item 8: a repository left with no locks and no waiters leaves no entry behind,
+/// while one that still holds a lock keeps its own.
+#[tokio::test]
+async fn a_repository_with_nothing_left_leaves_no_state() {
+    let engine = MemoryEngine::new(EngineSettings {
+        enable_events: false,
+        ..EngineSettings::default()
+    });
+    let mut rx = engine.take_dispatches().expect("dispatches");
+    let mut other = req(9, "a");
+    other.locks = vec![LockKey::new("o/busy", "a", "default", "")];
+    other.pull = PullRef::new(crate::vocab::Vcs::Github, "o/busy", 9);
+    engine.acquire(other).await.expect("acquire");
+
+    // A holder, a waiter granted after it, then nothing.
+    engine.acquire(req(1, "a")).await.expect("acquire");
+    let mut waiter = req(2, "a");
+    waiter.request_id = Some("delivery-2".into());
+    engine
+        .acquire_or_enqueue(waiter, b"plan".to_vec())
+        .await
+        .expect("enqueue");
+    engine
+        .release(req(1, "a").locks[0].clone(), None)
+        .await
+        .expect("release");
+    let d = rx.recv().await.expect("grant");
+    assert_eq!((d.reason, d.pull.number), (DispatchReason::Granted, 2));
+    engine.confirm(&d).await.expect("confirm");
+    engine
+        .release_pull(req(2, "a").pull)
+        .await
+        .expect("release pull");
+    engine.maintain(false).await.expect("maintain");
+
+    let repos: Vec<String> = engine
+        .repos
+        .lock()
+        .expect("repos")
+        .keys()
+        .cloned()
+        .collect();
+    assert_eq!(repos, vec!["o/busy".to_string()]);
+    assert_eq!(
+        engine
+            .usage
+            .waiters
+            .load(std::sync::atomic::Ordering::Acquire),
+        0
+    );
+    assert_eq!(
+        engine
+            .usage
+            .bytes
+            .load(std::sync::atomic::Ordering::Acquire),
+        0
+    );
+}

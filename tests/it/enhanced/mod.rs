@@ -6,6 +6,7 @@ mod notices;
 mod operator;
 mod queue;
 mod recovery;
+mod refused;
 mod secrets;
 mod vcs;
 

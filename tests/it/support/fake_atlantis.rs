@@ -97,6 +97,17 @@ struct Inner {
     failing_closes: std::collections::HashSet<(String, i64)>,
     /// The repo's atlantis.yaml projects: (dir, workspace) → (name, mode).
     projects: std::collections::HashMap<(String, String, String), (String, String)>,
+    /// How the next `POST /events` is refused instead of being processed.
+    refuse_next_event: Option<Refusal>,
+}
+
+/// How Atlantis refuses one webhook: an error status, or no answer at all.
+#[derive(Clone, Copy, Debug)]
+pub enum Refusal {
+    /// Answer this status (a text body, as Atlantis's errors have) and act on nothing.
+    Status(u16),
+    /// Close the connection without answering.
+    Drop,
 }
 
 /// An admitted request (grant or replay) that Atlantis refused as locked: the bug §10 forbids.
@@ -344,6 +355,11 @@ impl FakeAtlantis {
         );
     }
 
+    /// The next `POST /events` is refused as `how` and not acted on (later ones are processed).
+    pub fn refuse_next_event(&self, how: Refusal) {
+        self.inner.lock().unwrap().refuse_next_event = Some(how);
+    }
+
     fn is_fork(&self, repo: &str, pull: i64) -> bool {
         self.inner
             .lock()
@@ -373,8 +389,13 @@ async fn record(
         }
         _ => None,
     };
-    let delay = {
+    let (delay, refusal) = {
         let mut inner = fake.inner.lock().unwrap();
+        let refusal = if parts.uri.path() == "/events" {
+            inner.refuse_next_event.take()
+        } else {
+            None
+        };
         inner.received.push(Recorded {
             method: parts.method.clone(),
             uri: parts
@@ -387,10 +408,20 @@ async fn record(
             signature_ok,
             at: std::time::Instant::now(),
         });
-        inner.delay
+        (inner.delay, refusal)
     };
     if !delay.is_zero() {
         tokio::time::sleep(delay).await;
+    }
+    match refusal {
+        Some(Refusal::Status(code)) => {
+            let code = StatusCode::from_u16(code).unwrap();
+            return text(code, code.canonical_reason().unwrap_or("refused"));
+        }
+        // Unwinding ends this connection's task: the socket closes with no answer. (No panic
+        // hook runs, so nothing is printed.)
+        Some(Refusal::Drop) => std::panic::resume_unwind(Box::new("connection dropped")),
+        None => {}
     }
     next.run(Request::from_parts(parts, axum::body::Body::from(bytes)))
         .await
@@ -618,6 +649,25 @@ fn gitlab_events(fake: FakeAtlantis, headers: HeaderMap, body: Bytes) -> Respons
                 Some("close" | "merge") => {
                     fake.release_pull(&repo, pull);
                     text(StatusCode::OK, "Pull request cleaned successfully")
+                }
+                // `ParseGitlabMergeRequestEvent`: a draft is read from `work_in_progress` only
+                // (GitLab's newer `draft` is not looked at); drafts are not autoplanned.
+                Some("open") => {
+                    if payload["object_attributes"]["work_in_progress"] == true {
+                        return text(StatusCode::OK, "Ignoring draft merge request");
+                    }
+                    let meta = Meta::of(&headers);
+                    let delay = fake.processing_delay();
+                    tokio::spawn(async move {
+                        tokio::time::sleep(delay).await;
+                        let plan = Cmd::Plan {
+                            dir: ".".into(),
+                            workspace: "default".into(),
+                            project: String::new(),
+                        };
+                        fake.run_command(&repo, pull, &user, plan, &meta).await;
+                    });
+                    text(StatusCode::OK, "Processing...")
                 }
                 _ => text(StatusCode::OK, "Ignoring merge request event"),
             }

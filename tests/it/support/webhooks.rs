@@ -207,3 +207,23 @@ pub fn gitlab_mr(token: &str, repo: &str, iid: i64, action: &str) -> Webhook {
             "target_branch": "main", "source_branch": "x", "last_commit": {"id": "abc"}}});
     gitlab(token, "Merge Request Hook", &body)
 }
+
+/// An `open` `Merge Request Hook` whose draft state is given by both of GitLab's fields:
+/// `work_in_progress` (what Atlantis reads) and the newer `draft`.
+pub fn gitlab_mr_opened(
+    token: &str,
+    repo: &str,
+    iid: i64,
+    work_in_progress: bool,
+    draft: bool,
+) -> Webhook {
+    let project = gitlab_project(repo);
+    let body = json!({"object_kind": "merge_request", "user": {"username": format!("dev{iid}")},
+        "project": project,
+        "object_attributes": {"iid": iid, "action": "open", "source": project,
+            "work_in_progress": work_in_progress, "draft": draft,
+            "url": format!("https://gitlab.com/{repo}/-/merge_requests/{iid}"),
+            "target_branch": "main", "source_branch": format!("mr{iid}"),
+            "last_commit": {"id": format!("{iid:040x}")}}});
+    gitlab(token, "Merge Request Hook", &body)
+}
