@@ -10,11 +10,12 @@ use tracing::Instrument;
 
 use super::{ProxyError, ProxyState, forward};
 use crate::classify::{Acquire, GlobalApplyAction, Operation, ReleaseCause};
-use crate::enhanced::{ADMITTED_HEADER, Decision};
+use crate::enhanced::{ADMITTED_HEADER, Decision, QueuedReply};
 use crate::route::EnginePath;
 use crate::telemetry::{self, ReleaseReason, spans};
 use crate::upstream::replay::StoredRequest;
 use crate::upstream::{ProxyBody, full};
+use crate::vocab::LegacyReason;
 
 /// Marks answers the proxy makes on purpose (not errors), e.g. `x-lock-proxy: queued`.
 pub const PROXY_HEADER: &str = "x-lock-proxy";
@@ -162,19 +163,21 @@ async fn acquire(
             }
             (resp, "enhanced")
         }
-        Ok(Decision::Queued { body }) => {
+        Ok(Decision::Queued(reply)) => {
             span.record(spans::attr::DECISION, "queued");
-            if let Some(id) = body["waiter_id"].as_str() {
-                span.record(spans::attr::WAITER_ID, id);
-            }
-            if let Some(pos) = body["locks"][0]["position"].as_u64() {
+            span.record(
+                spans::attr::WAITER_ID,
+                tracing::field::display(&reply.waiter_id),
+            );
+            if let Some(pos) = reply.first_position() {
                 span.record(spans::attr::QUEUE_POSITION, pos);
             }
-            (Ok(queued_response(&body)), "enhanced")
+            (Ok(queued_response(&reply)), "enhanced")
         }
         Ok(Decision::Legacy(reason)) => {
-            span.record(spans::attr::DECISION, reason);
-            if reason == "breaker_open" {
+            span.record(spans::attr::DECISION, reason.as_str());
+            // The fallback counter counts a backend that is down, not the gate's other reasons.
+            if reason == LegacyReason::BreakerOpen {
                 state.metrics.legacy_fallback();
             }
             (send(state, client, parts, bytes).await, "legacy")
@@ -265,8 +268,8 @@ fn stored_request(parts: &Parts, bytes: &Bytes, client: SocketAddr) -> StoredReq
     stored
 }
 
-fn queued_response(body: &serde_json::Value) -> Response<ProxyBody> {
-    let mut resp = Response::new(full(format!("{body}\n")));
+fn queued_response(reply: &QueuedReply) -> Response<ProxyBody> {
+    let mut resp = Response::new(full(reply.to_body()));
     *resp.status_mut() = StatusCode::ACCEPTED;
     let h = resp.headers_mut();
     h.insert(
