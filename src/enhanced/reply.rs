@@ -152,7 +152,7 @@ mod tests {
     }
 
     #[test]
-    fn the_first_position_is_the_first_lock_s() {
+    fn first_position_reads_the_first_lock() {
         assert_eq!(
             QueuedReply::new(&enqueued(), Priority::Normal).first_position(),
             Some(1)
