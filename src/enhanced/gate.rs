@@ -2,18 +2,19 @@
 
 use std::time::Duration;
 
-use serde_json::{Value, json};
 use tokio::time::Instant;
 use tracing::Instrument;
 
 use super::Enhanced;
 use super::notices::WaiterNote;
+use super::reply::QueuedReply;
 use crate::classify::{Acquire, LockKey, LockSet, LockTarget, Priority, PullRef};
 use crate::engine::{AcquireOutcome, AcquireRequest, EngineError, QueueOutcome};
-use crate::resolve::{Filters, Resolution, ResolveRequest};
+use crate::resolve::{Filters, Resolution, ResolveRequest, UnresolvedKind};
 use crate::route::BreakerError;
 use crate::telemetry::{FailReason, ReleaseReason, spans};
 use crate::upstream::replay::StoredRequest;
+use crate::vocab::LegacyReason;
 
 /// What to do with an `Acquire` on the enhanced path.
 #[derive(Debug)]
@@ -26,13 +27,10 @@ pub enum Decision {
         /// The grant that admitted it; released again if Atlantis refuses the request (§10.4).
         grant: Option<Admitted>,
     },
-    /// Queued: answer the webhook `202` with this body and do not forward.
-    Queued {
-        /// The JSON body of DESIGN.md §4.
-        body: Value,
-    },
+    /// Queued: answer the webhook `202` with this body (DESIGN.md §4) and do not forward.
+    Queued(QueuedReply),
     /// Not gated (could not tell which locks, or nothing locks): forward on the legacy path.
-    Legacy(&'static str),
+    Legacy(LegacyReason),
 }
 
 /// A grant the gate made for a request it forwards.
@@ -73,7 +71,7 @@ pub struct Gated {
 enum Needed {
     Locks(Gated),
     Nothing,
-    Unresolved(&'static str),
+    Unresolved(UnresolvedKind),
 }
 
 impl Enhanced {
@@ -96,16 +94,16 @@ impl Enhanced {
             {
                 self.before_bypass().await;
                 return Ok(Decision::Legacy(match e {
-                    BreakerError::Open => "breaker_open",
-                    _ => "engine_resyncing",
+                    BreakerError::Open => LegacyReason::BreakerOpen,
+                    _ => LegacyReason::EngineResyncing,
                 }));
             }
             // The engine answers: wait for the repair (this replica's or the others').
             if !self.wait_may_grant(super::peers::STEP_WAIT).await {
                 let reason = if self.synced() {
-                    "replica_out_of_step"
+                    LegacyReason::ReplicaOutOfStep
                 } else {
-                    "engine_resyncing"
+                    LegacyReason::EngineResyncing
                 };
                 self.before_bypass().await;
                 return Ok(Decision::Legacy(reason));
@@ -113,8 +111,8 @@ impl Enhanced {
         }
         let gated = match self.needed(acq).await {
             Needed::Locks(g) => g,
-            Needed::Nothing => return Ok(Decision::Legacy("no_locks")),
-            Needed::Unresolved(kind) => return Ok(Decision::Legacy(kind)),
+            Needed::Nothing => return Ok(Decision::Legacy(LegacyReason::NoLocks)),
+            Needed::Unresolved(kind) => return Ok(Decision::Legacy(kind.into())),
         };
         let req = AcquireRequest {
             locks: gated.locks.clone(),
@@ -137,7 +135,7 @@ impl Enhanced {
             // The backend is known to be down: don't wait on it, take the legacy path.
             Err(BreakerError::Open) => {
                 self.before_bypass().await;
-                return Ok(Decision::Legacy("breaker_open"));
+                return Ok(Decision::Legacy(LegacyReason::BreakerOpen));
             }
             Err(BreakerError::Timeout(_)) => {
                 // The script may still run when Redis answers again: the request goes to
@@ -160,7 +158,7 @@ impl Enhanced {
         };
         self.metrics.engine_op("acquire_or_enqueue", true);
         match outcome {
-            QueueOutcome::Forgotten => Ok(Decision::Legacy("forgotten")),
+            QueueOutcome::Forgotten => Ok(Decision::Legacy(LegacyReason::Forgotten)),
             QueueOutcome::Granted(g) => {
                 if let Some(legacy) = self.outlasted(&acq.pull, &gated.locks, &g).await {
                     return Ok(legacy);
@@ -189,25 +187,7 @@ impl Enhanced {
                     &acq.pull,
                 );
                 self.notice_queued(note, &q);
-                let locks: Vec<Value> = q
-                    .positions
-                    .iter()
-                    .map(|p| {
-                        json!({
-                            "key": p.key.to_string(),
-                            "position": p.position,
-                            "held_by_pull": p.held_by.as_ref().map(|h| h.number),
-                        })
-                    })
-                    .collect();
-                Ok(Decision::Queued {
-                    body: json!({
-                        "status": "queued",
-                        "waiter_id": q.waiter_id.to_string(),
-                        "priority": gated.priority.as_str(),
-                        "locks": locks,
-                    }),
-                })
+                Ok(Decision::Queued(QueuedReply::new(&q, gated.priority)))
             }
         }
     }
@@ -226,7 +206,7 @@ impl Enhanced {
                 Ok(o) => o,
                 Err(BreakerError::Open) => {
                     self.before_bypass().await;
-                    return Ok(Decision::Legacy("breaker_open"));
+                    return Ok(Decision::Legacy(LegacyReason::BreakerOpen));
                 }
                 Err(BreakerError::Timeout(_)) => {
                     self.before_bypass().await;
@@ -287,7 +267,7 @@ impl Enhanced {
         tracing::warn!(%pull, "granted after this replica's view of the others ran out: given back, legacy path");
         self.release_refused(&Admitted::of(pull, locks, g)).await;
         self.before_bypass().await;
-        Some(Decision::Legacy("replica_out_of_step"))
+        Some(Decision::Legacy(LegacyReason::ReplicaOutOfStep))
     }
 
     fn engine_failed(&self, op: &'static str, e: &EngineError) {
@@ -333,7 +313,7 @@ impl Enhanced {
                         Resolution::Unresolved { kind, reason } => {
                             tracing::info!(%reason, pull = %acq.pull, "project config unread: legacy path");
                             self.metrics.resolve(kind.as_str());
-                            return Needed::Unresolved(kind.as_str());
+                            return Needed::Unresolved(kind);
                         }
                     }
                 }
@@ -362,7 +342,7 @@ impl Enhanced {
                         Resolution::Unresolved { kind, reason } => {
                             tracing::info!(%reason, pull = %acq.pull, "projects unresolved: legacy path");
                             self.metrics.resolve(kind.as_str());
-                            return Needed::Unresolved(kind.as_str());
+                            return Needed::Unresolved(kind);
                         }
                     }
                 }

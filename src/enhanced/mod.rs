@@ -16,6 +16,7 @@ mod notices;
 mod peers;
 mod priority;
 mod reconciler;
+mod reply;
 mod shadowing;
 
 use std::sync::Arc;
@@ -24,6 +25,7 @@ use std::time::Duration;
 pub use dispatcher::{ADMITTED_HEADER, HANDOFF_HEADER};
 pub use gate::{Admitted, Decision, Gated};
 pub use priority::LabelPattern;
+pub use reply::{QueuedLock, QueuedReply, ReplyStatus};
 
 use crate::config::{Config, RetryConfig};
 use crate::engine::LockEngine;

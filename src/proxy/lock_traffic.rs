@@ -10,30 +10,58 @@ use tracing::Instrument;
 
 use super::{ProxyError, ProxyState, forward};
 use crate::classify::{Acquire, GlobalApplyAction, Operation, ReleaseCause};
-use crate::enhanced::{ADMITTED_HEADER, Decision};
+use crate::enhanced::{ADMITTED_HEADER, Decision, QueuedReply};
 use crate::route::EnginePath;
 use crate::telemetry::{self, ReleaseReason, spans};
 use crate::upstream::replay::StoredRequest;
 use crate::upstream::{ProxyBody, full};
+use crate::vocab::LegacyReason;
 
 /// Marks answers the proxy makes on purpose (not errors), e.g. `x-lock-proxy: queued`.
 pub const PROXY_HEADER: &str = "x-lock-proxy";
 
-/// Carries one classified request; returns the answer and the engine path label.
+/// A carried request: its answer (or the error the rescue turns into one) and the path that
+/// decided it, for the request metric.
+pub struct Carried {
+    /// Atlantis's answer, the proxy's own (`202`, `429`), or why there is none.
+    pub answer: Result<Response<ProxyBody>, ProxyError>,
+    /// `Enhanced` once the engine decided, even if Atlantis then failed to answer.
+    pub path: EnginePath,
+}
+
+impl Carried {
+    /// Decided by Atlantis alone.
+    pub fn legacy(answer: Result<Response<ProxyBody>, ProxyError>) -> Self {
+        Self {
+            answer,
+            path: EnginePath::Legacy,
+        }
+    }
+
+    /// Decided by the engine.
+    fn enhanced(answer: Result<Response<ProxyBody>, ProxyError>) -> Self {
+        Self {
+            answer,
+            path: EnginePath::Enhanced,
+        }
+    }
+}
+
+/// Carries one classified request; returns the answer and the path that decided it.
 pub async fn carry(
     state: &ProxyState,
     client: SocketAddr,
     parts: Parts,
     bytes: Bytes,
     op: Operation,
-) -> (Result<Response<ProxyBody>, ProxyError>, &'static str) {
+) -> Carried {
     let span = tracing::Span::current();
     span.record(spans::attr::OPERATION, op.kind());
     if let Some(repo) = op.repo() {
         span.record(spans::attr::REPO, repo);
     }
     if let Some(limited) = rate_limited(state, client, &parts.headers, &op) {
-        return (Ok(limited), "legacy");
+        return Carried::legacy(Ok(limited));
     }
     match op {
         Operation::Acquire(acq) => acquire(state, client, parts, bytes, acq).await,
@@ -66,7 +94,7 @@ pub async fn carry(
                 }
             }
             state.enhanced.set_unlocking(&pull, false);
-            (resp, "legacy")
+            Carried::legacy(resp)
         }
         Operation::ReleaseKey { key } => {
             let resp = send(state, client, parts, bytes).await;
@@ -80,7 +108,7 @@ pub async fn carry(
                     .release_key(&key, ReleaseReason::Unlock)
                     .await;
             }
-            (resp, "legacy")
+            Carried::legacy(resp)
         }
         Operation::GlobalApply(action) => {
             let resp = send(state, client, parts, bytes).await;
@@ -89,10 +117,10 @@ pub async fn carry(
                 state.enhanced.set_global_apply_locked(locked);
                 tracing::info!(locked, "global apply lock changed");
             }
-            (resp, "legacy")
+            Carried::legacy(resp)
         }
         Operation::ListLocks | Operation::Passthrough { .. } => {
-            (send(state, client, parts, bytes).await, "legacy")
+            Carried::legacy(send(state, client, parts, bytes).await)
         }
     }
 }
@@ -103,7 +131,7 @@ async fn acquire(
     parts: Parts,
     bytes: Bytes,
     acq: Acquire,
-) -> (Result<Response<ProxyBody>, ProxyError>, &'static str) {
+) -> Carried {
     let route = {
         let _s = spans::route().entered();
         state.router.route(&acq.pull.repo)
@@ -117,7 +145,7 @@ async fn acquire(
             // Legacy decided; the engine evaluates the same request in its shadow keyspace.
             state.enhanced.shadow_acquire(acq);
         }
-        return (resp, "legacy");
+        return Carried::legacy(resp);
     }
     let mut stored = stored_request(&parts, &bytes, client);
     // Nothing secret is kept at rest: the replay takes the secrets from the configuration.
@@ -160,24 +188,26 @@ async fn acquire(
                     .release_pull(&pull, ReleaseReason::Unlock)
                     .await;
             }
-            (resp, "enhanced")
+            Carried::enhanced(resp)
         }
-        Ok(Decision::Queued { body }) => {
+        Ok(Decision::Queued(reply)) => {
             span.record(spans::attr::DECISION, "queued");
-            if let Some(id) = body["waiter_id"].as_str() {
-                span.record(spans::attr::WAITER_ID, id);
-            }
-            if let Some(pos) = body["locks"][0]["position"].as_u64() {
+            span.record(
+                spans::attr::WAITER_ID,
+                tracing::field::display(&reply.waiter_id),
+            );
+            if let Some(pos) = reply.first_position() {
                 span.record(spans::attr::QUEUE_POSITION, pos);
             }
-            (Ok(queued_response(&body)), "enhanced")
+            Carried::enhanced(Ok(queued_response(&reply)))
         }
         Ok(Decision::Legacy(reason)) => {
-            span.record(spans::attr::DECISION, reason);
-            if reason == "breaker_open" {
+            span.record(spans::attr::DECISION, reason.as_str());
+            // The fallback counter counts a backend that is down, not the gate's other reasons.
+            if reason == LegacyReason::BreakerOpen {
                 state.metrics.legacy_fallback();
             }
-            (send(state, client, parts, bytes).await, "legacy")
+            Carried::legacy(send(state, client, parts, bytes).await)
         }
         Err(e) => {
             span.record(spans::attr::DECISION, "engine_error");
@@ -190,12 +220,9 @@ async fn acquire(
             if refused.is_some() || state.enhanced.settings().legacy_fallback {
                 state.metrics.legacy_fallback();
                 tracing::warn!(error = %e, pull = %acq.pull, "engine unavailable: legacy path");
-                return (send(state, client, parts, bytes).await, "legacy");
+                return Carried::legacy(send(state, client, parts, bytes).await);
             }
-            (
-                Err(ProxyError::EngineUnavailable(e.to_string())),
-                "enhanced",
-            )
+            Carried::enhanced(Err(ProxyError::EngineUnavailable(e.to_string())))
         }
     }
 }
@@ -265,8 +292,8 @@ fn stored_request(parts: &Parts, bytes: &Bytes, client: SocketAddr) -> StoredReq
     stored
 }
 
-fn queued_response(body: &serde_json::Value) -> Response<ProxyBody> {
-    let mut resp = Response::new(full(format!("{body}\n")));
+fn queued_response(reply: &QueuedReply) -> Response<ProxyBody> {
+    let mut resp = Response::new(full(reply.to_body()));
     *resp.status_mut() = StatusCode::ACCEPTED;
     let h = resp.headers_mut();
     h.insert(

@@ -19,6 +19,7 @@ use tower_http::timeout::{RequestBodyTimeoutLayer, TimeoutBody};
 use tracing::Instrument;
 
 pub use error::{ERROR_HEADER, ProxyError};
+use lock_traffic::Carried;
 pub use lock_traffic::PROXY_HEADER;
 
 use crate::classify::{ClassifyConfig, classify};
@@ -88,7 +89,10 @@ async fn handle(
     // The server span: every later step (classify, engine, upstream) is its child.
     let span = telemetry::spans::server(req.method(), route, req.uri().path());
     telemetry::set_parent_from_headers(&span, req.headers());
-    let (result, engine_path) = carry(&state, client, req).instrument(span.clone()).await;
+    let Carried {
+        answer: result,
+        path,
+    } = carry(&state, client, req).instrument(span.clone()).await;
     let (outcome, status) = match &result {
         Ok(resp) => (status_class(resp.status()), resp.status()),
         Err(e) => {
@@ -100,23 +104,16 @@ async fn handle(
     if status.is_server_error() {
         span.record("otel.status_code", "ERROR");
     }
-    state.metrics.request(route, engine_path, outcome);
+    state.metrics.request(route, path, outcome);
     result
 }
 
-/// Returns the answer and the engine path that decided it (`legacy` / `enhanced`).
-async fn carry(
-    state: &ProxyState,
-    client: SocketAddr,
-    req: Request<ClientBody>,
-) -> (Result<Response<ProxyBody>, ProxyError>, &'static str) {
-    match read_and_carry(state, client, req).await {
-        Ok(done) => done,
-        Err(e) => (Err(e), "legacy"),
-    }
+/// Returns the answer and the engine path that decided it.
+async fn carry(state: &ProxyState, client: SocketAddr, req: Request<ClientBody>) -> Carried {
+    read_and_carry(state, client, req)
+        .await
+        .unwrap_or_else(|e| Carried::legacy(Err(e)))
 }
-
-type Carried = (Result<Response<ProxyBody>, ProxyError>, &'static str);
 
 async fn read_and_carry(
     state: &ProxyState,
@@ -125,7 +122,7 @@ async fn read_and_carry(
 ) -> Result<Carried, ProxyError> {
     // Only Atlantis's log stream is spliced; an `Upgrade` anywhere else changes nothing.
     if is_job_websocket(req.method(), req.uri().path(), req.headers()) {
-        return Ok((forward::upgrade(state, client, req).await, "legacy"));
+        return Ok(Carried::legacy(forward::upgrade(state, client, req).await));
     }
     let lock_route = may_carry_lock_traffic(req.method(), req.uri().path());
     let limit = if lock_route {
@@ -145,7 +142,7 @@ async fn read_and_carry(
     if !lock_route {
         let body = forward::stream(body, limit);
         let resp = forward::forward(state, client, Request::from_parts(parts, body)).await;
-        return Ok((resp, "legacy"));
+        return Ok(Carried::legacy(resp));
     }
     // Lock traffic is buffered once: classification reads it and a replay resends it byte for
     // byte. Its bytes count against the shared budget until the answer is made.

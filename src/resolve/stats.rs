@@ -2,54 +2,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-/// Why a request stayed unresolved (one counter each).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum UnresolvedKind {
-    /// The whole resolution exceeded `resolve-timeout`.
-    Budget,
-    /// A VCS API call timed out on every attempt.
-    ApiTimeout,
-    /// The VCS API's rate limit is exhausted.
-    RateLimited,
-    /// The VCS API answered an error or garbage, or could not be reached.
-    ApiError,
-    /// No client is configured for the request's VCS (or the provider is not supported).
-    NoClient,
-    /// The repo's `atlantis.yaml` is invalid (Atlantis will report it on the pull).
-    BadRepoConfig,
-    /// The project layout needs a checkout to decide (globbed dirs, unknown names, ...).
-    Unmappable,
-}
-
-impl UnresolvedKind {
-    /// Every kind, for exporting.
-    pub const ALL: [UnresolvedKind; 7] = [
-        UnresolvedKind::Budget,
-        UnresolvedKind::ApiTimeout,
-        UnresolvedKind::RateLimited,
-        UnresolvedKind::ApiError,
-        UnresolvedKind::NoClient,
-        UnresolvedKind::BadRepoConfig,
-        UnresolvedKind::Unmappable,
-    ];
-
-    /// Label value for metrics.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            UnresolvedKind::Budget => "budget",
-            UnresolvedKind::ApiTimeout => "api_timeout",
-            UnresolvedKind::RateLimited => "rate_limited",
-            UnresolvedKind::ApiError => "api_error",
-            UnresolvedKind::NoClient => "no_client",
-            UnresolvedKind::BadRepoConfig => "bad_repo_config",
-            UnresolvedKind::Unmappable => "unmappable",
-        }
-    }
-
-    fn index(self) -> usize {
-        self as usize
-    }
-}
+pub use crate::vocab::UnresolvedKind;
 
 /// Atomic counters by outcome; cheap to bump from any task.
 #[derive(Debug, Default)]
@@ -82,7 +35,7 @@ pub struct StatsSnapshot {
 impl StatsSnapshot {
     /// Unresolved count of one kind.
     pub fn unresolved(&self, kind: UnresolvedKind) -> u64 {
-        self.unresolved[kind.index()]
+        self.unresolved[kind as usize]
     }
 
     /// All unresolved requests.
@@ -110,7 +63,7 @@ impl ResolveStats {
         c.fetch_add(1, Ordering::Relaxed);
     }
     pub(crate) fn unresolved(&self, kind: UnresolvedKind) {
-        self.unresolved[kind.index()].fetch_add(1, Ordering::Relaxed);
+        self.unresolved[kind as usize].fetch_add(1, Ordering::Relaxed);
     }
 
     /// Reads every counter.

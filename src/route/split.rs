@@ -2,24 +2,7 @@
 
 use std::collections::HashSet;
 
-/// Which path a repository's lock traffic takes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum EnginePath {
-    /// Atlantis decides alone, as without the proxy.
-    Legacy,
-    /// The enhanced engine gates the request (queue, replay).
-    Enhanced,
-}
-
-impl EnginePath {
-    /// Label for metrics and logs.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            EnginePath::Legacy => "legacy",
-            EnginePath::Enhanced => "enhanced",
-        }
-    }
-}
+pub use crate::vocab::EnginePath;
 
 /// The repository's bucket, 0..100: FNV-1a (32-bit) of the lowercased full name, modulo 100.
 ///

@@ -9,6 +9,7 @@ use std::time::Duration;
 use atlantis_lock_proxy::classify::Priority;
 use atlantis_lock_proxy::config::{LogFormat, TelemetryConfig};
 use atlantis_lock_proxy::telemetry::{self, FailReason, Metrics, ReleaseReason, TelemetryGuard};
+use atlantis_lock_proxy::vocab::EnginePath;
 use http::Method;
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
     TraceService, TraceServiceServer,
@@ -298,7 +299,7 @@ fn populated() -> Metrics {
     m.replay("forwarded");
     m.resolve("table");
     m.legacy_fallback();
-    m.request("events", "enhanced", "queued");
+    m.request("events", EnginePath::Enhanced, "queued");
     m.upstream("2xx", Duration::from_millis(4));
     m
 }

@@ -11,6 +11,7 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
 use super::Metrics;
+use crate::vocab::EnginePath;
 
 /// Latency buckets (seconds) for calls to Atlantis: webhooks answer in milliseconds,
 /// `/api/plan` can run for minutes.
@@ -23,7 +24,7 @@ const UPSTREAM_BUCKETS: [f64; 14] = [
 pub struct RequestLabels {
     /// Coarse Atlantis route (`events`, `api_plan`, `locks`, …).
     pub route: &'static str,
-    /// `legacy` or `enhanced` (or `shadow`).
+    /// [`EnginePath::as_str`]: `legacy` or `enhanced`.
     pub engine: &'static str,
     /// Status class (`2xx`…) or what the proxy did (`queued`, `rejected`).
     pub outcome: &'static str,
@@ -216,12 +217,12 @@ impl Own {
 }
 
 impl Metrics {
-    /// Counts one request.
-    pub fn request(&self, route: &'static str, engine: &'static str, outcome: &'static str) {
+    /// Counts one request that took `engine`'s path.
+    pub fn request(&self, route: &'static str, engine: EnginePath, outcome: &'static str) {
         self.requests
             .get_or_create(&RequestLabels {
                 route,
-                engine,
+                engine: engine.as_str(),
                 outcome,
             })
             .inc();

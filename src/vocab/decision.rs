@@ -1,0 +1,158 @@
+//! The words of the request path's decisions: which path a request took and why the enhanced
+//! path handed one to Atlantis undecided. Their `as_str()` values are span attributes and metric
+//! labels that dashboards and alert rules match on, so they never change.
+
+/// Which path a repository's lock traffic takes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum EnginePath {
+    /// Atlantis decides alone, as without the proxy.
+    Legacy,
+    /// The enhanced engine gates the request (queue, replay).
+    Enhanced,
+}
+
+impl EnginePath {
+    /// Label for metrics and logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EnginePath::Legacy => "legacy",
+            EnginePath::Enhanced => "enhanced",
+        }
+    }
+}
+
+/// Why a request stayed unresolved: the resolver could not tell which locks it takes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum UnresolvedKind {
+    /// The whole resolution exceeded `resolve-timeout`.
+    Budget,
+    /// A VCS API call timed out on every attempt.
+    ApiTimeout,
+    /// The VCS API's rate limit is exhausted.
+    RateLimited,
+    /// The VCS API answered an error or garbage, or could not be reached.
+    ApiError,
+    /// No client is configured for the request's VCS (or the provider is not supported).
+    NoClient,
+    /// The repo's `atlantis.yaml` is invalid (Atlantis will report it on the pull).
+    BadRepoConfig,
+    /// The project layout needs a checkout to decide (globbed dirs, unknown names, ...).
+    Unmappable,
+}
+
+impl UnresolvedKind {
+    /// Every kind, for exporting.
+    pub const ALL: [UnresolvedKind; 7] = [
+        UnresolvedKind::Budget,
+        UnresolvedKind::ApiTimeout,
+        UnresolvedKind::RateLimited,
+        UnresolvedKind::ApiError,
+        UnresolvedKind::NoClient,
+        UnresolvedKind::BadRepoConfig,
+        UnresolvedKind::Unmappable,
+    ];
+
+    /// Label value for metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UnresolvedKind::Budget => "budget",
+            UnresolvedKind::ApiTimeout => "api_timeout",
+            UnresolvedKind::RateLimited => "rate_limited",
+            UnresolvedKind::ApiError => "api_error",
+            UnresolvedKind::NoClient => "no_client",
+            UnresolvedKind::BadRepoConfig => "bad_repo_config",
+            UnresolvedKind::Unmappable => "unmappable",
+        }
+    }
+}
+
+/// Why an enhanced-routed lock request went to Atlantis without the engine's grant.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum LegacyReason {
+    /// The circuit breaker is open: the backend is known to be down.
+    BreakerOpen,
+    /// After an outage the engine waits for a reconciler pass before it grants again.
+    EngineResyncing,
+    /// Another replica is out of step and may be forwarding past the engine.
+    ReplicaOutOfStep,
+    /// The request takes no lock (its projects lock nothing under their mode).
+    NoLocks,
+    /// The request was handed to Atlantis earlier (an engine timeout): it is not queued again.
+    Forgotten,
+    /// The resolver could not tell which locks the request takes.
+    Unresolved(UnresolvedKind),
+}
+
+impl LegacyReason {
+    /// Every reason, for exporting and tests.
+    pub const ALL: [LegacyReason; 12] = [
+        LegacyReason::BreakerOpen,
+        LegacyReason::EngineResyncing,
+        LegacyReason::ReplicaOutOfStep,
+        LegacyReason::NoLocks,
+        LegacyReason::Forgotten,
+        LegacyReason::Unresolved(UnresolvedKind::Budget),
+        LegacyReason::Unresolved(UnresolvedKind::ApiTimeout),
+        LegacyReason::Unresolved(UnresolvedKind::RateLimited),
+        LegacyReason::Unresolved(UnresolvedKind::ApiError),
+        LegacyReason::Unresolved(UnresolvedKind::NoClient),
+        LegacyReason::Unresolved(UnresolvedKind::BadRepoConfig),
+        LegacyReason::Unresolved(UnresolvedKind::Unmappable),
+    ];
+
+    /// The `decision` span attribute (an unresolved request names its kind).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LegacyReason::BreakerOpen => "breaker_open",
+            LegacyReason::EngineResyncing => "engine_resyncing",
+            LegacyReason::ReplicaOutOfStep => "replica_out_of_step",
+            LegacyReason::NoLocks => "no_locks",
+            LegacyReason::Forgotten => "forgotten",
+            LegacyReason::Unresolved(kind) => kind.as_str(),
+        }
+    }
+}
+
+impl From<UnresolvedKind> for LegacyReason {
+    fn from(kind: UnresolvedKind) -> Self {
+        LegacyReason::Unresolved(kind)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels_are_the_ones_dashboards_match() {
+        let labels: Vec<&str> = LegacyReason::ALL.iter().map(|r| r.as_str()).collect();
+        assert_eq!(
+            labels,
+            [
+                "breaker_open",
+                "engine_resyncing",
+                "replica_out_of_step",
+                "no_locks",
+                "forgotten",
+                "budget",
+                "api_timeout",
+                "rate_limited",
+                "api_error",
+                "no_client",
+                "bad_repo_config",
+                "unmappable",
+            ]
+        );
+        assert_eq!(EnginePath::Legacy.as_str(), "legacy");
+        assert_eq!(EnginePath::Enhanced.as_str(), "enhanced");
+    }
+
+    #[test]
+    fn every_unresolved_kind_is_a_legacy_reason() {
+        for kind in UnresolvedKind::ALL {
+            let reason = LegacyReason::from(kind);
+            assert!(LegacyReason::ALL.contains(&reason), "{kind:?}");
+            assert_eq!(reason.as_str(), kind.as_str());
+        }
+    }
+}
