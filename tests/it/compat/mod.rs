@@ -2,6 +2,7 @@
 //! the real proxy against the fake Atlantis (and the fake GitHub API where `atlantis.yaml` or the
 //! pull is read), plus a test loading Atlantis's own config file, repos.yaml and `ATLANTIS_*`.
 
+mod azure_close;
 mod drafts;
 mod github_app;
 mod settings;

@@ -127,6 +127,8 @@ struct Meta {
     delivery: String,
     /// A GitLab webhook (else GitHub's): the pull's URL is a merge request's.
     gitlab: bool,
+    /// The pull's URL when the payload states it (Azure DevOps: `resource.pullRequest.url`).
+    pull_url: Option<String>,
 }
 
 impl Meta {
@@ -140,8 +142,11 @@ impl Meta {
         Meta {
             admitted: h("x-lock-proxy-admitted"),
             handoff: h("x-lock-proxy-handoff").is_some(),
-            delivery: h("x-github-delivery").unwrap_or_default(),
+            delivery: h("x-github-delivery")
+                .or_else(|| h("request-id"))
+                .unwrap_or_default(),
             gitlab: headers.contains_key("x-gitlab-event"),
+            pull_url: None,
         }
     }
 }
@@ -170,6 +175,9 @@ pub struct FakeOptions {
     pub allow_commands: Option<Vec<String>>,
     /// `--disable-unlock-label`.
     pub disable_unlock_label: Option<String>,
+    /// `--azuredevops-webhook-user` and `--azuredevops-webhook-password`: Azure DevOps webhooks
+    /// must carry them as HTTP Basic auth.
+    pub azuredevops_basic_auth: Option<(String, String)>,
 }
 
 impl FakeAtlantis {
@@ -454,6 +462,13 @@ async fn events(State(fake): State<FakeAtlantis>, headers: HeaderMap, body: Byte
     if headers.contains_key("x-gitlab-event") {
         return gitlab_events(fake, headers, body);
     }
+    // `Post`'s order: GitHub, GitLab and Bitbucket headers first, then Azure DevOps's.
+    if !headers.contains_key("x-github-event")
+        && !headers.contains_key("x-event-key")
+        && (headers.contains_key("request-id") || headers.contains_key("x-vss-activityid"))
+    {
+        return azure_events(fake, headers, body);
+    }
     if let Some(secret) = &fake.github_secret
         && headers.contains_key("x-github-event")
         && !github_signature_ok(secret, &headers, &body)
@@ -679,6 +694,156 @@ fn gitlab_events(fake: FakeAtlantis, headers: HeaderMap, body: Bytes) -> Respons
     }
 }
 
+/// Texts of `git.pullrequest.updated` events Atlantis ignores (votes and reviewer changes).
+const AZURE_IGNORED_UPDATES: [&str; 6] = [
+    "changed the reviewer list",
+    "approved pull request",
+    "has approved and left suggestions",
+    "is waiting for the author",
+    "rejected pull request",
+    "voted on pull request",
+];
+
+/// `ParseAzureDevopsRepo`: `owner/project/repo`, the owner from the web URL (`dev.azure.com/{org}`
+/// or `{org}.visualstudio.com`).
+fn azure_repo(repo: &Value) -> String {
+    let web = repo["webUrl"].as_str().unwrap_or("");
+    let rest = web.split_once("://").map_or(web, |(_, r)| r);
+    let (host, path) = rest.split_once('/').unwrap_or((rest, ""));
+    let owner = if host.contains("visualstudio.com") {
+        host.split('.').next().unwrap_or("")
+    } else {
+        path.split('/').next().unwrap_or("")
+    };
+    format!(
+        "{owner}/{}/{}",
+        repo["project"]["name"].as_str().unwrap_or(""),
+        repo["name"].as_str().unwrap_or("")
+    )
+}
+
+/// Azure DevOps's webhooks, as `handleAzureDevopsPost` handles them: Basic auth first (401),
+/// then the event type. A comment runs its command; `git.pullrequest.created` and a
+/// `git.pullrequest.updated` of an active pull autoplan; an update whose status is `completed`
+/// is the close (`CleanUpPull`); `git.pullrequest.merged` is an `OtherPullEvent`: nothing happens.
+fn azure_events(fake: FakeAtlantis, headers: HeaderMap, body: Bytes) -> Response {
+    use base64::Engine as _;
+    if let Some((user, pass)) = &fake.opts.azuredevops_basic_auth {
+        let expected = format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"))
+        );
+        if headers.get("authorization").map(|v| v.as_bytes()) != Some(expected.as_bytes()) {
+            return text(
+                StatusCode::UNAUTHORIZED,
+                "ValidatePayload authentication failed",
+            );
+        }
+    }
+    let req_id = format!(
+        "Request-Id={}",
+        headers
+            .get("request-id")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+    );
+    let Ok(payload) = serde_json::from_slice::<Value>(&body) else {
+        return text(
+            StatusCode::BAD_REQUEST,
+            format!("Failed parsing webhook: invalid JSON {req_id}"),
+        );
+    };
+    let event = payload["eventType"].as_str().unwrap_or("");
+    let is_comment = event == "ms.vss-code.git-pullrequest-comment-event";
+    let pr = if is_comment {
+        &payload["resource"]["pullRequest"]
+    } else {
+        &payload["resource"]
+    };
+    let repo = azure_repo(&pr["repository"]);
+    let pull = pr["pullRequestId"].as_i64().unwrap_or(0);
+    // Atlantis records the pull's creator as the user, for comments too.
+    let user = pr["createdBy"]["uniqueName"]
+        .as_str()
+        .unwrap_or("")
+        .to_string();
+    let mut meta = Meta::of(&headers);
+    meta.pull_url = pr["url"].as_str().map(str::to_owned);
+    let plan = || Cmd::Plan {
+        dir: ".".into(),
+        workspace: "default".into(),
+        project: String::new(),
+    };
+    let run = |cmd: Cmd| {
+        let delay = fake.processing_delay();
+        let fake = fake.clone();
+        let (repo, user) = (repo.clone(), user.clone());
+        tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
+            fake.run_command(&repo, pull, &user, cmd, &meta).await;
+        });
+        text(StatusCode::OK, "Processing...")
+    };
+    match event {
+        "ms.vss-code.git-pullrequest-comment-event" => {
+            let content = payload["resource"]["comment"]["content"]
+                .as_str()
+                .unwrap_or("");
+            match parse_comment(content) {
+                Some(cmd) => run(cmd),
+                None => text(
+                    StatusCode::OK,
+                    format!("Ignoring non-command comment: {:?}", content.trim()),
+                ),
+            }
+        }
+        "git.pullrequest.created" | "git.pullrequest.updated" | "git.pullrequest.merged" => {
+            let msg = payload["message"]["text"].as_str().unwrap_or("");
+            if AZURE_IGNORED_UPDATES.iter().any(|t| msg.contains(t)) {
+                return text(
+                    StatusCode::OK,
+                    format!(
+                        "pull request updated event is not a supported type [{}]: {req_id}",
+                        AZURE_IGNORED_UPDATES.join(", ")
+                    ),
+                );
+            }
+            let completed = pr["status"] == "completed";
+            match event {
+                "git.pullrequest.created" => run(plan()),
+                "git.pullrequest.updated" if completed => {
+                    if fake
+                        .inner
+                        .lock()
+                        .unwrap()
+                        .failing_closes
+                        .contains(&(repo.clone(), pull))
+                    {
+                        return text(
+                            StatusCode::FORBIDDEN,
+                            "Error cleaning pull request: cleaning up locks: bolt: database not open",
+                        );
+                    }
+                    fake.inner
+                        .lock()
+                        .unwrap()
+                        .closed
+                        .insert((repo.clone(), pull));
+                    fake.release_pull(&repo, pull);
+                    text(StatusCode::OK, "Pull request cleaned successfully")
+                }
+                "git.pullrequest.updated" => run(plan()),
+                // `git.pullrequest.merged`: an `OtherPullEvent`, no clean-up.
+                _ => text(StatusCode::OK, "Ignoring non-actionable pull request event"),
+            }
+        }
+        other => text(
+            StatusCode::OK,
+            format!("Ignoring unsupported event: {other} {req_id}"),
+        ),
+    }
+}
+
 /// The fake's small comment grammar: `atlantis plan|import|apply [-d dir] [-w ws] [-p name]`,
 /// `atlantis unlock`.
 #[derive(Debug, Clone)]
@@ -849,7 +1014,9 @@ impl FakeAtlantis {
                     project,
                     pull,
                     user: user.into(),
-                    url: if meta.gitlab {
+                    url: if let Some(url) = &meta.pull_url {
+                        url.clone()
+                    } else if meta.gitlab {
                         FakeLock::gitlab_url(repo, pull)
                     } else {
                         FakeLock::github_url(repo, pull)

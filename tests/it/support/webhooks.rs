@@ -1,4 +1,5 @@
-//! Webhook payloads shaped like GitHub's, signed like GitHub signs them.
+//! Webhook payloads shaped like each VCS sends them (GitHub, Bitbucket, GitLab, Azure DevOps),
+//! signed or authenticated as each does.
 
 use hmac::{KeyInit, Mac};
 use serde_json::json;
@@ -226,4 +227,69 @@ pub fn gitlab_mr_opened(
             "target_branch": "main", "source_branch": format!("mr{iid}"),
             "last_commit": {"id": format!("{iid:040x}")}}});
     gitlab(token, "Merge Request Hook", &body)
+}
+
+/// An Azure DevOps webhook carrying HTTP Basic auth `user:password` and a fresh `Request-Id`.
+fn azure(auth: (&str, &str), body: &serde_json::Value) -> Webhook {
+    use base64::Engine as _;
+    let basic = base64::engine::general_purpose::STANDARD.encode(format!("{}:{}", auth.0, auth.1));
+    Webhook {
+        headers: vec![
+            ("content-type".into(), "application/json".into()),
+            ("request-id".into(), delivery_id()),
+            ("authorization".into(), format!("Basic {basic}")),
+        ],
+        body: serde_json::to_vec(body).unwrap(),
+    }
+}
+
+/// Pull request `id` of `repo` (`org/project/name`) with `status` (`active`, `completed`, …).
+fn azure_pr(repo: &str, id: i64, status: &str) -> serde_json::Value {
+    let mut parts = repo.splitn(3, '/');
+    let (org, project, name) = (
+        parts.next().unwrap(),
+        parts.next().unwrap(),
+        parts.next().unwrap(),
+    );
+    json!({
+        "repository": {"id": "r1", "name": name,
+                       "url": format!("https://dev.azure.com/{org}/_apis/git/repositories/r1"),
+                       "webUrl": format!("https://dev.azure.com/{org}/{project}/_git/{name}"),
+                       "project": {"id": "p1", "name": project}},
+        "pullRequestId": id, "status": status,
+        "createdBy": {"displayName": format!("Dev {id}"), "uniqueName": format!("dev{id}@example.com")},
+        "sourceRefName": format!("refs/heads/pr{id}"), "targetRefName": "refs/heads/main",
+        "lastMergeSourceCommit": {"commitId": format!("{id:040x}")},
+        "url": format!("https://dev.azure.com/{org}/_apis/git/repositories/r1/pullRequests/{id}"),
+    })
+}
+
+/// `ms.vss-code.git-pullrequest-comment-event`: `comment` posted on pull request `id`.
+pub fn azure_comment(auth: (&str, &str), repo: &str, id: i64, comment: &str) -> Webhook {
+    let body = json!({"eventType": "ms.vss-code.git-pullrequest-comment-event",
+        "message": {"text": format!("Dev {id} has commented on a pull request")},
+        "resource": {"comment": {"id": 2, "content": comment, "isDeleted": false,
+                                 "author": {"uniqueName": format!("dev{id}@example.com")}},
+                     "pullRequest": azure_pr(repo, id, "active")},
+        "resourceVersion": "2.0"});
+    azure(auth, &body)
+}
+
+/// A pull request event (`git.pullrequest.created`, `.updated`, `.merged`) of pull request `id`
+/// whose status is `status`.
+pub fn azure_pull(
+    auth: (&str, &str),
+    repo: &str,
+    id: i64,
+    event_type: &str,
+    status: &str,
+) -> Webhook {
+    let text = match (event_type, status) {
+        ("git.pullrequest.merged", _) => format!("Dev {id} merged pull request {id}"),
+        (_, "completed") => format!("Dev {id} completed pull request {id}"),
+        _ => format!("Dev {id} updated pull request {id}"),
+    };
+    let body = json!({"eventType": event_type, "message": {"text": text},
+        "resource": azure_pr(repo, id, status), "resourceVersion": "1.0"});
+    azure(auth, &body)
 }
