@@ -24,7 +24,7 @@ use crate::route::{BreakerSettings, CircuitBreaker, ControlError, ControlStore};
 use crate::route::{Router, SplitRule, SplitState};
 use crate::telemetry::Metrics;
 use crate::upstream::Upstream;
-use crate::vcs::{ApiConfig, GithubAppAuth, GithubClient, GitlabClient};
+use crate::vcs::{ApiConfig, GiteaClient, GithubAppAuth, GithubClient, GitlabClient};
 
 /// Why the application could not start.
 #[derive(Debug, thiserror::Error)]
@@ -366,6 +366,13 @@ fn resolver_settings(
         }
         None => None,
     };
+    let gitea = match &t.gitea {
+        Some(token) => Some(Arc::new(GiteaClient::new(ApiConfig::new(
+            t.gitea_base_url.clone(),
+            Some(token.clone()),
+        ))?)),
+        None => None,
+    };
     let a = &config.atlantis;
     let mut server_repos = a.server_repos.clone();
     server_repos.locking_disabled = a.disable_repo_locking;
@@ -373,6 +380,7 @@ fn resolver_settings(
         timeout: a.resolve_timeout,
         github,
         gitlab,
+        gitea,
         server_repos: Arc::new(server_repos),
         hosts: a.hosts.clone(),
         allow_fork_prs: a.allow_fork_prs,

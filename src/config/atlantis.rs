@@ -269,6 +269,9 @@ pub(super) fn atlantis(a: RawAtlantis, env: &HashMap<String, String>) -> Result<
         PerVcsUser::default()
     };
 
+    let gitea_base_url = m
+        .string("gitea-base-url", None, "", "https://gitea.com")
+        .unwrap_or_else(|| "https://gitea.com".into());
     let hosts = crate::resolve::RepoHosts {
         github: gh_hostname.clone(),
         gitlab: gitlab_host.clone(),
@@ -279,8 +282,7 @@ pub(super) fn atlantis(a: RawAtlantis, env: &HashMap<String, String>) -> Result<
             "https://api.bitbucket.org",
         ))
         .unwrap_or_else(|| "bitbucket.org".into()),
-        gitea: host_of(&m.string("gitea-base-url", None, "", "https://gitea.com"))
-            .unwrap_or_else(|| "gitea.com".into()),
+        gitea: host_of(&Some(gitea_base_url.clone())).unwrap_or_else(|| "gitea.com".into()),
     };
 
     let vcs_tokens = super::vcs_access::vcs_tokens(
@@ -289,6 +291,7 @@ pub(super) fn atlantis(a: RawAtlantis, env: &HashMap<String, String>) -> Result<
         &gh_hostname,
         &gitlab_host,
         &gitlab_base,
+        &gitea_base_url,
     )?;
 
     let mut server_repos = server_repos(&mut m, a.repo_config, &settings)?;

@@ -273,6 +273,10 @@ pub struct VcsTokens {
     pub gitlab: Option<Secret>,
     /// GitLab API base (self-hosted).
     pub gitlab_api_url: Option<http::Uri>,
+    /// Atlantis's `gitea-token`: the proxy reads a Gitea pull through it (is it a fork?).
+    pub gitea: Option<Secret>,
+    /// Atlantis's `gitea-base-url` (default `https://gitea.com`); the API is under `/api/v1`.
+    pub gitea_base_url: String,
 }
 
 impl VcsTokens {

@@ -196,15 +196,38 @@ impl Config {
         }
         if a.allow_fork_prs {
             out.push(ok("fork pulls: commands run (allow-fork-prs is set)"));
-        } else if t.github_authenticated() {
-            out.push(ok(
-                "fork pulls: refused like Atlantis does (GitHub comments checked through the pull API)",
-            ));
         } else {
-            out.push(warn(
-                "fork pulls: refused from PR events and from GitLab/Bitbucket/Azure payloads; a GitHub \
-                 or Gitea comment does not say, and without a token the proxy cannot ask",
-            ));
+            let mut asked = Vec::new();
+            let mut unasked = Vec::new();
+            for (name, has) in [
+                ("GitHub", t.github_authenticated()),
+                ("Gitea", t.gitea.is_some()),
+            ] {
+                if has {
+                    asked.push(name)
+                } else {
+                    unasked.push(name)
+                }
+            }
+            if unasked.is_empty() {
+                out.push(ok(
+                    "fork pulls: refused like Atlantis does (GitHub and Gitea comments checked through the pull API)",
+                ));
+            } else {
+                let asked = if asked.is_empty() {
+                    String::new()
+                } else {
+                    format!(
+                        "{} comments are checked through the pull API; ",
+                        asked.join(" and ")
+                    )
+                };
+                out.push(warn(format!(
+                    "fork pulls: refused from PR events and from GitLab/Bitbucket/Azure payloads; {asked}a {} \
+                     comment does not say, and without a token the proxy cannot ask",
+                    unasked.join(" or ")
+                )));
+            }
         }
         if self.atlantis.server_repos.given() {
             out.push(ok(format!(

@@ -21,6 +21,7 @@ pub(super) fn vcs_tokens(
     gh_hostname: &str,
     gitlab_host: &str,
     gitlab_base: &str,
+    gitea_base_url: &str,
 ) -> Result<VcsTokens> {
     let k = "atlantis.vcs-tokens";
     let proxy_github = secret(&format!("{k}.github"), t.github)?;
@@ -58,7 +59,10 @@ pub(super) fn vcs_tokens(
         )?,
         None => None,
     };
+    let gitea = m.secret("gitea-token", None, "")?;
     Ok(VcsTokens {
+        gitea,
+        gitea_base_url: gitea_base_url.trim_end_matches('/').to_owned(),
         github,
         github_token_file,
         github_app,

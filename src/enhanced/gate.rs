@@ -297,6 +297,30 @@ impl Enhanced {
             // names the project there and sets its mode (`FindProjectsByDirWorkspace`); only
             // when the proxy has no way to read it do the unnamed keys stand.
             LockSet::Resolved(given) => {
+                // Without a client to read the repo, the fork rule is still asked where it
+                // can be (a Gitea comment: its pull API), once per request.
+                if acq.meta.fork.is_none()
+                    && given.iter().any(|k| self.table.get(&k.repo).is_none())
+                    && !self.resolver.has_client(acq.vcs)
+                {
+                    match self
+                        .resolver
+                        .fork_check(acq.vcs, &acq.pull.repo, acq.pull.number)
+                        .instrument(spans::resolve())
+                        .await
+                    {
+                        None => {}
+                        Some(Resolution::Unresolved { kind, reason }) => {
+                            tracing::info!(%reason, pull = %acq.pull, "fork unknown: legacy path");
+                            self.metrics.resolve(kind.as_str());
+                            return Needed::Unresolved(kind);
+                        }
+                        Some(_) => {
+                            self.metrics.resolve("no_locks");
+                            return Needed::Nothing;
+                        }
+                    }
+                }
                 for key in given {
                     if self.table.get(&key.repo).is_none() && !self.resolver.has_client(acq.vcs) {
                         keys.push(key.clone());

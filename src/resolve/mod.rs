@@ -39,7 +39,9 @@ pub use pattern::{PatternError, PatternList};
 pub use server_repos::{RepoHosts, ServerLocks, ServerRepoConfig};
 pub use stats::{ResolveStats, StatsSnapshot, UnresolvedKind};
 
-use crate::vcs::{ChangedFile, GithubClient, GitlabClient, PullInfo, Vcs, VcsClient, VcsError};
+use crate::vcs::{
+    ChangedFile, GiteaClient, GithubClient, GitlabClient, PullInfo, Vcs, VcsClient, VcsError,
+};
 use crate::vocab::{LockKey, LockMode, Priority};
 use mapping::{DirIndex, MapInput, MapOutcome, Selected, ServerDefaults};
 
@@ -57,6 +59,8 @@ pub struct ResolverSettings {
     pub github: Option<Arc<GithubClient>>,
     /// GitLab client, when GitLab is configured.
     pub gitlab: Option<Arc<GitlabClient>>,
+    /// Gitea client (`gitea-token`): it only tells whether a pull comes from a fork.
+    pub gitea: Option<Arc<GiteaClient>>,
     /// Repo config file name (Atlantis's `repo_config_file`, default `atlantis.yaml`).
     pub repo_config_file: String,
     /// Atlantis's `--autodiscover-mode`.
@@ -82,6 +86,7 @@ impl Default for ResolverSettings {
             cache_size: 1024,
             github: None,
             gitlab: None,
+            gitea: None,
             repo_config_file: "atlantis.yaml".to_string(),
             autodiscover_mode: AutoDiscoverMode::Auto,
             autoplan_file_list: PatternList::new(DEFAULT_AUTOPLAN_FILE_LIST.split(','))
@@ -178,6 +183,16 @@ struct View {
     files: OnceCell<Arc<Vec<ChangedFile>>>,
     repo_cfg: OnceCell<ParsedConfig>,
     dirs: Mutex<DirIndex>,
+}
+
+/// What the fork lookup found.
+enum Lookup {
+    /// Not asked (forks allowed, the payload said, or no client for the VCS).
+    NotAsked,
+    /// A fork: Atlantis refuses it.
+    Fork,
+    /// Not a fork; the pull as read.
+    Pull(PullInfo),
 }
 
 struct Unresolved {
@@ -302,6 +317,73 @@ impl Resolver {
         v
     }
 
+    /// For a comment on a VCS the resolver cannot read repositories of (Gitea): `Some(NoLocks)`
+    /// when Atlantis refuses the pull as a fork, `Some(Unresolved)` when the pull API did not
+    /// answer within the budget (legacy path, counted), `None` when the command goes on.
+    pub async fn fork_check(&self, vcs: Vcs, repo: &str, pull: i64) -> Option<Resolution> {
+        let outcome = match tokio::time::timeout(
+            self.settings.timeout,
+            self.fork_lookup(vcs, repo, pull, true),
+        )
+        .await
+        {
+            Ok(r) => r,
+            Err(_) => Err(unresolved(
+                UnresolvedKind::Budget,
+                format!(
+                    "the fork lookup took longer than {:?}",
+                    self.settings.timeout
+                ),
+            )),
+        };
+        match outcome {
+            Ok(Lookup::Fork) => {
+                self.stats.no_locks();
+                Some(Resolution::NoLocks)
+            }
+            Ok(_) => None,
+            Err(u) => {
+                self.stats.unresolved(u.kind);
+                tracing::info!(%repo, pull, kind = u.kind.as_str(), reason = %u.reason,
+                    "could not tell whether the pull is a fork; leaving it to Atlantis");
+                Some(Resolution::Unresolved {
+                    kind: u.kind,
+                    reason: u.reason,
+                })
+            }
+        }
+    }
+
+    /// Asks the pull API whether a comment's pull is a fork (GitHub, Gitea), as Atlantis does
+    /// when the payload does not say and `--allow-fork-prs` is off.
+    async fn fork_lookup(
+        &self,
+        vcs: Vcs,
+        repo: &str,
+        pull: i64,
+        comment: bool,
+    ) -> Result<Lookup, Unresolved> {
+        if self.settings.allow_fork_prs || !comment {
+            return Ok(Lookup::NotAsked);
+        }
+        let p = match (vcs, &self.settings.github, &self.settings.gitea) {
+            (Vcs::Github, Some(_), _) => self.client(vcs)?.pull(repo, pull).await?,
+            (Vcs::Gitea, _, Some(g)) => g.pull(repo, pull).await?,
+            _ => return Ok(Lookup::NotAsked),
+        };
+        if p.fork == Some(true) {
+            tracing::info!(%repo, pull,
+                "a fork pull without --allow-fork-prs: Atlantis refuses its commands, nothing locks");
+            return Ok(Lookup::Fork);
+        }
+        // Only a GitHub pull is reused (its head commit and base branch): no other Gitea call.
+        Ok(if vcs == Vcs::Github {
+            Lookup::Pull(p)
+        } else {
+            Lookup::NotAsked
+        })
+    }
+
     /// Whether an API client for `vcs` is configured (so a repo's `atlantis.yaml` can be read).
     pub fn has_client(&self, vcs: Vcs) -> bool {
         self.client(vcs).is_ok()
@@ -318,22 +400,17 @@ impl Resolver {
             given: false,
             ..server.clone()
         };
-        // A GitHub comment does not say whether the pull comes from a fork: Atlantis fetches the
-        // pull and refuses forks without --allow-fork-prs, so the resolver asks the same API.
-        let mut fetched = None;
-        if !self.settings.allow_fork_prs
-            && req.vcs == Vcs::Github
-            && req.head_sha.is_none()
-            && let Ok(client) = self.client(req.vcs)
+        // A GitHub or Gitea comment does not say whether the pull comes from a fork: Atlantis
+        // fetches the pull and refuses forks without --allow-fork-prs, so the resolver asks the
+        // same API.
+        let fetched = match self
+            .fork_lookup(req.vcs, &req.repo, req.pull, req.head_sha.is_none())
+            .await?
         {
-            let p = client.pull(&req.repo, req.pull).await?;
-            if p.fork == Some(true) {
-                tracing::info!(repo = %req.repo, pull = req.pull,
-                    "a fork pull without --allow-fork-prs: Atlantis refuses its commands, nothing locks");
-                return Ok(Vec::new());
-            }
-            fetched = Some(p);
-        }
+            Lookup::Fork => return Ok(Vec::new()),
+            Lookup::Pull(p) => Some(p),
+            Lookup::NotAsked => None,
+        };
         let has_branch_filter = |c: &RepoConfig| c.projects.iter().any(|p| p.branch.is_some());
         if let Some(cfg) = table {
             // Targeted flags name the projects: the table alone answers.

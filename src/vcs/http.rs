@@ -22,6 +22,7 @@ fn token_header(style: AuthStyle, token: &str) -> Option<(HeaderName, HeaderValu
     let (name, raw) = match style {
         AuthStyle::Bearer => (header::AUTHORIZATION, format!("Bearer {token}")),
         AuthStyle::PrivateToken => (HeaderName::from_static("private-token"), token.to_string()),
+        AuthStyle::Token => (header::AUTHORIZATION, format!("token {token}")),
     };
     let mut value = HeaderValue::from_str(&raw).ok()?;
     // Keeps the value out of hyper's debug output and HPACK tables.
@@ -103,6 +104,8 @@ pub(crate) enum AuthStyle {
     Bearer,
     /// `PRIVATE-TOKEN: <token>` (GitLab personal/project/group tokens).
     PrivateToken,
+    /// `Authorization: token <token>` (Gitea access tokens).
+    Token,
 }
 
 /// A finished response: status, headers and the whole (size-limited) body.

@@ -1,4 +1,4 @@
-//! vcs: small REST clients for the VCS providers' APIs (GitHub, GitLab).
+//! vcs: small REST clients for the VCS providers' APIs (GitHub, GitLab; Gitea's pulls only).
 //!
 //! The resolver reads pulls, changed files and files at a commit through these clients; the
 //! notifier reuses them to comment on pulls. Both share one HTTP core ([`ApiClient`]): a base URL
@@ -8,6 +8,7 @@
 //! `X-RateLimit-*` / `RateLimit-*`).
 
 mod client;
+mod gitea;
 mod github;
 mod github_app;
 mod gitlab;
@@ -17,6 +18,7 @@ use std::time::Duration;
 
 pub use crate::vocab::Secret;
 pub use client::VcsClient;
+pub use gitea::GiteaClient;
 pub use github::GithubClient;
 pub use github_app::{AppKeyError, GithubAppAuth, GithubAppCredentials, GithubAppKey};
 pub use gitlab::GitlabClient;

@@ -27,6 +27,7 @@ fn vcs(fake: &FakeVcs) -> Vcs {
     match fake.flavor {
         Flavor::Github => Vcs::Github,
         Flavor::Gitlab => Vcs::Gitlab,
+        Flavor::Gitea => unreachable!("the Gitea fake serves pulls only"),
     }
 }
 
@@ -35,6 +36,7 @@ fn start(fake: &FakeVcs, metrics: Option<Arc<Metrics>>) -> Notifier {
     match fake.flavor {
         Flavor::Github => s.github = Some(api(fake)),
         Flavor::Gitlab => s.gitlab = Some(api(fake)),
+        Flavor::Gitea => unreachable!("the Gitea fake serves pulls only"),
     }
     Notifier::new(s, metrics).unwrap()
 }
@@ -93,6 +95,7 @@ fn holder_link(fake: &FakeVcs) -> &'static str {
     match fake.flavor {
         Flavor::Github => "locked by #12,",
         Flavor::Gitlab => "locked by !12,",
+        Flavor::Gitea => unreachable!("the Gitea fake serves pulls only"),
     }
 }
 
@@ -120,6 +123,7 @@ async fn a_queued_plan_posts_one_comment_naming_the_holder_and_position() {
         match fake.flavor {
             Flavor::Github => assert_eq!(last.auth.as_deref(), Some("Bearer t0ken-sekrit")),
             Flavor::Gitlab => assert_eq!(last.private_token.as_deref(), Some(TOKEN)),
+            Flavor::Gitea => unreachable!("the Gitea fake serves pulls only"),
         }
     }
 }
@@ -151,6 +155,7 @@ async fn moving_up_edits_the_same_comment() {
         let comments_path = match fake.flavor {
             Flavor::Github => "/issues/31/comments",
             Flavor::Gitlab => "/merge_requests/31/notes",
+            Flavor::Gitea => unreachable!("the Gitea fake serves pulls only"),
         };
         assert_eq!(fake.count_method("GET", comments_path), 1);
         assert_eq!(fake.count_method("POST", comments_path), 1);

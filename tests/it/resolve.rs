@@ -48,6 +48,7 @@ fn resolver_with(
     match fake.flavor {
         Flavor::Github => settings.github = Some(Arc::new(GithubClient::new(cfg).unwrap())),
         Flavor::Gitlab => settings.gitlab = Some(Arc::new(GitlabClient::new(cfg).unwrap())),
+        Flavor::Gitea => unreachable!("the Gitea fake serves pulls only"),
     }
     Resolver::new(settings, table)
 }
@@ -66,6 +67,7 @@ fn request(fake: &FakeVcs, command: CommandKind, head_sha: Option<&str>) -> Reso
         vcs: match fake.flavor {
             Flavor::Github => Vcs::Github,
             Flavor::Gitlab => Vcs::Gitlab,
+            Flavor::Gitea => unreachable!("the Gitea fake serves pulls only"),
         },
         repo: REPO.to_string(),
         pull: 7,
@@ -172,6 +174,7 @@ async fn tokens_are_sent_the_way_each_provider_expects() {
             match fake.flavor {
                 Flavor::Github => assert_eq!(rec.auth.as_deref(), Some("Bearer t0ken-sekrit")),
                 Flavor::Gitlab => assert_eq!(rec.private_token.as_deref(), Some("t0ken-sekrit")),
+                Flavor::Gitea => unreachable!("the Gitea fake serves pulls only"),
             }
         }
     }
@@ -200,6 +203,7 @@ async fn pagination_is_followed_to_the_last_page() {
         let pages = match fake.flavor {
             Flavor::Github => fake.count("/pulls/7/files"),
             Flavor::Gitlab => fake.count("/merge_requests/7/diffs"),
+            Flavor::Gitea => unreachable!("the Gitea fake serves pulls only"),
         };
         assert_eq!(pages, 3, "{:?}", fake.flavor);
     }
@@ -512,6 +516,7 @@ async fn clients_post_comments_for_the_notifier() {
         let client = match fake.flavor {
             Flavor::Github => VcsClient::Github(Arc::new(GithubClient::new(api(&fake)).unwrap())),
             Flavor::Gitlab => VcsClient::Gitlab(Arc::new(GitlabClient::new(api(&fake)).unwrap())),
+            Flavor::Gitea => unreachable!("the Gitea fake serves pulls only"),
         };
         client.comment(REPO, 7, "queued behind #12").await.unwrap();
         assert_eq!(

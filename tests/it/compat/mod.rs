@@ -4,6 +4,7 @@
 
 mod azure_close;
 mod drafts;
+mod gitea_forks;
 mod github_app;
 mod settings;
 mod token_file;

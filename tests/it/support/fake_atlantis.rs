@@ -168,6 +168,9 @@ pub struct FakeOptions {
     pub github_secret: Option<String>,
     /// Atlantis's `--gitlab-webhook-secret`: GitLab webhooks must carry it as `X-Gitlab-Token`.
     pub gitlab_secret: Option<String>,
+    /// `--gitea-webhook-secret`: Gitea webhooks must carry its HMAC as `X-Gitea-Signature`.
+    /// Gitea is served only when this is set (Atlantis: when `--gitea-token` is).
+    pub gitea_secret: Option<String>,
     pub api_secret: Option<String>,
     /// `--allow-fork-prs`.
     pub allow_fork_prs: bool,
@@ -458,7 +461,105 @@ fn text(code: StatusCode, msg: impl std::fmt::Display) -> Response {
         .into_response()
 }
 
+/// A comment command, once the VCS's payload is parsed (`handleCommentEvent`): Atlantis answers
+/// at once and runs it asynchronously (the pull, fork included, as the VCS API gives it).
+fn comment_command(
+    fake: FakeAtlantis,
+    headers: &HeaderMap,
+    repo: String,
+    pull: i64,
+    user: String,
+    comment: String,
+) -> Response {
+    let Some(cmd) = parse_comment(&comment) else {
+        return text(
+            StatusCode::OK,
+            format!("Ignoring non-command comment: \"{}\"", comment.trim()),
+        );
+    };
+    let allowed = fake.opts.allow_commands.clone().unwrap_or_else(|| {
+        [
+            "version",
+            "plan",
+            "apply",
+            "unlock",
+            "approve_policies",
+            "cancel",
+        ]
+        .map(String::from)
+        .to_vec()
+    });
+    if !allowed.iter().any(|a| a == cmd.name() || a == "all") {
+        fake.comment(
+            &repo,
+            pull,
+            format!("```\nError: unknown command {:?}.\n```", cmd.name()),
+        );
+        return text(StatusCode::OK, "Commenting back on pull request");
+    }
+    // Atlantis answers at once and runs the command asynchronously.
+    let meta = Meta::of(headers);
+    {
+        let mut inner = fake.inner.lock().unwrap();
+        if inner.closed.contains(&(repo.clone(), pull)) && !matches!(cmd, Cmd::Unlock) {
+            inner.closed_pull_runs += 1;
+        }
+    }
+    let delay = fake.processing_delay();
+    tokio::spawn(async move {
+        tokio::time::sleep(delay).await;
+        fake.run_command(&repo, pull, &user, cmd, &meta).await;
+    });
+    text(StatusCode::OK, "Processing...")
+}
+
+/// `handleGiteaPost`: the signature (`X-Gitea-Signature`, hex HMAC-SHA256), then
+/// `pull_request_comment` through `HandleGiteaPullRequestCommentEvent`.
+fn gitea_events(fake: FakeAtlantis, headers: HeaderMap, body: Bytes) -> Response {
+    let Some(secret) = fake.opts.gitea_secret.clone() else {
+        return text(
+            StatusCode::BAD_REQUEST,
+            "Ignoring request since not configured to support Gitea",
+        );
+    };
+    let sig = headers
+        .get("x-gitea-signature")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| hex::decode(v).ok())
+        .unwrap_or_default();
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+    mac.update(&body);
+    if mac.verify_slice(&sig).is_err() {
+        return text(StatusCode::BAD_REQUEST, "request did not pass validation");
+    }
+    let event = headers
+        .get("x-gitea-event-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if event != "pull_request_comment" {
+        return text(
+            StatusCode::OK,
+            format!("Ignoring unsupported Gitea event type: {event}"),
+        );
+    }
+    let Ok(payload) = serde_json::from_slice::<Value>(&body) else {
+        return text(StatusCode::BAD_REQUEST, "Failed to parse request body");
+    };
+    let field = |v: &Value| v.as_str().unwrap_or("").to_string();
+    comment_command(
+        fake,
+        &headers,
+        field(&payload["repository"]["full_name"]),
+        payload["issue"]["number"].as_i64().unwrap_or(0),
+        field(&payload["comment"]["user"]["login"]),
+        field(&payload["comment"]["body"]),
+    )
+}
+
 async fn events(State(fake): State<FakeAtlantis>, headers: HeaderMap, body: Bytes) -> Response {
+    if headers.contains_key("x-gitea-event") {
+        return gitea_events(fake, headers, body);
+    }
     if headers.contains_key("x-gitlab-event") {
         return gitlab_events(fake, headers, body);
     }
@@ -504,46 +605,7 @@ async fn events(State(fake): State<FakeAtlantis>, headers: HeaderMap, body: Byte
                 .as_str()
                 .unwrap_or("")
                 .to_string();
-            let Some(cmd) = parse_comment(&comment) else {
-                return text(
-                    StatusCode::OK,
-                    format!("Ignoring non-command comment: \"{}\"", comment.trim()),
-                );
-            };
-            let allowed = fake.opts.allow_commands.clone().unwrap_or_else(|| {
-                [
-                    "version",
-                    "plan",
-                    "apply",
-                    "unlock",
-                    "approve_policies",
-                    "cancel",
-                ]
-                .map(String::from)
-                .to_vec()
-            });
-            if !allowed.iter().any(|a| a == cmd.name() || a == "all") {
-                fake.comment(
-                    &repo,
-                    pull,
-                    format!("```\nError: unknown command {:?}.\n```", cmd.name()),
-                );
-                return text(StatusCode::OK, "Commenting back on pull request");
-            }
-            // Atlantis answers at once and runs the command asynchronously.
-            let meta = Meta::of(&headers);
-            {
-                let mut inner = fake.inner.lock().unwrap();
-                if inner.closed.contains(&(repo.clone(), pull)) && !matches!(cmd, Cmd::Unlock) {
-                    inner.closed_pull_runs += 1;
-                }
-            }
-            let delay = fake.processing_delay();
-            tokio::spawn(async move {
-                tokio::time::sleep(delay).await;
-                fake.run_command(&repo, pull, &user, cmd, &meta).await;
-            });
-            text(StatusCode::OK, "Processing...")
+            comment_command(fake, &headers, repo, pull, user, comment)
         }
         "pull_request" => {
             let pull = payload["number"].as_i64().unwrap_or(0);

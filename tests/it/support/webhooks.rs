@@ -1,4 +1,4 @@
-//! Webhook payloads shaped like each VCS sends them (GitHub, Bitbucket, GitLab, Azure DevOps),
+//! Webhook payloads shaped like each VCS sends them (GitHub, Bitbucket, GitLab, Azure DevOps, Gitea),
 //! signed or authenticated as each does.
 
 use hmac::{KeyInit, Mac};
@@ -292,4 +292,54 @@ pub fn azure_pull(
     let body = json!({"eventType": event_type, "message": {"text": text},
         "resource": azure_pr(repo, id, status), "resourceVersion": "1.0"});
     azure(auth, &body)
+}
+
+/// Gitea's `issue_comment` on a pull (`X-Gitea-Event-Type: pull_request_comment`), signed with
+/// the hex HMAC-SHA256 Gitea sends as `X-Gitea-Signature`; `server` is the Gitea root URL.
+pub fn gitea_comment(
+    secret: &str,
+    server: &str,
+    repo: &str,
+    pull: i64,
+    user: &str,
+    comment: &str,
+) -> Webhook {
+    let server = server.trim_end_matches('/');
+    let body = serde_json::to_vec(&json!({
+        "action": "created",
+        "issue": {
+            "id": 9000 + pull, "number": pull, "state": "open",
+            "html_url": format!("{server}/{repo}/pulls/{pull}"),
+            "user": {"login": "author", "username": "author"},
+            "labels": [],
+            "pull_request": {"merged": false},
+        },
+        "comment": {
+            "id": 7000 + pull, "body": comment,
+            "user": {"login": user, "username": user},
+        },
+        "repository": {
+            "full_name": repo,
+            "clone_url": format!("{server}/{repo}.git"),
+            "owner": {"login": repo.split('/').next().unwrap_or("")},
+        },
+        "sender": {"login": user, "username": user},
+        "is_pull": true,
+    }))
+    .unwrap();
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+    mac.update(&body);
+    Webhook {
+        headers: vec![
+            ("content-type".into(), "application/json".into()),
+            ("x-gitea-event".into(), "issue_comment".into()),
+            ("x-gitea-event-type".into(), "pull_request_comment".into()),
+            ("x-gitea-delivery".into(), delivery_id()),
+            (
+                "x-gitea-signature".into(),
+                hex::encode(mac.finalize().into_bytes()),
+            ),
+        ],
+        body,
+    }
 }

@@ -1,4 +1,4 @@
-//! Fake GitHub and GitLab REST APIs on a loopback port, serving the providers' documented JSON
+//! Fake GitHub, GitLab and Gitea (pulls only) REST APIs on a loopback port, serving the providers' documented JSON
 //! shapes: pulls/MRs, paginated changed files (`Link` / `X-Next-Page`), file contents, directory
 //! listings and comments (create, edit, paginated list). Every request is recorded; delay and
 //! failures (every request, or the next N) can be injected. With [`FakeVcs::enable_github_app`]
@@ -94,6 +94,8 @@ struct Inner {
     forks: std::collections::HashSet<(String, i64)>,
     /// A GitHub App: when set, every request must authenticate as it (JWT or installation token).
     app: Option<app::AppState>,
+    /// Gitea: the access token every request must carry as `Authorization: token <token>`.
+    gitea_token: Option<String>,
 }
 
 /// A comment (GitHub issue comment, GitLab note) as the fake stores it.
@@ -128,6 +130,8 @@ struct Shared {
 pub enum Flavor {
     Github,
     Gitlab,
+    /// Gitea's REST v1, pulls only (`GET /api/v1/repos/{owner}/{repo}/pulls/{index}`).
+    Gitea,
 }
 
 /// A running fake; the server stops when this is dropped.
@@ -152,6 +156,19 @@ impl FakeVcs {
 
     pub async fn gitlab() -> Self {
         Self::start(Flavor::Gitlab).await
+    }
+
+    /// The Gitea fake; every request must carry `token` (else 401, as Gitea's `reqToken`).
+    pub async fn gitea(token: &str) -> Self {
+        let f = Self::start(Flavor::Gitea).await;
+        f.with(|i| i.gitea_token = Some(token.to_owned()));
+        f
+    }
+
+    /// The server's root URL (Atlantis's `gitea-base-url`; the API is under `/api/v1`).
+    pub fn root_url(&self) -> String {
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://{}", self.addr)
     }
 
     /// The GitHub fake behind HTTPS, with the test certificate in `support/tls/`.
@@ -182,6 +199,7 @@ impl FakeVcs {
         let routes = match flavor {
             Flavor::Github => github_routes(),
             Flavor::Gitlab => gitlab_routes(),
+            Flavor::Gitea => gitea_routes(),
         };
         let app = routes
             .layer(middleware::from_fn_with_state(
@@ -212,6 +230,7 @@ impl FakeVcs {
         match self.flavor {
             Flavor::Github => format!("{scheme}://{}/api/v3", self.addr),
             Flavor::Gitlab => format!("{scheme}://{}/api/v4", self.addr),
+            Flavor::Gitea => format!("{scheme}://{}/api/v1", self.addr),
         }
     }
 
@@ -464,6 +483,69 @@ fn list_dir(files: &BTreeMap<String, Vec<u8>>, dir: &str) -> Vec<(String, bool)>
         }
     }
     out.into_iter().collect()
+}
+
+// ---------------------------------------------------------------- Gitea
+
+fn gitea_routes() -> Router<Shared> {
+    Router::new().route("/api/v1/repos/{owner}/{repo}/pulls/{n}", get(gitea_pull))
+}
+
+/// Gitea's `GET /repos/{owner}/{repo}/pulls/{index}` (`api.PullRequest`): 401 without the
+/// token, 404 `{"message": ...}` for an unknown pull, else the pull with both repositories.
+async fn gitea_pull(
+    State(s): State<Shared>,
+    headers: HeaderMap,
+    Path((owner, repo, n)): Path<(String, String, i64)>,
+) -> Response {
+    let i = s.inner.lock().unwrap();
+    let expected = i.gitea_token.as_ref().map(|t| format!("token {t}"));
+    let given = headers.get("authorization").and_then(|v| v.to_str().ok());
+    if expected.is_some() && given != expected.as_deref() {
+        return (
+            StatusCode::UNAUTHORIZED,
+            axum::Json(json!({"message": "token is required", "url": format!("http://{}/api/swagger", s.addr)})),
+        )
+            .into_response();
+    }
+    let full = format!("{owner}/{repo}");
+    let Some(p) = i.pulls.get(&(full.clone(), n)) else {
+        return (
+            StatusCode::NOT_FOUND,
+            axum::Json(
+                json!({"errors": null, "message": "The target couldn't be found.",
+                              "url": format!("http://{}/api/swagger", s.addr)}),
+            ),
+        )
+            .into_response();
+    };
+    let head_owner = if i.forks.contains(&(full.clone(), n)) {
+        "forker"
+    } else {
+        owner.as_str()
+    };
+    let repo_json = |o: &str, id: i64| {
+        json!({
+            "id": id, "name": repo, "full_name": format!("{o}/{repo}"),
+            "owner": {"id": id, "login": o, "username": o},
+            "clone_url": format!("http://{}/{o}/{repo}.git", s.addr),
+            "html_url": format!("http://{}/{o}/{repo}", s.addr),
+            "fork": o != owner,
+        })
+    };
+    axum::Json(json!({
+        "id": 100 + n, "number": n, "state": "open", "merged": false,
+        "html_url": format!("http://{}/{full}/pulls/{n}", s.addr),
+        "user": {"id": 7, "login": "author", "username": "author"},
+        "title": format!("pull {n}"), "body": "",
+        "head": {"label": "feature", "ref": "feature", "sha": p.head_sha,
+                 "repo_id": if head_owner == owner { 1 } else { 2 },
+                 "repo": repo_json(head_owner, if head_owner == owner { 1 } else { 2 })},
+        "base": {"label": p.base_branch, "ref": p.base_branch,
+                 "sha": "0000000000000000000000000000000000000000", "repo_id": 1,
+                 "repo": repo_json(&owner, 1)},
+    }))
+    .into_response()
 }
 
 // ---------------------------------------------------------------- GitHub
