@@ -730,10 +730,6 @@ impl RepoState {
         let Some(p) = self.pending.get_mut(&seq) else {
             return (false, Vec::new());
         };
-        // Admitted as a grant meanwhile (by a later offer): that grant stays in flight.
-        if p.dispatch.reason == DispatchReason::Granted && p.dispatch.fencing_token != token {
-            return (false, Vec::new());
-        }
         p.lease_until_ms = p.lease_until_ms.min(now + retry_ms);
         let pull = p.dispatch.pull.id();
         let fields: Vec<String> = p.dispatch.locks.iter().map(lock_field).collect();

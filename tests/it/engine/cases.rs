@@ -231,6 +231,11 @@ pub async fn queue_timeout(mut ctx: Ctx) {
 /// A hand-off another replica admitted as a grant (its lease ran out on the first one) is not
 /// put off by the first one: the grant stays held and in flight, so nothing releases it unsent.
 pub async fn defer_leaves_a_grant_admitted_elsewhere(mut ctx: Ctx) {
+    // One replica never handles a dispatch twice at once (the dispatcher's `handling` set), so
+    // the in-memory engine keeps the plain defer (the guard broke memory simulation seed 396).
+    if ctx.is_memory() {
+        return;
+    }
     ctx.settings().queue_timeout = Duration::from_millis(1000);
     let e = ctx.engine().await;
     let mut rx = e.take_dispatches().expect("dispatches");
