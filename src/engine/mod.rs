@@ -210,14 +210,14 @@ pub trait LockEngine: Send + Sync + 'static {
 
     /// Refreshes this replica's lease (saying whether it is in step with Atlantis) and returns
     /// the other replicas sharing the engine, forgetting those not heard of for `forget`.
-    /// `None`: no other replica can share this engine (the in-memory one).
+    /// An engine that is not [`LockEngine::shared`] has no other replica: none.
     fn heartbeat(
         &self,
         in_step: bool,
         forget: std::time::Duration,
-    ) -> BoxFuture<'_, EngineResult<Option<Vec<PeerState>>>> {
+    ) -> BoxFuture<'_, EngineResult<Vec<PeerState>>> {
         let _ = (in_step, forget);
-        Box::pin(async { Ok(None) })
+        Box::pin(async { Ok(Vec::new()) })
     }
 
     /// Takes this replica's lease away (a clean stop), so the others need not wait for it.

@@ -102,12 +102,7 @@ impl Peers {
 
     /// Records a refresh sent at `sent` (saying `in_step`) and answered now with `peers`.
     /// True when a replica seen out of step is gone (rule 4: this one must repair).
-    pub(crate) fn observe(
-        &self,
-        sent: Instant,
-        in_step: bool,
-        peers: Option<Vec<PeerState>>,
-    ) -> bool {
+    pub(crate) fn observe(&self, sent: Instant, in_step: bool, peers: Vec<PeerState>) -> bool {
         let now = Instant::now();
         let mut v = self.view();
         if in_step {
@@ -115,10 +110,6 @@ impl Peers {
         } else {
             v.out_ok = Some(now);
         }
-        let Some(peers) = peers else {
-            v.alone = true;
-            return false;
-        };
         // The view is as old as the request: every lease is counted from when it was sent.
         let mut until = sent + LEASE.saturating_sub(MARGIN);
         let mut lagging = HashSet::new();
@@ -272,21 +263,21 @@ mod tests {
     async fn grants_only_while_every_other_lease_says_in_step() {
         let p = Peers::default();
         assert!(!p.clear(), "nothing known yet");
-        assert!(!p.observe(Instant::now(), true, Some(vec![peer("b", true, 100)])));
+        assert!(!p.observe(Instant::now(), true, vec![peer("b", true, 100)]));
         assert!(p.clear());
         // The view ages: without a refresh the grant window closes before b's lease could lapse.
         tokio::time::advance(LEASE - MARGIN - Duration::from_millis(100)).await;
         assert!(!p.clear());
-        assert!(!p.observe(Instant::now(), true, Some(vec![peer("b", false, 10)])));
+        assert!(!p.observe(Instant::now(), true, vec![peer("b", false, 10)]));
         assert!(!p.clear(), "b is out of step");
         assert_eq!(p.lagging(), vec!["b".to_string()]);
         // b comes back in step: clear again; b forgotten while out of step: repair.
-        assert!(!p.observe(Instant::now(), true, Some(vec![peer("b", true, 10)])));
+        assert!(!p.observe(Instant::now(), true, vec![peer("b", true, 10)]));
         assert!(p.clear());
-        assert!(!p.observe(Instant::now(), true, Some(vec![peer("b", true, 1400)])));
+        assert!(!p.observe(Instant::now(), true, vec![peer("b", true, 1400)]));
         assert!(!p.clear(), "b's lease is about to lapse");
         assert!(
-            p.observe(Instant::now(), true, Some(vec![])),
+            p.observe(Instant::now(), true, vec![]),
             "b gone while lagging"
         );
         assert!(p.clear());
@@ -296,23 +287,22 @@ mod tests {
     async fn bypass_waits_until_nobody_counts_on_this_replica() {
         let p = Peers::default();
         assert!(p.bypass_ready(), "never announced");
-        p.observe(Instant::now(), true, Some(vec![]));
+        p.observe(Instant::now(), true, vec![]);
         assert!(!p.bypass_ready());
         tokio::time::advance(LEASE + MARGIN - Duration::from_millis(1)).await;
         assert!(!p.bypass_ready());
         tokio::time::advance(Duration::from_millis(2)).await;
         assert!(p.bypass_ready());
         // Saying "out of step" shortens the wait to one period.
-        p.observe(Instant::now(), true, Some(vec![]));
-        p.observe(Instant::now(), false, Some(vec![]));
+        p.observe(Instant::now(), true, vec![]);
+        p.observe(Instant::now(), false, vec![]);
         tokio::time::advance(PERIOD + MARGIN).await;
         assert!(p.bypass_ready());
     }
 
     #[tokio::test(start_paused = true)]
     async fn alone_is_always_clear() {
-        let p = Peers::default();
-        p.observe(Instant::now(), false, None);
+        let p = Peers::new(false);
         assert!(p.clear());
         assert!(p.bypass_ready());
     }

@@ -174,21 +174,19 @@ impl RedisEngine {
             .arg(&self.settings.instance_id)
             .arg(state)
             .arg(forget.as_millis() as u64);
-        match tokio::time::timeout(op_deadline(&self.redis), self.backend.invoke(&inv)).await {
-            Ok(Ok(v)) => Ok(v),
-            Ok(Err(e)) => {
-                EngineStats::bump(&self.stats.errors);
-                Err(failure(&e))
-            }
-            Err(_) => {
-                EngineStats::bump(&self.stats.errors);
-                Err(EngineError::BackendTimeout)
-            }
-        }
+        self.bounded(self.backend.invoke(&inv)).await
     }
 
     async fn query(&self, cmd: &redis::Cmd) -> EngineResult<Value> {
-        match tokio::time::timeout(op_deadline(&self.redis), self.backend.query(cmd)).await {
+        self.bounded(self.backend.query(cmd)).await
+    }
+
+    /// One backend call under the operation deadline; failures are counted.
+    async fn bounded(
+        &self,
+        call: impl std::future::Future<Output = Result<Value, redis::RedisError>>,
+    ) -> EngineResult<Value> {
+        match tokio::time::timeout(op_deadline(&self.redis), call).await {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(e)) => {
                 EngineStats::bump(&self.stats.errors);
@@ -1074,7 +1072,7 @@ impl LockEngine for RedisEngine {
         &self,
         in_step: bool,
         forget: std::time::Duration,
-    ) -> BoxFuture<'_, EngineResult<Option<Vec<PeerState>>>> {
+    ) -> BoxFuture<'_, EngineResult<Vec<PeerState>>> {
         Box::pin(async move {
             let v = self
                 .members(if in_step { "1" } else { "0" }, forget)
@@ -1091,7 +1089,7 @@ impl LockEngine for RedisEngine {
                     age: std::time::Duration::from_millis(int(age)?.max(0) as u64),
                 });
             }
-            Ok(Some(peers))
+            Ok(peers)
         })
     }
 
