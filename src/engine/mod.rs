@@ -180,6 +180,22 @@ pub trait LockEngine: Send + Sync + 'static {
         token: u64,
     ) -> BoxFuture<'_, EngineResult<usize>>;
 
+    /// Right before a release of `pull` (close, `unlock`, `DELETE /locks`) is forwarded to
+    /// Atlantis: until `hold` has passed or [`LockEngine::lift_fence`], every hand-off that
+    /// counts on `pull` holding a lock is held back (its admit answers [`Admission::Busy`]), as
+    /// Atlantis might carry out the release first and then give the lock to the hand-off. Returns
+    /// how long hand-offs admitted before may still be on their way to Atlantis (`settle` after
+    /// each was admitted): the release waits that long before it is forwarded.
+    fn fence_release(
+        &self,
+        pull: PullRef,
+        hold: std::time::Duration,
+        settle: std::time::Duration,
+    ) -> BoxFuture<'_, EngineResult<std::time::Duration>>;
+
+    /// Ends [`LockEngine::fence_release`] once Atlantis carried the release out (or refused it).
+    fn lift_fence(&self, pull: PullRef) -> BoxFuture<'_, EngineResult<()>>;
+
     /// Repairs a lock toward Atlantis: makes `holder` its holder, only if the engine's holder is
     /// still `expect` (`None`: free; `Some((pull, token))`) and no grant of it is in flight.
     /// Waiters are not served (the lock stays held). True when adopted.

@@ -16,6 +16,10 @@ use crate::telemetry::{FailReason, ReleaseReason, spans};
 use crate::upstream::replay::StoredRequest;
 use crate::vocab::LegacyReason;
 
+/// How long a release waits at most for a hand-off on its way to Atlantis: the release is a
+/// webhook or an API call whose sender gives up after about 10 s.
+pub const HANDOFF_REACH: Duration = Duration::from_secs(5);
+
 /// What to do with an `Acquire` on the enhanced path.
 #[derive(Debug)]
 pub enum Decision {
@@ -444,6 +448,47 @@ impl Enhanced {
         }
     }
 
+    /// Right before a release of `pull` is forwarded to Atlantis: hand-offs that count on its
+    /// locks are held back (every replica's, through the engine) until [`Enhanced::lift_fence`],
+    /// and the release waits for those already on their way to reach Atlantis first (up to
+    /// [`HANDOFF_REACH`]). Otherwise Atlantis, which acts on requests out of order, could carry
+    /// out the release and then give the lock to a hand-off it was meant to refuse (§10.2).
+    pub async fn fence_release(&self, pull: &PullRef) {
+        let reach = self.settle_window().min(HANDOFF_REACH);
+        // Longer than the release takes to be carried out; lifted as soon as it is.
+        let hold = self.settings.replay_wait * 2 + Duration::from_secs(30);
+        match self.engine.fence_release(pull.clone(), hold, reach).await {
+            Ok(wait) if !wait.is_zero() => {
+                tracing::info!(%pull, wait_ms = wait.min(reach).as_millis() as u64, "a hand-off that counts on the pull's locks is on its way to Atlantis: the release waits for it");
+                tokio::time::sleep(wait.min(reach)).await;
+            }
+            Ok(_) => {}
+            Err(e) => self.engine_failed("fence_release", &e),
+        }
+    }
+
+    /// Ends [`Enhanced::fence_release`]: Atlantis carried the release out, or refused it.
+    pub async fn lift_fence(&self, pull: &PullRef) {
+        if let Err(e) = self.engine.lift_fence(pull.clone()).await {
+            // It runs out by itself.
+            tracing::debug!(%pull, error = %e, "cannot lift a release fence");
+        }
+    }
+
+    /// [`Enhanced::fence_release`] for the holder of `key` (a `DELETE /locks?id=`), if the engine
+    /// has one; that holder, to lift the fence after.
+    pub async fn fence_key(&self, key: &LockKey) -> Option<PullRef> {
+        let holder = match self.engine.list_locks().await {
+            Ok(locks) => locks.into_iter().find(|l| l.key == *key)?.pull,
+            Err(e) => {
+                self.engine_failed("list_locks", &e);
+                return None;
+            }
+        };
+        self.fence_release(&holder).await;
+        Some(holder)
+    }
+
     /// A close Atlantis carried out (it deleted the pull's locks before answering). Atlantis
     /// checks that a pull is open when a command starts and takes the lock later, so a grant of
     /// the pull sent shortly before the close may still take its lock after it: the locks of
@@ -581,6 +626,7 @@ impl Enhanced {
     /// An `unlock` comment Atlantis accepted: Atlantis acts after answering and may still refuse
     /// (a fork, the unlock label, an error), so the engine releases the pull once Atlantis's lock
     /// table no longer lists its locks (bounded by `replay-wait`; the reconciler covers the rest).
+    /// Lifts the pull's release fence when done.
     pub async fn release_pull_when_unlocked(self: &std::sync::Arc<Self>, pull: PullRef) {
         // What the unlock covers is what the pull had when Atlantis accepted it (read before the
         // webhook is answered): locks granted later (a plan right after the unlock) keep their
@@ -591,6 +637,7 @@ impl Enhanced {
         ) else {
             // The engine is down: the reconciler repairs it from Atlantis afterwards.
             self.engine_lost_sync();
+            self.lift_fence(&pull).await;
             return;
         };
         let mine: Vec<crate::engine::LockInfo> =
@@ -622,6 +669,8 @@ impl Enhanced {
         tokio::spawn(async move {
             this.release_when_unlocked(&pull, held, recent, waiters)
                 .await;
+            // Atlantis carried the unlock out (or refused it): hand-offs may go again.
+            this.lift_fence(&pull).await;
             this.set_unlocking(&pull, false);
         });
     }

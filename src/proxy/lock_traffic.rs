@@ -73,7 +73,10 @@ pub async fn carry(
                 .enhanced
                 .replays_sent(&pull, std::time::Duration::from_secs(10))
                 .await;
+            // Nor does anyone's hand-off count on the pull's locks until the release is carried out.
+            state.enhanced.fence_release(&pull).await;
             let resp = send(state, client, parts, bytes).await;
+            let mut lifted_later = false;
             // Mirror the release only once Atlantis did release (§10.4), on every path, so the
             // engine never keeps a lock Atlantis let go nor frees one Atlantis keeps.
             if resp.as_ref().is_ok_and(|r| r.status().is_success()) {
@@ -90,13 +93,18 @@ pub async fn carry(
                             .enhanced
                             .release_pull_when_unlocked(pull.clone())
                             .await;
+                        lifted_later = true;
                     }
                 }
+            }
+            if !lifted_later {
+                state.enhanced.lift_fence(&pull).await;
             }
             state.enhanced.set_unlocking(&pull, false);
             Carried::legacy(resp)
         }
         Operation::ReleaseKey { key } => {
+            let holder = state.enhanced.fence_key(&key).await;
             let resp = send(state, client, parts, bytes).await;
             // Deleted (200), or Atlantis has no such lock (404): the engine must not keep it.
             if resp
@@ -107,6 +115,10 @@ pub async fn carry(
                     .enhanced
                     .release_key(&key, ReleaseReason::Unlock)
                     .await;
+            }
+            // Atlantis deletes a lock before it answers.
+            if let Some(holder) = holder {
+                state.enhanced.lift_fence(&holder).await;
             }
             Carried::legacy(resp)
         }

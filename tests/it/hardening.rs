@@ -12,18 +12,11 @@ use http::Method;
 use crate::support::eventually;
 use crate::support::fake_atlantis::{FakeAtlantis, FakeOptions};
 use crate::support::http::{get, send};
+use crate::support::ports::{free_port, free_ports};
 use crate::support::webhooks::github_comment;
 
 const BIN: &str = env!("CARGO_BIN_EXE_atlantis-lock-proxy");
 const SECRET: &str = "hook-secret";
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 fn temp(name: &str) -> PathBuf {
     use std::sync::atomic::{AtomicU64, Ordering};
@@ -46,7 +39,7 @@ struct Binary {
 
 impl Binary {
     async fn start(upstream: &str, yaml: &str, env: &[(&str, &str)]) -> Binary {
-        let (port, admin_port) = (free_port(), free_port());
+        let [port, admin_port] = free_ports::<2>();
         let config = temp("config.yaml");
         std::fs::write(
             &config,
@@ -192,7 +185,7 @@ fn config_errors_never_print_secrets() {
     assert_eq!(code, Some(0), "{text}");
     // A Redis URL that does not parse stops the serving binary, and its password is not shown.
     let path = temp("redis-url.yaml");
-    let (port, admin) = (free_port(), free_port());
+    let [port, admin] = free_ports::<2>();
     std::fs::write(
         &path,
         format!(

@@ -205,6 +205,7 @@ impl MemoryEngine {
                 Pending {
                     dispatch: d.clone(),
                     lease_until_ms: lease,
+                    handed_off_ms: None,
                 },
             );
             if let Some(rid) = repo
@@ -801,6 +802,34 @@ impl LockEngine for MemoryEngine {
                     n
                 })
                 .unwrap_or(0))
+        })
+    }
+
+    fn fence_release(
+        &self,
+        pull: PullRef,
+        hold: std::time::Duration,
+        settle: std::time::Duration,
+    ) -> BoxFuture<'_, EngineResult<std::time::Duration>> {
+        Box::pin(async move {
+            let wait = self
+                .with_repo(&pull.repo, false, |repo, now| {
+                    repo.fence_release(
+                        pull.id(),
+                        now + hold.as_millis() as i64,
+                        settle.as_millis() as i64,
+                        now,
+                    )
+                })
+                .unwrap_or(0);
+            Ok(std::time::Duration::from_millis(wait.max(0) as u64))
+        })
+    }
+
+    fn lift_fence(&self, pull: PullRef) -> BoxFuture<'_, EngineResult<()>> {
+        Box::pin(async move {
+            self.with_repo(&pull.repo, false, |repo, _| repo.lift_fence(pull.id()));
+            Ok(())
         })
     }
 

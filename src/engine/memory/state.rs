@@ -45,6 +45,8 @@ pub struct Waiter {
 pub struct Pending {
     pub dispatch: Dispatch,
     pub lease_until_ms: i64,
+    /// When it was last admitted as a hand-off (unix ms): it may be on its way to Atlantis.
+    pub handed_off_ms: Option<i64>,
 }
 
 /// What an acquire attempt found.
@@ -78,6 +80,9 @@ pub struct RepoState {
     pub usage: (u64, u64),
     /// Waiter seq → bytes of its stored request, until the request is let go.
     metered: HashMap<u64, u64>,
+    /// Pulls whose release is on its way to Atlantis → until when (unix ms) hand-offs that
+    /// count on their locks are held back.
+    pub releasing: HashMap<PullId, i64>,
     /// Pruned from the engine: whoever still holds this state looks the repository up again.
     pub retired: bool,
     fence: u64,
@@ -597,6 +602,15 @@ impl RepoState {
             match holder {
                 Some(h) if h.pull == d.pull.id() => {}
                 Some(h) if h.expires_ms > now || self.in_flight_of(f, h.pull) => {
+                    // Its holder's release is on its way to Atlantis, which might carry it out
+                    // first and then give the lock to this hand-off: wait for the release.
+                    if self
+                        .releasing
+                        .get(&h.pull)
+                        .is_some_and(|until| *until > now)
+                    {
+                        return (Admission::Busy, Vec::new());
+                    }
                     blocked.push(Blocker {
                         key: lock_key(&self.repo, f),
                         held_by: Some(self.pull_ref(h.pull)),
@@ -655,6 +669,9 @@ impl RepoState {
         // anyone else even if their holders release: Atlantis might give them to this pull.
         let blocked_fields: Vec<String> = blocked.iter().map(|b| lock_field(&b.key)).collect();
         self.set_in_flight(seq, &blocked_fields);
+        if let Some(p) = self.pending.get_mut(&seq) {
+            p.handed_off_ms = Some(now);
+        }
         (
             Admission::HandOff {
                 blocked,
@@ -769,6 +786,34 @@ impl RepoState {
         let released = self.drop_grant(fields, pull, token);
         let out = self.grant_pass(&released, now);
         (released.len(), out)
+    }
+
+    /// Holds back, until `until_ms`, every hand-off that counts on `pull` holding a lock (its
+    /// release is on its way to Atlantis); returns how long (ms) the hand-offs already admitted
+    /// may still be on their way to Atlantis (`settle_ms` after each was admitted).
+    pub fn fence_release(&mut self, pull: PullId, until_ms: i64, settle_ms: i64, now: i64) -> i64 {
+        self.releasing.retain(|_, until| *until > now);
+        self.releasing.insert(pull, until_ms);
+        let mut wait = 0;
+        for (f, h) in &self.holders {
+            if h.pull != pull {
+                continue;
+            }
+            for s in self.in_flight.get(f).into_iter().flatten() {
+                if let Some(p) = self.pending.get(s)
+                    && p.dispatch.pull.id() != pull
+                    && let Some(at) = p.handed_off_ms
+                {
+                    wait = wait.max(at + settle_ms - now);
+                }
+            }
+        }
+        wait
+    }
+
+    /// Lets hand-offs that count on `pull`'s locks go again.
+    pub fn lift_fence(&mut self, pull: PullId) {
+        self.releasing.remove(&pull);
     }
 
     /// Makes `pull` the holder of `field` (Atlantis's holder), if the lock is as `expect` says

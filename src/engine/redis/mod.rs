@@ -996,6 +996,31 @@ impl LockEngine for RedisEngine {
         })
     }
 
+    fn fence_release(
+        &self,
+        pull: PullRef,
+        hold: std::time::Duration,
+        settle: std::time::Duration,
+    ) -> BoxFuture<'_, EngineResult<std::time::Duration>> {
+        Box::pin(async move {
+            let args = vec![
+                self.stored(pull.id()).into_bytes(),
+                (hold.as_millis().max(1) as u64).to_string().into_bytes(),
+                (settle.as_millis() as u64).to_string().into_bytes(),
+            ];
+            let wait = self.repair(&pull.repo, "fence", args).await?.max(0) as u64;
+            Ok(std::time::Duration::from_millis(wait))
+        })
+    }
+
+    fn lift_fence(&self, pull: PullRef) -> BoxFuture<'_, EngineResult<()>> {
+        Box::pin(async move {
+            let args = vec![self.stored(pull.id()).into_bytes()];
+            self.repair(&pull.repo, "lift", args).await?;
+            Ok(())
+        })
+    }
+
     fn adopt(
         &self,
         key: LockKey,

@@ -6,19 +6,12 @@ use std::time::Duration;
 
 use crate::support::fake_atlantis::FakeAtlantis;
 use crate::support::http::get;
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use crate::support::ports::free_ports;
 
 #[tokio::test]
 async fn running_out_of_descriptors_is_logged_once_and_survived() {
     let fake = FakeAtlantis::start().await;
-    let (main, admin) = (free_port(), free_port());
+    let [main, admin] = free_ports::<2>();
     let dir = std::env::temp_dir().join(format!("alp-fds-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let cfg = dir.join("config.yaml");

@@ -262,6 +262,76 @@ pub async fn defer_leaves_a_grant_admitted_elsewhere(mut ctx: Ctx) {
     ));
 }
 
+/// A release on its way to Atlantis holds back the hand-offs that count on the releasing pull's
+/// locks, and says how long those admitted before may still be on their way.
+pub async fn release_fence_holds_back_hand_offs(mut ctx: Ctx) {
+    ctx.settings().queue_timeout = Duration::from_millis(1000);
+    let e = ctx.engine().await;
+    let mut rx = e.take_dispatches().expect("dispatches");
+    granted_token(&*e, 1, &["k"]).await;
+    queue(&*e, 2, Normal, &["k"]).await;
+    queue(&*e, 3, Normal, &["k"]).await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    e.maintain(false).await.expect("maintain");
+    let (a, b) = (next(&mut rx).await, next(&mut rx).await);
+    let (first, second) = if a.pull.number == 2 { (a, b) } else { (b, a) };
+    assert_eq!(first.reason, DispatchReason::TimedOut);
+    // Pull 2's hand-off is admitted (on its way to Atlantis) before pull 1's release starts.
+    assert!(matches!(
+        e.admit(&first).await.expect("admit"),
+        Admission::HandOff { .. }
+    ));
+    let settle = Duration::from_secs(5);
+    let wait = e
+        .fence_release(pull(1), Duration::from_secs(30), settle)
+        .await
+        .expect("fence");
+    assert!(
+        wait > Duration::from_secs(4) && wait <= settle,
+        "the release waits for the hand-off on its way: {wait:?}"
+    );
+    // Pull 3's hand-off, admitted during the release, waits for it.
+    assert!(matches!(
+        e.admit(&second).await.expect("admit"),
+        Admission::Busy
+    ));
+    // A fence of a pull that holds nothing anyone counts on costs no wait.
+    assert_eq!(
+        e.fence_release(pull(9), Duration::from_secs(30), settle)
+            .await
+            .expect("fence"),
+        Duration::ZERO
+    );
+    e.lift_fence(pull(1)).await.expect("lift");
+    assert!(matches!(
+        e.admit(&second).await.expect("admit"),
+        Admission::HandOff { .. }
+    ));
+    // Once pull 2's hand-off is confirmed, nothing is on its way.
+    e.confirm(&first).await.expect("confirm");
+    e.confirm(&second).await.expect("confirm");
+    assert_eq!(
+        e.fence_release(pull(1), Duration::from_secs(30), settle)
+            .await
+            .expect("fence"),
+        Duration::ZERO
+    );
+    // A fence runs out by itself.
+    e.lift_fence(pull(1)).await.expect("lift");
+    e.fence_release(pull(1), Duration::from_millis(200), settle)
+        .await
+        .expect("fence");
+    queue(&*e, 4, Normal, &["k"]).await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    e.maintain(false).await.expect("maintain");
+    let third = next(&mut rx).await;
+    assert_eq!(third.pull.number, 4);
+    assert!(matches!(
+        e.admit(&third).await.expect("admit"),
+        Admission::HandOff { .. }
+    ));
+}
+
 pub async fn preemption(mut ctx: Ctx) {
     ctx.settings().default_timeout = Duration::from_millis(1000);
     let e = ctx.engine().await;

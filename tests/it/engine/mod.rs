@@ -33,6 +33,10 @@ macro_rules! conformance {
                 cases::defer_leaves_a_grant_admitted_elsewhere(ctx().await).await;
             }
             #[tokio::test]
+            async fn release_fence_holds_back_hand_offs() {
+                cases::release_fence_holds_back_hand_offs(ctx().await).await;
+            }
+            #[tokio::test]
             async fn mutual_exclusion() {
                 cases::mutual_exclusion(ctx().await).await;
             }

@@ -270,3 +270,56 @@ async fn an_expired_hold_is_deleted_in_atlantis_before_a_direct_grant_memory() {
 async fn an_expired_hold_is_deleted_in_atlantis_before_a_direct_grant_redis() {
     an_expired_hold_is_deleted_in_atlantis_before_a_direct_grant(Backend::Redis).await;
 }
+
+/// A timed-out waiter is handed to Atlantis while pull 1 holds its lock, and pull 1 closes right
+/// after: Atlantis acts on the hand-off 300 ms after answering it but on the close at once, so a
+/// close forwarded straight away would free the lock first and let the hand-off take it (pull 2
+/// was told its plan timed out, and it ran anyway). The close waits for the hand-off to reach
+/// Atlantis, which refuses it.
+async fn a_release_waits_for_a_hand_off_on_its_way(backend: Backend) {
+    let s = Setup::start(backend, "  queue-timeout: 1s\n").await;
+    let (_, r) = s.plan(1, "net", "default").await;
+    assert_eq!(r.status, 200);
+    agree(&s, "net", Some(1)).await;
+    s.fake
+        .set_processing(Duration::from_millis(300), Duration::ZERO, 1);
+    let (w2, r) = s.plan(2, "net", "default").await;
+    assert_eq!(r.status, 202);
+    // Pull 2's waiter times out and is handed to Atlantis; pull 1 closes as it arrives.
+    assert!(s.wait_arrival(&w2).await);
+    let sent = std::time::Instant::now();
+    assert_eq!(s.close(1).await.status, 200);
+    let closed_after = sent.elapsed();
+    assert!(
+        eventually(Duration::from_secs(5), || s
+            .fake
+            .comments()
+            .iter()
+            .any(|c| c.pull == 2 && c.body.contains("currently locked")))
+        .await,
+        "Atlantis refused the hand-off: {:?}",
+        s.fake.comments()
+    );
+    assert!(
+        closed_after >= Duration::from_millis(300),
+        "the close waited for the hand-off ({closed_after:?})"
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        s.atlantis_holder("net", "default"),
+        None,
+        "nobody holds net"
+    );
+    agree(&s, "net", None).await;
+    no_conflicts(&s);
+}
+
+#[tokio::test]
+async fn a_release_waits_for_a_hand_off_on_its_way_memory() {
+    a_release_waits_for_a_hand_off_on_its_way(Backend::Memory).await;
+}
+
+#[tokio::test]
+async fn a_release_waits_for_a_hand_off_on_its_way_redis() {
+    a_release_waits_for_a_hand_off_on_its_way(Backend::Redis).await;
+}

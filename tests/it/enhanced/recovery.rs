@@ -8,17 +8,10 @@ use super::{Backend, REPO, SECRET, Setup, base_yaml, key};
 use crate::support::eventually;
 use crate::support::fake_atlantis::{FakeAtlantis, FakeLock, FakeOptions};
 use crate::support::http::get;
+use crate::support::ports::free_ports;
 use crate::support::proxy::spawn_proxy;
 use crate::support::redis::RedisServer;
 use crate::support::webhooks::{github_comment, github_pull};
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 #[tokio::test]
 async fn waiters_survive_a_killed_proxy_and_a_new_one_replays_them() {
@@ -28,7 +21,7 @@ async fn waiters_survive_a_killed_proxy_and_a_new_one_replays_them() {
     })
     .await;
     let redis = RedisServer::start();
-    let (port, admin_port) = (free_port(), free_port());
+    let [port, admin_port] = free_ports::<2>();
     let yaml = format!(
         "listen: 127.0.0.1:{port}\nupstream:\n  url: {}\nadmin:\n  listen: 127.0.0.1:{admin_port}\n{}",
         fake.url(),

@@ -10,6 +10,7 @@ use http::Method;
 use crate::enhanced::{REPO, SECRET};
 use crate::support::fake_atlantis::{FakeAtlantis, FakeOptions};
 use crate::support::http::{Reply, try_send};
+use crate::support::ports::free_ports;
 use crate::support::proxy::{RunningProxy, spawn_proxy};
 use crate::support::redis::RedisServer;
 use crate::support::webhooks::{Webhook, github_comment, github_pull};
@@ -106,14 +107,6 @@ pub fn yaml(redis: Option<&RedisServer>, queue_timeout: &str) -> String {
     )
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
-}
-
 /// The world of one run.
 pub struct World {
     pub seed: u64,
@@ -182,7 +175,7 @@ impl World {
         if self.redis.is_none() {
             return Replica::InProcess(spawn_proxy(&self.fake.url(), &self.yaml).await);
         }
-        let (port, admin_port) = (free_port(), free_port());
+        let [port, admin_port] = free_ports::<2>();
         let text = format!(
             "listen: 127.0.0.1:{port}\nupstream:\n  url: {}\nadmin:\n  listen: 127.0.0.1:{admin_port}\n{}",
             self.fake.url(),

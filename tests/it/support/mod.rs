@@ -5,6 +5,7 @@ pub mod app_key;
 pub mod fake_atlantis;
 pub mod fake_vcs;
 pub mod http;
+pub mod ports;
 pub mod proxy;
 pub mod redis;
 pub mod webhooks;

@@ -43,6 +43,9 @@ for _, f in ipairs(locks) do
   if h and h.pull == pull then
     -- already the pull's
   elseif h and (h.exp > NOW or in_flight_of(f, h.pull)) then
+    -- Its holder's release is on its way to Atlantis, which might carry it out first and then
+    -- give the lock to this hand-off: wait for the release.
+    if releasing(h.pull) then return { 'busy' } end
     blocked[#blocked + 1] = f
     blocked[#blocked + 1] = h.pull
   elseif in_flight_other(f, pull) then
@@ -80,4 +83,6 @@ end
 -- Until Atlantis has carried out the hand-off, the blocked locks are not granted to anyone else
 -- even if their holders release: Atlantis might give them to this pull.
 for i = 1, #blocked, 2 do redis.call('SADD', B .. 'g:' .. blocked[i], id) end
+-- When it was admitted: a release of a blocking holder waits until it reached Atlantis.
+redis.call('HSET', B .. 'w:' .. id, 'o', NOW)
 return { 'handoff', blocked, free, tok }

@@ -12,6 +12,8 @@
 --   g:<f>    set   dispatch ids whose replay holds lock field f in flight (one pull's)
 --   r        hash  request identity -> waiter / dispatch id (idempotent enqueue)
 --   x:<rid>  string  a forgotten request identity (expires); such a request is never queued
+--   l        hash  pull -> until (ms): its release is on its way to Atlantis, so hand-offs that
+--                  count on its locks wait (expires with the longest entry)
 --   f, s     counters: fencing token, waiter sequence
 --   k        list  deadlock records (JSON, newest first)
 --   u        hash  usage: n stored requests (waiter records with 'm'), b their bytes
@@ -97,6 +99,12 @@ local function in_flight_of(f, pull)
     if redis.call('HGET', B .. 'w:' .. id, 'p') == pull then return true end
   end
   return false
+end
+
+-- Whether `pull`'s release is on its way to Atlantis (hand-offs counting on its locks wait).
+local function releasing(pull)
+  local t = redis.call('HGET', B .. 'l', pull)
+  return t ~= false and tonumber(t) > NOW
 end
 
 local function set_in_flight(id, locks)

@@ -13,7 +13,30 @@
 --            dispatch's locks held under token and takes it out of flight; it stays a dispatch.
 --            Replies {0/1, dispatches}.
 --   'forget': ARGV[5] request identity, [6] ms to keep refusing it. Replies {removed 0/1, dispatches}.
+--   'fence': ARGV[5] pull, [6] ms to hold back hand-offs that count on its locks, [7] settle ms.
+--            Replies {ms the hand-offs admitted before may still be on their way, {}}.
+--   'lift':  ARGV[5] pull. Ends its fence. Replies {0, {}}.
 local mode = ARGV[4]
+if mode == 'fence' then
+  local pull, hold, settle = ARGV[5], tonumber(ARGV[6]), tonumber(ARGV[7])
+  redis.call('HSET', B .. 'l', pull, NOW + hold)
+  if redis.call('PTTL', B .. 'l') < hold then redis.call('PEXPIRE', B .. 'l', hold) end
+  local wait = 0
+  for _, f in ipairs(redis.call('SMEMBERS', B .. 'p:' .. pull)) do
+    for _, id in ipairs(redis.call('SMEMBERS', B .. 'g:' .. f)) do
+      local w = redis.call('HMGET', B .. 'w:' .. id, 'p', 'o')
+      if w[1] and w[1] ~= pull and w[2] then
+        local left = tonumber(w[2]) + settle - NOW
+        if left > wait then wait = left end
+      end
+    end
+  end
+  return { wait, {} }
+end
+if mode == 'lift' then
+  redis.call('HDEL', B .. 'l', ARGV[5])
+  return { 0, {} }
+end
 if mode == 'adopt' then
   local f, pull = ARGV[5], ARGV[6]
   local FRESH = idle() and 1 or 0
