@@ -1,4 +1,4 @@
-//! Seeded simulation: `ALP_SIM_SEEDS` runs per backend (default: 1,000 on memory, 24 on Redis
+//! Seeded simulation: `ALP_SIM_SEEDS` runs per backend (default: 2,000 on memory, 24 on Redis
 //! with crashes, 12 on Redis with outages),
 //! `ALP_SIM_SEED` replays one seed, `ALP_SIM_REPEAT` runs each seed that many times (timing
 //! differs run to run), `ALP_SIM_OPS` sets the operations per run.
@@ -118,7 +118,7 @@ async fn run_many(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn seeded_interleavings_keep_mutual_exclusion_memory() {
     let ops = env_u64("ALP_SIM_OPS", 24);
-    run_many(seeds(1000, 1), 12, ops, false, false, "memory").await;
+    run_many(seeds(2000, 1), 12, ops, false, false, "memory").await;
 }
 
 /// Two replicas on one Redis with replica crashes (`kill -9`), no Redis outage.
