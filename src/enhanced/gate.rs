@@ -455,8 +455,10 @@ impl Enhanced {
     /// out the release and then give the lock to a hand-off it was meant to refuse (§10.2).
     pub async fn fence_release(&self, pull: &PullRef) {
         let reach = self.settle_window().min(HANDOFF_REACH);
-        // Longer than the release takes to be carried out; lifted as soon as it is.
-        let hold = self.settings.replay_wait * 2 + Duration::from_secs(30);
+        // Longer than this wait plus the release's own answer; lifted as soon as the release is
+        // carried out. Short, because a replica that dies meanwhile leaves it to run out, and
+        // until then the hand-offs that count on the pull wait.
+        let hold = reach * 2 + Duration::from_secs(3);
         match self.engine.fence_release(pull.clone(), hold, reach).await {
             Ok(wait) if !wait.is_zero() => {
                 tracing::info!(%pull, wait_ms = wait.min(reach).as_millis() as u64, "a hand-off that counts on the pull's locks is on its way to Atlantis: the release waits for it");
