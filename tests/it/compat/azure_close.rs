@@ -9,7 +9,6 @@ use std::time::Duration;
 use crate::enhanced::{SECRET, base_yaml};
 use crate::support::eventually;
 use crate::support::fake_atlantis::{FakeAtlantis, FakeOptions};
-use crate::support::http::get;
 use crate::support::proxy::spawn_proxy;
 use crate::support::webhooks::{azure_comment, azure_pull};
 
@@ -35,30 +34,8 @@ async fn azure_merged_releases_nothing_only_completed_does() {
     let proxy = spawn_proxy(&fake.url(), &yaml).await;
     let events = proxy.url("/events");
     let holder = || fake.locks().get(NET).map(|l| l.pull);
-    let engine = || async {
-        let l = get(&proxy.admin_url("/admin/locks")).await.json();
-        l["locks"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|l| {
-                (
-                    l["key"].as_str().unwrap().to_owned(),
-                    l["pull"].as_i64().unwrap(),
-                )
-            })
-            .collect::<Vec<_>>()
-    };
-    let queued = || async {
-        let q = get(&proxy.admin_url("/admin/queues")).await.json();
-        q["queues"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .flat_map(|q| q["waiters"].as_array().unwrap().clone())
-            .map(|w| w["pull"].as_i64().unwrap())
-            .collect::<Vec<_>>()
-    };
+    let engine = || proxy.engine_locks();
+    let queued = || proxy.queued_pulls();
     // The comments of pull request 2 that reached Atlantis.
     let plans_of_two = || {
         fake.received_at("/events")

@@ -9,7 +9,6 @@ use crate::enhanced::{REPO, SECRET, base_yaml};
 use crate::support::eventually;
 use crate::support::fake_atlantis::{FakeAtlantis, FakeOptions};
 use crate::support::fake_vcs::{FakeFile, FakePull, FakeVcs};
-use crate::support::http::get;
 use crate::support::proxy::spawn_proxy;
 use crate::support::webhooks::{gitlab_mr, gitlab_mr_opened, gitlab_note};
 
@@ -47,16 +46,7 @@ async fn gitlab_drafts_are_read_from_work_in_progress_only() {
     let proxy = spawn_proxy(&fake.url(), &yaml).await;
     let events = proxy.url("/events");
     let holder = || fake.locks().get(ROOT).map(|l| l.pull);
-    let queued = || async {
-        let q = get(&proxy.admin_url("/admin/queues")).await.json();
-        q["queues"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .flat_map(|q| q["waiters"].as_array().unwrap().clone())
-            .map(|w| w["pull"].as_i64().unwrap())
-            .collect::<Vec<_>>()
-    };
+    let queued = || proxy.queued_pulls();
 
     // !1 holds the root project, in Atlantis and in the engine.
     let r = gitlab_note(GL_SECRET, REPO, 1, "atlantis plan -d .")

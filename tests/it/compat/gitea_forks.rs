@@ -8,7 +8,6 @@ use super::{REPO, SECRET, base_yaml};
 use crate::support::eventually;
 use crate::support::fake_atlantis::{FakeAtlantis, FakeOptions};
 use crate::support::fake_vcs::{FakePull, FakeVcs};
-use crate::support::http::get;
 use crate::support::proxy::spawn_proxy;
 use crate::support::webhooks::gitea_comment;
 
@@ -76,29 +75,8 @@ async fn a_gitea_comment_on_a_fork_pull_is_never_queued() {
             .await
         }
     };
-    let engine_locks = || async {
-        let l = get(&proxy.admin_url("/admin/locks")).await.json();
-        l["locks"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|l| {
-                (
-                    l["key"].as_str().unwrap().to_owned(),
-                    l["pull"].as_i64().unwrap(),
-                )
-            })
-            .collect::<Vec<_>>()
-    };
-    let waiters = || async {
-        let q = get(&proxy.admin_url("/admin/queues")).await.json();
-        q["queues"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|q| q["waiters"].as_array().unwrap().len())
-            .sum::<usize>()
-    };
+    let engine_locks = || proxy.engine_locks();
+    let waiters = || async { proxy.queued_pulls().await.len() };
 
     // Pull 1 (same repository) plans `net`: Atlantis and the engine both hold it.
     let r = plan(1).await;

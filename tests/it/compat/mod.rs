@@ -94,28 +94,11 @@ impl Compat {
     }
 
     async fn engine_locks(&self) -> Vec<(String, i64)> {
-        let l = get(&self.proxy.admin_url("/admin/locks")).await.json();
-        l["locks"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|l| {
-                (
-                    l["key"].as_str().unwrap().to_owned(),
-                    l["pull"].as_i64().unwrap(),
-                )
-            })
-            .collect()
+        self.proxy.engine_locks().await
     }
 
     async fn waiters(&self) -> usize {
-        let q = get(&self.proxy.admin_url("/admin/queues")).await.json();
-        q["queues"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|q| q["waiters"].as_array().unwrap().len())
-            .sum()
+        self.proxy.queued_pulls().await.len()
     }
 
     fn atlantis_holder(&self, key: &str) -> Option<i64> {

@@ -24,6 +24,38 @@ impl RunningProxy {
         format!("http://{}{path}", self.admin)
     }
 
+    /// The engine's locks as the admin API lists them: (key, holder pull).
+    pub async fn engine_locks(&self) -> Vec<(String, i64)> {
+        let l = crate::support::http::get(&self.admin_url("/admin/locks"))
+            .await
+            .json();
+        l["locks"]
+            .as_array()
+            .expect("locks")
+            .iter()
+            .map(|l| {
+                (
+                    l["key"].as_str().expect("key").to_owned(),
+                    l["pull"].as_i64().expect("pull"),
+                )
+            })
+            .collect()
+    }
+
+    /// The pull of every queued waiter, queue by queue in grant order.
+    pub async fn queued_pulls(&self) -> Vec<i64> {
+        let q = crate::support::http::get(&self.admin_url("/admin/queues"))
+            .await
+            .json();
+        q["queues"]
+            .as_array()
+            .expect("queues")
+            .iter()
+            .flat_map(|q| q["waiters"].as_array().expect("waiters").clone())
+            .map(|w| w["pull"].as_i64().expect("pull"))
+            .collect()
+    }
+
     /// Graceful stop, as on SIGTERM.
     pub async fn stop(mut self) {
         if let Some(s) = self.stop.take() {
