@@ -62,100 +62,24 @@ pub struct App {
     admin_state: Arc<AdminState>,
 }
 
+/// The components wired from a configuration, before anything listens: what a test drives
+/// without sockets (the main listener's stack is [`proxy::stack`] over `proxy`).
+pub struct Wired {
+    /// The main listener's request path.
+    pub proxy: Arc<ProxyState>,
+    /// The admin API's state.
+    pub admin: Arc<AdminState>,
+}
+
 impl App {
     /// Binds both listeners (port 0 picks a free port) and wires the components.
     pub async fn build(config: Config) -> Result<App, StartError> {
         let proxy_listener = bind("main", config.listen).await?;
         let admin_listener = bind("admin", config.admin.listen).await?;
-        let metrics = Arc::new(Metrics::new());
-        let upstream = Upstream::new(&config.upstream)
-            .with_secrets(crate::upstream::redact::HeaderSecrets::from_config(&config));
-        if config.enhanced.backend == Backend::Memory {
-            tracing::info!(
-                "engine backend: in-memory (single replica only; set enhanced-locking.redis.addr for Redis)"
-            );
-        }
-        // Say plainly what works with this configuration (silent queues, legacy autoplans, ...).
-        for c in config.capabilities() {
-            match c.level {
-                crate::config::Level::Ok => tracing::info!("{}", c.text),
-                crate::config::Level::Warn => tracing::warn!("{}", c.text),
-            }
-        }
-        let e = &config.enhanced;
-        // The stored split wins; config only seeds a backend that holds none.
-        let control = Arc::new(ControlStore::connect(e).await?);
-        let initial = control
-            .load_or_init(SplitState::new(e.traffic_split, e.monitor_only, e.enabled))
-            .await;
-        metrics.set_split(initial.traffic_split, initial.monitor_only);
-        let router = Arc::new(Router::new(
-            SplitRule::new(&e.always_enhanced, &e.always_legacy),
-            initial,
-        ));
-        let unmarked_vcs = config.atlantis.unmarked_vcs();
-        let engine = build_engine(e.engine_settings(unmarked_vcs), e.redis_settings(false)).await?;
-        // One installation token source for the resolver and the notifier, when Atlantis signs
-        // in to GitHub as an App.
-        let github_app = github_app(&config)?;
-        let resolver = Arc::new(Resolver::new(
-            resolver_settings(&config, github_app.clone())?,
-            config.repos.clone(),
-        ));
-        let notifier = notifier(&config, &metrics, github_app)?;
-        let breaker = Arc::new(CircuitBreaker::new(
-            BreakerSettings::from_config(e.enable_circuit_breaker, &e.circuit_breaker),
-            Some(metrics.clone()),
-        ));
-        let shadow = Arc::new(ShadowRecorder::new(RECENT_DIFFS, Some(metrics.clone())));
-        // The shadow engine evaluates legacy traffic in its own keyspace.
-        let shadow_engine =
-            build_engine(e.engine_settings(unmarked_vcs), e.redis_settings(true)).await?;
-        let enhanced = Arc::new(Enhanced::new(EnhancedParts {
-            engine,
-            upstream: upstream.clone(),
-            resolver,
-            table: config.repos.clone(),
-            metrics: metrics.clone(),
-            settings: GateSettings::from_config(&config),
-            notifier,
-            breaker: breaker.clone(),
-            shadow: Shadow {
-                engine: shadow_engine,
-                spawner: ShadowSpawner::new(e.event_buffer_size, shadow.clone()),
-            },
-        }));
-        let limits = Arc::new(RateLimits::from_config(&config));
-        let classify = ClassifyConfig::from_config(
-            &config.atlantis,
-            LockModeTable::from_projects(&config.repos),
-        );
-        let unsigned_webhooks = classify.unsigned_gated();
-        warn_unsigned(&unsigned_webhooks);
-        let proxy_state = Arc::new(ProxyState {
-            upstream: upstream.clone(),
-            server: config.server.clone(),
-            classify,
-            metrics: metrics.clone(),
-            router: router.clone(),
-            enhanced: enhanced.clone(),
-            limits: limits.clone(),
-            body_budget: proxy::budget::BodyBudget::new(config.server.max_buffered_bytes),
-        });
-        let admin_state = Arc::new(AdminState {
-            metrics,
-            upstream,
-            token: config.admin.token.clone(),
-            started_at: std::time::SystemTime::now(),
-            router,
-            enhanced,
-            control,
-            breaker,
-            shadow,
-            limits,
-            unsigned_webhooks,
-            tasks: crate::supervise::TaskHealth::new(),
-        });
+        let Wired {
+            proxy: proxy_state,
+            admin: admin_state,
+        } = wire(&config).await?;
         Ok(App {
             config,
             proxy_listener,
@@ -164,7 +88,107 @@ impl App {
             admin_state,
         })
     }
+}
 
+/// Wires every component from `config`: engines, resolver, notifier, router, the request path's
+/// and the admin API's state. Binds nothing and starts no background task.
+pub async fn wire(config: &Config) -> Result<Wired, StartError> {
+    let metrics = Arc::new(Metrics::new());
+    let upstream = Upstream::new(&config.upstream)
+        .with_secrets(crate::upstream::redact::HeaderSecrets::from_config(config));
+    if config.enhanced.backend == Backend::Memory {
+        tracing::info!(
+            "engine backend: in-memory (single replica only; set enhanced-locking.redis.addr for Redis)"
+        );
+    }
+    // Say plainly what works with this configuration (silent queues, legacy autoplans, ...).
+    for c in config.capabilities() {
+        match c.level {
+            crate::config::Level::Ok => tracing::info!("{}", c.text),
+            crate::config::Level::Warn => tracing::warn!("{}", c.text),
+        }
+    }
+    let e = &config.enhanced;
+    // The stored split wins; config only seeds a backend that holds none.
+    let control = Arc::new(ControlStore::connect(e).await?);
+    let initial = control
+        .load_or_init(SplitState::new(e.traffic_split, e.monitor_only, e.enabled))
+        .await;
+    metrics.set_split(initial.traffic_split, initial.monitor_only);
+    let router = Arc::new(Router::new(
+        SplitRule::new(&e.always_enhanced, &e.always_legacy),
+        initial,
+    ));
+    let unmarked_vcs = config.atlantis.unmarked_vcs();
+    let engine = build_engine(e.engine_settings(unmarked_vcs), e.redis_settings(false)).await?;
+    // One installation token source for the resolver and the notifier, when Atlantis signs
+    // in to GitHub as an App.
+    let github_app = github_app(config)?;
+    let resolver = Arc::new(Resolver::new(
+        resolver_settings(config, github_app.clone())?,
+        config.repos.clone(),
+    ));
+    let notifier = notifier(config, &metrics, github_app)?;
+    let breaker = Arc::new(CircuitBreaker::new(
+        BreakerSettings::from_config(e.enable_circuit_breaker, &e.circuit_breaker),
+        Some(metrics.clone()),
+    ));
+    let shadow = Arc::new(ShadowRecorder::new(RECENT_DIFFS, Some(metrics.clone())));
+    // The shadow engine evaluates legacy traffic in its own keyspace.
+    let shadow_engine =
+        build_engine(e.engine_settings(unmarked_vcs), e.redis_settings(true)).await?;
+    let enhanced = Arc::new(Enhanced::new(EnhancedParts {
+        engine,
+        upstream: upstream.clone(),
+        resolver,
+        table: config.repos.clone(),
+        metrics: metrics.clone(),
+        settings: GateSettings::from_config(config),
+        notifier,
+        breaker: breaker.clone(),
+        shadow: Shadow {
+            engine: shadow_engine,
+            spawner: ShadowSpawner::new(e.event_buffer_size, shadow.clone()),
+        },
+    }));
+    let limits = Arc::new(RateLimits::from_config(config));
+    let classify = ClassifyConfig::from_config(
+        &config.atlantis,
+        LockModeTable::from_projects(&config.repos),
+    );
+    let unsigned_webhooks = classify.unsigned_gated();
+    warn_unsigned(&unsigned_webhooks);
+    let proxy_state = Arc::new(ProxyState {
+        upstream: upstream.clone(),
+        server: config.server.clone(),
+        classify: Arc::new(classify),
+        metrics: metrics.clone(),
+        router: router.clone(),
+        enhanced: enhanced.clone(),
+        limits: limits.clone(),
+        body_budget: proxy::budget::BodyBudget::new(config.server.max_buffered_bytes),
+    });
+    let admin_state = Arc::new(AdminState {
+        metrics,
+        upstream,
+        token: config.admin.token.clone(),
+        started_at: std::time::SystemTime::now(),
+        router,
+        enhanced,
+        control,
+        breaker,
+        shadow,
+        limits,
+        unsigned_webhooks,
+        tasks: crate::supervise::TaskHealth::new(),
+    });
+    Ok(Wired {
+        proxy: proxy_state,
+        admin: admin_state,
+    })
+}
+
+impl App {
     /// Address of the main listener.
     /// Whether the first reconciler pass has run (the replica knows Atlantis's locks).
     pub fn started_handle(&self) -> impl Fn() -> bool + Send + Sync + 'static {
@@ -256,10 +280,9 @@ impl App {
             })
         };
         let main = {
-            let state = self.proxy_state.clone();
-            let make = move |client: SocketAddr| {
-                TowerToHyperService::new(proxy::service(state.clone(), client))
-            };
+            let stack = proxy::stack(&self.proxy_state);
+            let make =
+                move |client: SocketAddr| TowerToHyperService::new(proxy::service(&stack, client));
             listener::serve(
                 self.proxy_listener,
                 main_limits(&self.config),

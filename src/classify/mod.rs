@@ -39,7 +39,7 @@ mod operation;
 mod proptests;
 mod signature;
 #[cfg(test)]
-mod testutil;
+pub(crate) mod testutil;
 mod webhook;
 
 pub use crate::vocab::{

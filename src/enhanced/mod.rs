@@ -428,6 +428,13 @@ impl Enhanced {
         self.started.load(std::sync::atomic::Ordering::Acquire)
     }
 
+    /// Marks the engine in step with Atlantis without a reconciler pass (unit tests that have
+    /// no Atlantis to read).
+    #[cfg(test)]
+    pub(crate) fn assume_synced(&self) {
+        self.engine_synced();
+    }
+
     fn engine_synced(&self) {
         self.started
             .store(true, std::sync::atomic::Ordering::Release);

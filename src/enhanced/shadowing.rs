@@ -5,25 +5,35 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
 use http::StatusCode;
+use tokio::sync::oneshot;
 
 use super::Enhanced;
 use crate::classify::{Acquire, LockKey, PullRef};
 use crate::engine::AcquireRequest;
-use crate::route::shadow::{ShadowOp, evaluate, legacy_outcome_from_delete, observe_legacy};
+use crate::route::shadow::{
+    LegacyOutcome, ShadowOp, evaluate, legacy_outcome_from_api, legacy_outcome_from_delete,
+    observe_legacy,
+};
 use crate::telemetry;
 
 /// How long after forwarding a webhook Atlantis's lock table is read for legacy's decision
 /// (Atlantis runs webhook commands asynchronously).
 const LEGACY_SETTLE: Duration = Duration::from_secs(1);
 
+/// How long an `/api/*` answer's body may take to arrive for the comparison.
+const API_ANSWER_WAIT: Duration = Duration::from_secs(30);
+
 /// What legacy's outcome will be read from.
-#[derive(Clone, Copy, Debug)]
+#[derive(Debug)]
 pub enum LegacyEvidence {
     /// Atlantis's lock table shortly after (webhooks).
     LockTable,
     /// The status of a `DELETE /locks` answer.
     DeleteStatus(StatusCode),
+    /// An `/api/plan` or `/api/apply` answer: its status and, once streamed, its first bytes.
+    ApiAnswer(StatusCode, oneshot::Receiver<Bytes>),
 }
 
 impl Enhanced {
@@ -44,6 +54,38 @@ impl Enhanced {
                 request_id: None,
             });
             this.compare(op, LegacyEvidence::LockTable, trace).await;
+        });
+    }
+
+    /// Shadows an `/api/plan` or `/api/apply` that legacy answered with `status`; `body` brings
+    /// the answer's first bytes once the client has read them. Atlantis releases the pull's
+    /// locks when the call ends, and so does the shadow engine after comparing.
+    pub fn shadow_acquire_api(
+        self: &Arc<Self>,
+        acq: Acquire,
+        status: StatusCode,
+        body: oneshot::Receiver<Bytes>,
+    ) {
+        let this = self.clone();
+        let trace = telemetry::traceparent_of(&tracing::Span::current());
+        self.spawn_shadow(async move {
+            let Some(g) = this.gated(&acq).await else {
+                return;
+            };
+            let op = ShadowOp::Acquire(AcquireRequest {
+                locks: g.locks,
+                pull: acq.pull.clone(),
+                user: acq.user.clone(),
+                priority: g.priority,
+                hold_timeout: g.hold_timeout,
+                request_id: None,
+            });
+            this.compare(op, LegacyEvidence::ApiAnswer(status, body), trace)
+                .await;
+            let release = ShadowOp::ReleasePull { pull: acq.pull };
+            if let Err(e) = evaluate(this.shadow.engine.as_ref(), &release).await {
+                tracing::debug!(error = %e, "shadow engine failed to end an /api call");
+            }
         });
     }
 
@@ -93,6 +135,13 @@ impl Enhanced {
         };
         let legacy = match evidence {
             LegacyEvidence::DeleteStatus(status) => legacy_outcome_from_delete(status),
+            LegacyEvidence::ApiAnswer(status, body) => {
+                match tokio::time::timeout(API_ANSWER_WAIT, body).await {
+                    Ok(Ok(bytes)) => legacy_outcome_from_api(status, &bytes),
+                    // The answer never finished: what Atlantis did is not known.
+                    _ => LegacyOutcome::Unknown,
+                }
+            }
             LegacyEvidence::LockTable => {
                 observe_legacy(
                     &self.upstream,

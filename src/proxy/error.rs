@@ -5,8 +5,9 @@
 
 use std::time::Duration;
 
-use http::{HeaderValue, Response, StatusCode, header};
+use http::{Extensions, HeaderValue, Response, StatusCode, header};
 
+use super::ratelimit::RetryAfter;
 use crate::upstream::{ProxyBody, UpstreamError, full};
 
 /// Header that marks a response made by the proxy, not Atlantis.
@@ -36,6 +37,14 @@ pub enum ProxyError {
     /// The engine failed and `legacy-fallback` is off.
     #[error("the lock engine is unavailable: {0}")]
     EngineUnavailable(String),
+    /// The client or the repository is over its rate limit on lock traffic.
+    #[error("too many lock requests for this {scope}; retry after {} s", retry.secs())]
+    RateLimited {
+        /// Which limit: `client` or `repository`.
+        scope: LimitScope,
+        /// When to try again.
+        retry: RetryAfter,
+    },
     /// A webhook whose signature or secret does not match (answered like Atlantis).
     #[error("{message}")]
     BadSignature {
@@ -44,6 +53,53 @@ pub enum ProxyError {
         /// Atlantis's own text.
         message: String,
     },
+}
+
+/// Which rate limit a request broke.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LimitScope {
+    /// `rate-limit.per-client`.
+    Client,
+    /// `rate-limit.per-repository`.
+    Repository,
+}
+
+impl std::fmt::Display for LimitScope {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            LimitScope::Client => "client",
+            LimitScope::Repository => "repository",
+        })
+    }
+}
+
+/// What travels up the stack instead of an answer: the error, plus the facts the layers below
+/// learned before it happened (the engine path, the decision), which the rescue moves into the
+/// response's extensions like any answer's.
+#[derive(Debug)]
+pub struct Failure {
+    /// Why there is no answer.
+    pub error: ProxyError,
+    /// Per-request facts, as on a response.
+    pub facts: Extensions,
+}
+
+impl<E: Into<ProxyError>> From<E> for Failure {
+    fn from(e: E) -> Self {
+        Failure {
+            error: e.into(),
+            facts: Extensions::new(),
+        }
+    }
+}
+
+impl Failure {
+    /// The response the rescue makes, carrying the facts.
+    pub fn into_response(self) -> Response<ProxyBody> {
+        let mut resp = self.error.into_response();
+        resp.extensions_mut().extend(self.facts);
+        resp
+    }
 }
 
 impl From<UpstreamError> for ProxyError {
@@ -67,6 +123,7 @@ impl ProxyError {
             ProxyError::BadSignature { .. } => "bad-signature",
             ProxyError::EngineUnavailable(_) => "engine-unavailable",
             ProxyError::Overloaded => "overloaded",
+            ProxyError::RateLimited { .. } => "rate-limited",
         }
     }
 
@@ -79,6 +136,7 @@ impl ProxyError {
             ProxyError::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
             ProxyError::BodyUnreadable(_) => StatusCode::BAD_REQUEST,
             ProxyError::BadSignature { status, .. } => *status,
+            ProxyError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             ProxyError::EngineUnavailable(_) | ProxyError::Overloaded => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
@@ -108,9 +166,21 @@ impl ProxyError {
             HeaderValue::from_static("text/plain; charset=utf-8"),
         );
         h.insert(ERROR_HEADER, HeaderValue::from_static(kind));
-        if matches!(self, ProxyError::Overloaded) {
-            h.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        match &self {
+            ProxyError::Overloaded => {
+                h.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            }
+            ProxyError::RateLimited { retry, .. } => {
+                h.insert(header::RETRY_AFTER, HeaderValue::from(retry.secs()));
+            }
+            _ => {}
         }
+        // What the proxy answered, for the server span and `requests_total`.
+        resp.extensions_mut().insert(Rescued(kind));
         resp
     }
 }
+
+/// Marks a response the rescue made from an error: its kind (`upstream-timeout`, ...).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Rescued(pub &'static str);

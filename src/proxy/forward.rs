@@ -1,6 +1,9 @@
-//! Forwarding one request to Atlantis: bodies buffered or streamed, websockets spliced.
+//! Forwarding one request to Atlantis: the stack's innermost service, plus the websocket
+//! splice the upgrade layer uses.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use http::{Request, Response, StatusCode, Version};
@@ -8,11 +11,58 @@ use http_body_util::{BodyExt, Limited};
 use hyper::body::Body;
 use hyper_util::rt::TokioIo;
 use tokio::time::Instant;
+use tower::Service;
 use tracing::Instrument;
 
-use super::{ProxyError, ProxyState};
-use crate::telemetry::{self, metrics::status_class};
-use crate::upstream::{BoxError, ProxyBody, add_forwarded, full, strip_hop_by_hop};
+use super::ProxyError;
+use super::facts::{AnswerFuture, ClientAddr};
+use crate::telemetry::{self, Metrics, metrics::status_class};
+use crate::upstream::{BoxError, ProxyBody, Upstream, add_forwarded, full, strip_hop_by_hop};
+
+/// Sends requests to Atlantis: the service at the bottom of the stack.
+#[derive(Clone)]
+pub struct Forward {
+    upstream: Upstream,
+    metrics: Arc<Metrics>,
+    // The limit a streamed body broke, for the 413.
+    max_body_size: usize,
+}
+
+impl Forward {
+    /// Forwards to `upstream`, timing each call into `metrics`.
+    pub fn new(upstream: Upstream, metrics: Arc<Metrics>, max_body_size: usize) -> Self {
+        Self {
+            upstream,
+            metrics,
+            max_body_size,
+        }
+    }
+}
+
+impl Service<Request<ProxyBody>> for Forward {
+    type Response = Response<ProxyBody>;
+    type Error = super::Failure;
+    type Future = AnswerFuture;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<ProxyBody>) -> Self::Future {
+        let this = self.clone();
+        Box::pin(async move {
+            let client = client_of(&req);
+            Ok(forward(&this, client, req).await?)
+        })
+    }
+}
+
+/// The client's address, as the connection set it (unspecified in tests that skip it).
+pub fn client_of<B>(req: &Request<B>) -> SocketAddr {
+    req.extensions()
+        .get::<ClientAddr>()
+        .map_or(SocketAddr::from(([0, 0, 0, 0], 0)), |c| c.0)
+}
 
 /// The error a failed body read becomes: too large, too slow, or unreadable.
 pub fn read_error(e: BoxError, limit: usize) -> ProxyError {
@@ -37,8 +87,8 @@ where
 pub struct ClientBodyError(#[source] BoxError);
 
 /// Sends a request to Atlantis and streams its answer back, hop-by-hop headers removed.
-pub async fn forward(
-    state: &ProxyState,
+async fn forward(
+    state: &Forward,
     client: SocketAddr,
     mut req: Request<ProxyBody>,
 ) -> Result<Response<ProxyBody>, ProxyError> {
@@ -59,7 +109,7 @@ pub async fn forward(
             let err = ProxyError::from(e);
             // A body that broke the size or time limit surfaces as a failed upstream call.
             if let ProxyError::UpstreamUnavailable(src) = &err
-                && let Some(body_err) = body_error(&**src, state.server.max_body_size)
+                && let Some(body_err) = body_error(&**src, state.max_body_size)
             {
                 return Err(body_err);
             }
@@ -83,7 +133,7 @@ pub async fn forward(
 
 /// Passes a websocket upgrade (`/jobs/{id}/ws` log streams) through in both directions.
 pub async fn upgrade<B>(
-    state: &ProxyState,
+    state: &Forward,
     client: SocketAddr,
     mut req: Request<B>,
 ) -> Result<Response<ProxyBody>, ProxyError> {

@@ -79,6 +79,55 @@ where
     }
 }
 
+/// Holds every request body to [`MinRate`].
+#[derive(Clone, Copy, Debug)]
+pub struct MinRateLayer {
+    rate: usize,
+}
+
+impl MinRateLayer {
+    /// At least `rate` bytes per second after [`GRACE`]; 0 checks nothing.
+    pub fn new(rate: usize) -> Self {
+        Self { rate }
+    }
+}
+
+impl<S> tower::Layer<S> for MinRateLayer {
+    type Service = MinRateService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        MinRateService {
+            inner,
+            rate: self.rate,
+        }
+    }
+}
+
+/// See [`MinRateLayer`].
+#[derive(Clone, Debug)]
+pub struct MinRateService<S> {
+    inner: S,
+    rate: usize,
+}
+
+impl<S, B> tower::Service<http::Request<B>> for MinRateService<S>
+where
+    S: tower::Service<http::Request<MinRate<B>>>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: http::Request<B>) -> Self::Future {
+        let rate = self.rate;
+        self.inner.call(req.map(|b| MinRate::new(b, rate)))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

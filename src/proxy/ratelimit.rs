@@ -13,11 +13,9 @@ use std::time::Duration;
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
-use http::{HeaderMap, HeaderValue, Response, StatusCode, header};
+use http::HeaderMap;
 
-use super::error::ERROR_HEADER;
 use crate::config::{Config, RateSpec};
-use crate::upstream::{ProxyBody, full};
 
 /// Checks between two sweeps of idle keys, so one-off clients do not pile up in memory.
 const SWEEP_EVERY: u64 = 16_384;
@@ -31,26 +29,6 @@ impl RetryAfter {
     pub fn secs(self) -> u64 {
         let d = self.0;
         (d.as_secs() + u64::from(d.subsec_nanos() > 0)).max(1)
-    }
-}
-
-impl RetryAfter {
-    /// The main listener's answer: 429, `Retry-After`, marked as the proxy's own
-    /// (`x-lock-proxy-error: rate-limited`); `scope` says which limit (`client`, `repository`).
-    pub fn response(self, scope: &str) -> Response<ProxyBody> {
-        let mut resp = Response::new(full(format!(
-            "atlantis-lock-proxy: too many lock requests for this {scope}; retry after {} s\n",
-            self.secs()
-        )));
-        *resp.status_mut() = StatusCode::TOO_MANY_REQUESTS;
-        let h = resp.headers_mut();
-        h.insert(header::RETRY_AFTER, HeaderValue::from(self.secs()));
-        h.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("text/plain; charset=utf-8"),
-        );
-        h.insert(ERROR_HEADER, HeaderValue::from_static("rate-limited"));
-        resp
     }
 }
 
@@ -286,14 +264,6 @@ mod tests {
         l.check_repo("Acme/Infra").unwrap();
         assert!(l.check_repo("acme/infra").is_err());
         l.check_repo("acme/other").unwrap();
-    }
-
-    #[test]
-    fn the_429_says_when_to_retry_and_that_the_proxy_made_it() {
-        let r = RetryAfter(Duration::from_millis(2500)).response("client");
-        assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
-        assert_eq!(r.headers()[header::RETRY_AFTER], "3");
-        assert_eq!(r.headers()[ERROR_HEADER], "rate-limited");
     }
 
     #[test]
