@@ -107,7 +107,8 @@ pub(super) async fn release_lock(
     })))
 }
 
-/// `DELETE /admin/queues/{id}`: removes a waiter; its request goes to Atlantis like a timeout.
+/// `DELETE /admin/queues/{id}`: removes a waiter; its pull-request comment says an operator
+/// removed it.
 pub(super) async fn remove_waiter(
     State(st): State<Arc<AdminState>>,
     Path(id): Path<String>,
@@ -115,16 +116,16 @@ pub(super) async fn remove_waiter(
     let waiter: WaiterId = id.parse().map_err(|_| {
         AdminError::BadRequest(format!("'{id}' is not a waiter id (see GET /admin/queues)"))
     })?;
-    let removed = st
-        .enhanced
-        .engine
-        .remove_waiter(waiter)
-        .await
-        .map_err(unavailable)?;
-    if !removed {
+    // Before the removal: its dispatch (maybe on another task) reads the mark for the comment.
+    st.enhanced.note_operator_removal(&waiter);
+    let removed = st.enhanced.engine.remove_waiter(waiter.clone()).await;
+    if !matches!(removed, Ok(true)) {
+        st.enhanced.unnote_operator_removal(&waiter);
+    }
+    if !removed.map_err(unavailable)? {
         return Err(AdminError::NotFound(format!("no queued waiter '{id}'")));
     }
-    tracing::warn!(waiter = %id, "waiter removed by an operator; its request goes to Atlantis");
+    tracing::warn!(waiter = %id, "waiter removed by an operator");
     Ok(Json(json!({ "removed": id })))
 }
 

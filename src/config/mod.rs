@@ -360,6 +360,10 @@ pub struct EnhancedConfig {
     pub dispatch_lease: Duration,
     /// How long a replay waits for Atlantis to show the released lock gone.
     pub replay_wait: Duration,
+    /// How often an `/api/plan` or `/api/apply` waiting for a contended lock asks the engine again.
+    pub api_poll_interval: Duration,
+    /// How long after a shadowed webhook Atlantis's lock table is read for legacy's decision.
+    pub shadow_settle: Duration,
     /// Repositories always on the enhanced path.
     pub always_enhanced: Vec<String>,
     /// Repositories always on the legacy path.

@@ -173,6 +173,8 @@ pub struct RawEnhancedLocking {
     pub timeout_check_interval: Option<String>,
     pub dispatch_lease: Option<String>,
     pub replay_wait: Option<String>,
+    pub api_poll_interval: Option<String>,
+    pub shadow_settle: Option<String>,
     pub enable_retry: Option<bool>,
     pub max_retry_attempts: Option<u32>,
     pub retry_base_delay: Option<String>,

@@ -284,6 +284,12 @@ fn enhanced(e: RawEnhancedLocking) -> Result<EnhancedConfig> {
         )?,
         dispatch_lease: positive(&format!("{K}.dispatch-lease"), e.dispatch_lease, "60s")?,
         replay_wait: positive(&format!("{K}.replay-wait"), e.replay_wait, "30s")?,
+        api_poll_interval: positive(
+            &format!("{K}.api-poll-interval"),
+            e.api_poll_interval,
+            "250ms",
+        )?,
+        shadow_settle: positive(&format!("{K}.shadow-settle"), e.shadow_settle, "1s")?,
         always_enhanced: e.always_enhanced.unwrap_or_default(),
         always_legacy: e.always_legacy.unwrap_or_default(),
     })

@@ -141,19 +141,14 @@ impl Enhanced {
                 self.before_bypass().await;
                 return Ok(Decision::Legacy(LegacyReason::BreakerOpen));
             }
-            Err(BreakerError::Timeout(_)) => {
-                // The script may still run when Redis answers again: the request goes to
-                // Atlantis now, so its late waiter must never be replayed (§10.5).
-                self.forget_later(&acq.pull.repo, request_id);
-                self.before_bypass().await;
-                return Err(EngineError::BackendTimeout);
-            }
             Err(BreakerError::Inner(e)) => {
                 self.engine_failed("acquire_or_enqueue", &e);
                 if matches!(
                     e,
                     EngineError::BackendTimeout | EngineError::BackendUnavailable(_)
                 ) {
+                    // The script may still run when Redis answers again: the request goes to
+                    // Atlantis now, so its late waiter must never be replayed (§10.5).
                     self.forget_later(&acq.pull.repo, request_id);
                     self.before_bypass().await;
                 }
@@ -211,10 +206,6 @@ impl Enhanced {
                 Err(BreakerError::Open) => {
                     self.before_bypass().await;
                     return Ok(Decision::Legacy(LegacyReason::BreakerOpen));
-                }
-                Err(BreakerError::Timeout(_)) => {
-                    self.before_bypass().await;
-                    return Err(EngineError::BackendTimeout);
                 }
                 Err(BreakerError::Inner(e)) => {
                     self.engine_failed("acquire", &e);
@@ -310,7 +301,7 @@ impl Enhanced {
                     match self
                         .resolver
                         .fork_check(acq.vcs, &acq.pull.repo, acq.pull.number)
-                        .instrument(spans::resolve())
+                        .instrument(spans::resolve(&acq.pull.repo, acq.pull.number))
                         .await
                     {
                         None => {}
@@ -406,7 +397,7 @@ impl Enhanced {
         };
         self.resolver
             .resolve(&req)
-            .instrument(spans::resolve())
+            .instrument(spans::resolve(&acq.pull.repo, acq.pull.number))
             .await
     }
 

@@ -43,6 +43,8 @@ pub struct GateSettings {
     pub queue_timeout: Duration,
     /// How often a waiting `/api/*` caller retries the engine.
     pub api_poll: Duration,
+    /// How long after a shadowed webhook Atlantis's lock table is read.
+    pub shadow_settle: Duration,
     /// Replay retries toward Atlantis.
     pub retry: RetryConfig,
     /// PR label pattern that sets priority.
@@ -64,7 +66,8 @@ impl GateSettings {
     pub fn from_config(c: &Config) -> Self {
         Self {
             queue_timeout: c.enhanced.queue_timeout,
-            api_poll: Duration::from_millis(250),
+            api_poll: c.enhanced.api_poll_interval,
+            shadow_settle: c.enhanced.shadow_settle,
             retry: c.enhanced.retry.clone(),
             labels: LabelPattern::new(&c.enhanced.priority_label_pattern),
             lock_sync_interval: c.atlantis.lock_sync_interval,

@@ -64,6 +64,11 @@ impl Enhanced {
         r.insert(id.clone());
     }
 
+    /// Takes back [`Self::note_operator_removal`] for a waiter that was not removed.
+    pub fn unnote_operator_removal(&self, id: &WaiterId) {
+        locked(&self.notes.removed_by_operator).remove(id);
+    }
+
     /// A waiter left the queue (granted, timed out, deadlock victim, removed): edit its comment,
     /// then move the others up.
     pub(super) async fn notice_dispatch(

@@ -18,10 +18,6 @@ use crate::route::shadow::{
 };
 use crate::telemetry;
 
-/// How long after forwarding a webhook Atlantis's lock table is read for legacy's decision
-/// (Atlantis runs webhook commands asynchronously).
-const LEGACY_SETTLE: Duration = Duration::from_secs(1);
-
 /// How long an `/api/*` answer's body may take to arrive for the comparison.
 const API_ANSWER_WAIT: Duration = Duration::from_secs(30);
 
@@ -147,7 +143,7 @@ impl Enhanced {
                     &self.upstream,
                     &op,
                     None,
-                    LEGACY_SETTLE,
+                    self.settings.shadow_settle,
                     Duration::from_secs(5),
                 )
                 .await

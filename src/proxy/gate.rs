@@ -99,11 +99,13 @@ impl GateLayer {
         stored.vcs = Some(acq.vcs.as_str().to_string());
         stored.command = Some(acq.command.as_typed().to_string());
         let request_id = request_identity(&parts, &bytes);
+        let span = spans::engine("acquire");
         let decision = self
             .enhanced
             .acquire(&acq, &stored, Some(request_id))
-            .instrument(spans::engine("acquire"))
+            .instrument(span.clone())
             .await;
+        record(&span, &decision);
         let decided =
             |answer: Answer, verdict: Verdict, path: EnginePath| note(note(answer, verdict), path);
         match decision {
@@ -168,6 +170,40 @@ impl GateLayer {
                 let failed = Err(ProxyError::EngineUnavailable(e.to_string()).into());
                 decided(failed, verdict, EnginePath::Enhanced)
             }
+        }
+    }
+}
+
+/// The engine's answer, on the engine span.
+fn record(span: &tracing::Span, decision: &Result<Decision, crate::engine::EngineError>) {
+    let keys = |keys: &mut dyn Iterator<Item = String>| keys.collect::<Vec<_>>().join(",");
+    match decision {
+        Ok(Decision::Forward { grant, .. }) => {
+            span.record(spans::attr::DECISION, "granted");
+            if let Some(g) = grant {
+                span.record(spans::attr::FENCING_TOKEN, g.fencing_token);
+                let keys = keys(&mut g.locks.iter().map(ToString::to_string));
+                span.record(spans::attr::LOCK_KEYS, keys.as_str());
+            }
+        }
+        Ok(Decision::Queued(reply)) => {
+            span.record(spans::attr::DECISION, "queued");
+            span.record(
+                spans::attr::WAITER_ID,
+                tracing::field::display(&reply.waiter_id),
+            );
+            if let Some(pos) = reply.first_position() {
+                span.record(spans::attr::QUEUE_POSITION, pos);
+            }
+            let keys = keys(&mut reply.locks.iter().map(|l| l.key.to_string()));
+            span.record(spans::attr::LOCK_KEYS, keys.as_str());
+        }
+        Ok(Decision::Legacy(reason)) => {
+            span.record(spans::attr::DECISION, reason.as_str());
+        }
+        Err(_) => {
+            span.record(spans::attr::DECISION, "engine_error");
+            span.record("otel.status_code", "ERROR");
         }
     }
 }

@@ -67,7 +67,7 @@ where
             return Box::pin(self.inner.call(req));
         };
         let route = {
-            let _s = spans::route().entered();
+            let _s = spans::route(repo).entered();
             self.router.route(repo)
         };
         req.extensions_mut().insert(route);

@@ -22,6 +22,7 @@ use crate::upstream::full;
 use crate::vocab::{EnginePath, LegacyReason};
 
 const SECRET: &str = "s3cret";
+const API_SECRET: &str = "api-t0ken";
 
 /// Atlantis's stand-in: answers 200 and counts the requests that reached it.
 #[derive(Clone, Default)]
@@ -60,7 +61,8 @@ impl Atlantis {
 async fn wired(extra: &str) -> (Arc<ProxyState>, Arc<crate::admin::AdminState>) {
     let yaml = format!(
         "upstream: {{url: 'http://127.0.0.1:9'}}\n\
-         atlantis:\n  webhook-secrets:\n    github: {SECRET}\n  lock-sync-interval: 1h\n\
+         atlantis:\n  webhook-secrets:\n    github: {SECRET}\n  api-secret: {API_SECRET}\n  \
+         lock-sync-interval: 1h\n\
          enhanced-locking:\n  traffic-split: 100\n{extra}"
     );
     let config = crate::config::Config::from_yaml(&yaml).expect("test config");
@@ -90,7 +92,8 @@ fn comment_signed_with(pull: i64, text: &str, secret: &str) -> Request<Full<Byte
     let mut v = github_comment(text, "created");
     v["issue"]["number"] = json!(pull);
     let body = v.to_string().into_bytes();
-    let mut mac = <hmac::Hmac<sha2::Sha256> as KeyInit>::new_from_slice(secret.as_bytes()).expect("key");
+    let mut mac =
+        <hmac::Hmac<sha2::Sha256> as KeyInit>::new_from_slice(secret.as_bytes()).expect("key");
     mac.update(&body);
     let sig = format!("sha256={}", hex::encode(mac.finalize().into_bytes()));
     Request::post("/events")
@@ -382,4 +385,87 @@ async fn the_rescue_keeps_the_facts_of_a_failure() {
         resp.extensions().get::<error::Rescued>(),
         Some(&error::Rescued("engine-unavailable"))
     );
+}
+
+/// `POST /api/plan` for pull `pull` of acme/infra, dir `net`, workspace `prod`.
+fn api_plan(pull: i64) -> Request<Full<Bytes>> {
+    let body = json!({
+        "Repository": "acme/infra", "Ref": "main", "Type": "Github", "PR": pull,
+        "Paths": [{"Directory": "net", "Workspace": "prod"}]
+    });
+    Request::post("/api/plan")
+        .header("content-type", "application/json")
+        .header("x-atlantis-token", API_SECRET)
+        .body(Full::new(Bytes::from(body.to_string())))
+        .expect("request")
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_api_plan_waits_for_a_held_lock_and_runs_once_it_frees() {
+    let (state, _) = wired("  queue-timeout: 10m\n  api-poll-interval: 100ms\n").await;
+    let atlantis = Atlantis::default();
+    let svc = stack_over(&state, &atlantis);
+    let held = svc
+        .clone()
+        .oneshot(comment(1, "atlantis plan -d net -w prod"))
+        .await
+        .unwrap();
+    assert_eq!(
+        held.extensions().get::<Verdict>(),
+        Some(&Verdict::Granted { pull: 1 })
+    );
+    let start = tokio::time::Instant::now();
+    let waiting = tokio::spawn(svc.oneshot(api_plan(2)));
+    tokio::time::sleep(std::time::Duration::from_secs(60)).await;
+    assert!(
+        !waiting.is_finished(),
+        "the call waits while the lock is held"
+    );
+    assert_eq!(atlantis.calls(), 1);
+    let holder = crate::vocab::PullRef::new(crate::vocab::Vcs::Github, "acme/infra", 1);
+    state
+        .enhanced
+        .release_pull(&holder, crate::telemetry::ReleaseReason::Unlock)
+        .await;
+    let resp = waiting.await.unwrap().unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(
+        resp.extensions().get::<Verdict>(),
+        Some(&Verdict::Granted { pull: 2 })
+    );
+    assert_eq!(atlantis.calls(), 2);
+    // Polls back off to at most 5 s: the call runs within one poll of the release.
+    assert!(
+        start.elapsed() <= std::time::Duration::from_secs(66),
+        "{:?}",
+        start.elapsed()
+    );
+    // Atlantis ends an /api call by deleting the pull's locks; so does the engine.
+    let locks = state.enhanced.engine.list_locks().await.unwrap();
+    assert!(locks.is_empty(), "{locks:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_api_plan_past_the_queue_timeout_goes_to_atlantis_without_a_grant() {
+    let (state, _) = wired("  queue-timeout: 2m\n").await;
+    let atlantis = Atlantis::default();
+    let svc = stack_over(&state, &atlantis);
+    svc.clone()
+        .oneshot(comment(1, "atlantis plan -d net -w prod"))
+        .await
+        .unwrap();
+    let start = tokio::time::Instant::now();
+    let resp = svc.oneshot(api_plan(2)).await.unwrap();
+    let waited = start.elapsed();
+    assert!(
+        waited >= std::time::Duration::from_secs(115)
+            && waited <= std::time::Duration::from_secs(120),
+        "{waited:?}"
+    );
+    // Atlantis answers it (with "locked by #1"); the engine still says #1.
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(atlantis.calls(), 2);
+    let locks = state.enhanced.engine.list_locks().await.unwrap();
+    assert_eq!(locks.len(), 1);
+    assert_eq!(locks[0].pull.number, 1);
 }

@@ -1,15 +1,14 @@
 //! The request's span tree, one constructor per step, so every step records the same attribute
 //! names. A `tracing` span can only record fields declared when it is created: each constructor
-//! declares the step's attributes empty, and the step fills them in with `span.record(..)`
-//! (or `Span::current().record(..)` inside it).
+//! takes what is known then and declares the rest empty, and the layer that owns the span fills
+//! them in (the telemetry layer fills the server span from the facts on the answer).
 //!
 //! ```text
-//! request (server)            GET api_locks / POST events…   http.*, alp.repo, alp.pull, alp.engine_path, alp.decision…
-//! ├── classify                                                alp.operation, alp.repo, alp.pull
-//! ├── resolve                                                 alp.lock_keys, alp.resolve_outcome
-//! ├── route                                                   alp.engine_path
-//! ├── engine {op}                                             alp.lock_keys, alp.priority, alp.decision, alp.queue_position…
-//! ├── shadow                                                  alp.shadow_kind
+//! request (server)            GET api_locks / POST events…   http.*, alp.operation, alp.repo, alp.pull, alp.engine_path, alp.decision…
+//! ├── classify
+//! ├── route                                                   alp.repo
+//! ├── engine {op}                                             alp.decision, alp.lock_keys, alp.queue_position, alp.fencing_token…
+//! │   └── resolve                                             alp.repo, alp.pull
 //! └── upstream (client)       GET atlantis                    http.*  (traceparent injected)
 //! replay (new root, linked to the original request's span)   see propagation::replay_span
 //! ```
@@ -39,10 +38,6 @@ pub mod attr {
     pub const WAITER_ID: &str = "alp.waiter_id";
     /// Fencing token of a grant.
     pub const FENCING_TOKEN: &str = "alp.fencing_token";
-    /// How the resolver found the projects (`flags`, `table`, `vcs`, `unresolved`).
-    pub const RESOLVE_OUTCOME: &str = "alp.resolve_outcome";
-    /// The shadow comparison's kind.
-    pub const SHADOW_KIND: &str = "alp.shadow_kind";
 }
 
 /// The server span of one request on the main listener; `route` is the bounded route name.
@@ -83,29 +78,17 @@ pub fn upstream(method: &http::Method, path: &str) -> Span {
 
 /// Classification of the request into an operation.
 pub fn classify() -> Span {
-    tracing::info_span!(
-        "classify",
-        alp.operation = Empty,
-        alp.repo = Empty,
-        alp.pull = Empty,
-        alp.priority = Empty,
-    )
+    tracing::info_span!("classify")
 }
 
-/// Resolution of the projects a bare plan locks.
-pub fn resolve() -> Span {
-    tracing::info_span!(
-        "resolve",
-        alp.repo = Empty,
-        alp.pull = Empty,
-        alp.lock_keys = Empty,
-        alp.resolve_outcome = Empty,
-    )
+/// Resolution of the projects a command on `repo`'s pull `pull` locks.
+pub fn resolve(repo: &str, pull: i64) -> Span {
+    tracing::info_span!("resolve", alp.repo = repo, alp.pull = pull)
 }
 
-/// The split decision for the request's repository.
-pub fn route() -> Span {
-    tracing::info_span!("route", alp.repo = Empty, alp.engine_path = Empty)
+/// The split decision for `repo`.
+pub fn route(repo: &str) -> Span {
+    tracing::info_span!("route", alp.repo = repo)
 }
 
 /// One lock-engine call (`acquire`, `release`, `list`…).
@@ -113,22 +96,12 @@ pub fn engine(operation: &'static str) -> Span {
     tracing::info_span!(
         "engine",
         otel.name = %format_args!("engine {operation}"),
+        otel.status_code = Empty,
         alp.operation = operation,
         alp.lock_keys = Empty,
-        alp.priority = Empty,
         alp.decision = Empty,
         alp.queue_position = Empty,
         alp.waiter_id = Empty,
         alp.fencing_token = Empty,
-    )
-}
-
-/// The shadow evaluation of one operation (runs spawned; still a child of the request).
-pub fn shadow() -> Span {
-    tracing::info_span!(
-        "shadow",
-        alp.operation = Empty,
-        alp.decision = Empty,
-        alp.shadow_kind = Empty,
     )
 }

@@ -52,9 +52,6 @@ pub enum BreakerError<E> {
     /// The breaker is open: the call was not made; take the legacy path.
     #[error("circuit breaker open: engine backend skipped")]
     Open,
-    /// The call ran past the breaker's deadline (counted as a failure).
-    #[error("engine call timed out after {0:?}")]
-    Timeout(Duration),
     /// The call itself failed.
     #[error(transparent)]
     Inner(E),
@@ -226,33 +223,6 @@ impl CircuitBreaker {
             Err(e) => !e.is_backend_failure(),
         });
         res.map_err(BreakerError::Inner)
-    }
-
-    /// Like [`CircuitBreaker::call`], also failing (and counting) a call that takes longer than
-    /// `deadline`.
-    pub async fn call_within<T, E, F>(
-        &self,
-        deadline: Duration,
-        fut: F,
-    ) -> Result<T, BreakerError<E>>
-    where
-        F: Future<Output = Result<T, E>>,
-        E: BackendFailure,
-    {
-        let permit = self.allow().ok_or(BreakerError::Open)?;
-        match tokio::time::timeout(deadline, fut).await {
-            Err(_) => {
-                permit.record(false);
-                Err(BreakerError::Timeout(deadline))
-            }
-            Ok(res) => {
-                permit.record(match &res {
-                    Ok(_) => true,
-                    Err(e) => !e.is_backend_failure(),
-                });
-                res.map_err(BreakerError::Inner)
-            }
-        }
     }
 
     fn permit(&self, generation: u64, probe: bool) -> Permit<'_> {

@@ -122,3 +122,38 @@ async fn a_timed_out_waiter_is_told_why_atlantis_answers_locked() {
     assert!(explained, "{:?}", gh.comment_records());
     s.proxy.stop().await;
 }
+
+#[tokio::test]
+async fn a_waiter_an_operator_removed_is_told_so() {
+    let (s, gh) = setup(Duration::ZERO).await;
+    s.plan(1, "net", "prod").await;
+    assert!(s.wait_atlantis_holder("net", "prod", 1).await);
+    s.plan(2, "net", "prod").await;
+    let queued = eventually(Duration::from_secs(5), || {
+        gh.comment_records().iter().any(|c| c.pull == 2)
+    })
+    .await;
+    assert!(queued, "{:?}", gh.comment_records());
+    let q = s.admin("/admin/queues").await;
+    let id = q["queues"][0]["waiters"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let r = crate::support::http::send(
+        http::Method::DELETE,
+        &s.proxy
+            .admin_url(&format!("/admin/queues/{}", id.replace('/', "%2F"))),
+        &[],
+        "",
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let told = eventually(Duration::from_secs(10), || {
+        gh.comment_records().iter().any(|c| {
+            c.pull == 2 && c.edits >= 1 && c.body.contains("an operator removed this command")
+        })
+    })
+    .await;
+    assert!(told, "{:?}", gh.comment_records());
+    s.proxy.stop().await;
+}
