@@ -120,6 +120,93 @@ async fn shadow_mode_diffs_decisions_and_reports_a_seeded_divergence() {
     s.proxy.stop().await;
 }
 
+/// Shadow mode compares `/api/plan` with Atlantis's answer (its lock table no longer shows the
+/// call's locks once it answered) and `DELETE /locks` with its status.
+#[tokio::test]
+async fn shadow_mode_compares_api_calls_by_their_answer_and_lock_deletes_by_status() {
+    let fake = FakeAtlantis::start_with(FakeOptions {
+        github_secret: Some(SECRET.into()),
+        api_secret: Some("api".into()),
+        ..Default::default()
+    })
+    .await;
+    let yaml = base_yaml(None, "  monitor-only: true\n", "  api-secret: api\n")
+        .replace("traffic-split: 100", "traffic-split: 0");
+    let proxy = spawn_proxy(&fake.url(), &yaml).await;
+    let s = Setup {
+        fake,
+        proxy,
+        _redis: None,
+    };
+    let api_plan = |pull: i64, dir: &'static str| {
+        let url = s.proxy.url("/api/plan");
+        async move {
+            let body = format!(
+                r#"{{"Repository":"{REPO}","Ref":"main","Type":"Github","PR":{pull},"Paths":[{{"Directory":"{dir}","Workspace":"prod"}}]}}"#
+            );
+            send(
+                Method::POST,
+                &url,
+                &[
+                    ("x-atlantis-token", "api"),
+                    ("content-type", "application/json"),
+                ],
+                body,
+            )
+            .await
+        }
+    };
+    let diffs = || {
+        let url = s.proxy.admin_url("/admin/shadow/diffs");
+        async move { get(&url).await.json() }
+    };
+    let compared = |n: u64| async move {
+        let mut d = serde_json::Value::Null;
+        for _ in 0..50 {
+            d = diffs().await;
+            if d["compared"].as_u64() >= Some(n) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        d
+    };
+    s.plan(1, "net", "prod").await;
+    assert!(s.wait_atlantis_holder("net", "prod", 1).await);
+    let d = compared(1).await;
+    assert_eq!(d["compared"], 1, "{d}");
+    // Atlantis refuses the call (500, "locked by ... pull #1"): the engine would have queued it.
+    let r = api_plan(2, "net").await;
+    assert_eq!(r.status, 500, "{}", r.text());
+    // Atlantis runs the call and releases its locks before answering; the engine agrees.
+    let r = api_plan(3, "app").await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let d = compared(3).await;
+    assert_eq!(d["compared"], 3, "{d}");
+    assert_eq!(d["by_kind"]["legacy_denied_enhanced_would_queue"], 1, "{d}");
+    assert_eq!(d["mismatched"], 0, "{d}");
+    // The shadow engine ended pull 3's call too: another call on the same project agrees again.
+    let r = api_plan(4, "app").await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    // DELETE /locks: Atlantis deleted pull 1's lock (200), and the engine would release it.
+    let r = send(
+        Method::DELETE,
+        &s.proxy.url(&format!(
+            "/locks?id={}",
+            key("net", "prod").replace('/', "%2F")
+        )),
+        &[],
+        "",
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let d = compared(5).await;
+    assert_eq!(d["compared"], 5, "{d}");
+    assert_eq!(d["mismatched"], 0, "{d}");
+    assert_eq!(d["by_kind"]["match"], 4, "{d}");
+    s.proxy.stop().await;
+}
+
 #[tokio::test]
 async fn redis_down_opens_the_breaker_and_everything_still_reaches_atlantis() {
     if std::env::var_os("ALP_SIM_LOG").is_some() {
