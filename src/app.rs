@@ -22,6 +22,7 @@ use crate::resolve::{Resolver, ResolverSettings};
 use crate::route::shadow::{RECENT_DIFFS, ShadowRecorder, ShadowSpawner};
 use crate::route::{BreakerSettings, CircuitBreaker, ControlError, ControlStore};
 use crate::route::{Router, SplitRule, SplitState};
+use crate::supervise::Supervisor;
 use crate::telemetry::Metrics;
 use crate::upstream::Upstream;
 use crate::vcs::{ApiConfig, GiteaClient, GithubAppAuth, GithubClient, GitlabClient};
@@ -219,46 +220,42 @@ impl App {
             upstream = %self.config.upstream.url,
             "atlantis-lock-proxy started"
         );
-        // The engine's maintenance (timeouts, preemption, deadlocks), the replays it hands this
-        // replica, and the reconciler against Atlantis's lock table.
-        let enhanced = self.proxy_state.enhanced.clone();
-        let background = spawn_background(enhanced.engine.clone(), stop.clone().cancelled_owned());
-        let dispatcher = enhanced
-            .engine
-            .take_dispatches()
-            .map(|rx| enhanced.spawn_dispatcher(rx, stop.clone()));
-        let reconciler = enhanced.spawn_reconciler(stop.clone());
-        // This replica's lease in a shared engine: the others grant only while it is in step.
-        let lease = enhanced.spawn_lease(stop.clone());
-        let stats = enhanced.spawn_stats(stop.clone());
-        let prober = self
-            .admin_state
-            .breaker
-            .spawn_prober(enhanced.engine.clone(), stop.clone());
-        let watcher = enhanced.spawn_path_watcher(self.proxy_state.router.clone(), stop.clone());
         let st = &self.admin_state;
-        let follower =
-            st.control
-                .spawn_follower(st.router.clone(), Some(st.metrics.clone()), stop.clone());
-        // Each of them runs until shutdown; one that ends earlier fails /readyz.
-        let watch = |name, task| {
-            st.tasks
-                .watch(name, task, stop.clone(), Some(st.metrics.clone()))
-        };
-        let background = watch("maintenance", background);
-        let dispatcher = dispatcher.map(|d| watch("dispatcher", d));
-        // The reconciler stops by itself against an Atlantis older than v0.34 (it says so).
-        let reconciler = st.tasks.watch_may_return(
-            "reconciler",
-            reconciler,
-            stop.clone(),
-            Some(st.metrics.clone()),
+        let mut tasks = Supervisor::new(stop.clone(), st.tasks.clone(), Some(st.metrics.clone()));
+        let enhanced = self.proxy_state.enhanced.clone();
+        // The engine's maintenance (timeouts, preemption, deadlocks).
+        tasks.run(
+            "maintenance",
+            spawn_background(enhanced.engine.clone(), stop.clone().cancelled_owned()),
         );
-        let stats = watch("stats", stats);
-        let lease = watch("replica-lease", lease);
-        let prober = watch("breaker-prober", prober);
-        let watcher = watch("path-watcher", watcher);
-        let follower = follower.map(|f| watch("split-follower", f));
+        // The replays the engine hands this replica.
+        if let Some(rx) = enhanced.engine.take_dispatches() {
+            tasks.run("dispatcher", enhanced.spawn_dispatcher(rx, stop.clone()));
+        }
+        // The reconciler against Atlantis's lock table; it stops by itself against an Atlantis
+        // older than v0.34 (it says so).
+        tasks.run_may_return("reconciler", enhanced.spawn_reconciler(stop.clone()));
+        // This replica's lease in a shared engine: the others grant only while it is in step.
+        tasks.run("replica-lease", enhanced.spawn_lease(stop.clone()));
+        tasks.run("stats", enhanced.spawn_stats(stop.clone()));
+        // Probes close the breaker as soon as the backend answers again.
+        tasks.run(
+            "breaker-prober",
+            st.breaker
+                .spawn_prober(enhanced.engine.clone(), stop.clone()),
+        );
+        // A repository leaving the enhanced path hands its waiters to Atlantis.
+        tasks.run(
+            "path-watcher",
+            enhanced.spawn_path_watcher(self.proxy_state.router.clone(), stop.clone()),
+        );
+        // Every replica follows the stored split.
+        if let Some(f) =
+            st.control
+                .spawn_follower(st.router.clone(), Some(st.metrics.clone()), stop.clone())
+        {
+            tasks.run("split-follower", f);
+        }
         let admin = {
             let router = admin::router(self.admin_state.clone());
             let limits = admin_limits(&self.config);
@@ -301,13 +298,7 @@ impl App {
         }
         stop.cancel();
         let _ = admin.await;
-        let _ = tokio::join!(background, reconciler, stats, prober, watcher, lease);
-        if let Some(d) = dispatcher {
-            let _ = d.await;
-        }
-        if let Some(f) = follower {
-            let _ = f.await;
-        }
+        tasks.shutdown().await;
         tracing::info!("atlantis-lock-proxy stopped");
     }
 }

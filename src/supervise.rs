@@ -1,13 +1,72 @@
-//! Background tasks that must run until shutdown: one that ends early (a panic, a loop that
-//! returned) is logged, counted (`atlantis_lock_proxy_background_task_exits`) and makes
-//! `/readyz` answer 503, instead of dying silently while the proxy keeps serving.
+//! Background tasks that must run until shutdown, under one [`Supervisor`]: one that ends early
+//! (a panic, a loop that returned) is logged, counted
+//! (`atlantis_lock_proxy_background_task_exits`) and makes `/readyz` answer 503, instead of dying
+//! silently while the proxy keeps serving; at shutdown they are all stopped and awaited together.
 
 use std::sync::{Arc, Mutex};
 
-use tokio::task::JoinHandle;
+use tokio::task::{JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
 
 use crate::telemetry::Metrics;
+
+/// Starts, watches and stops the background tasks.
+pub struct Supervisor {
+    stop: CancellationToken,
+    health: Arc<TaskHealth>,
+    metrics: Option<Arc<Metrics>>,
+    watched: JoinSet<()>,
+}
+
+impl Supervisor {
+    /// Tasks report to `health` and `metrics`, and stop when `stop` is cancelled.
+    pub fn new(
+        stop: CancellationToken,
+        health: Arc<TaskHealth>,
+        metrics: Option<Arc<Metrics>>,
+    ) -> Self {
+        Self {
+            stop,
+            health,
+            metrics,
+            watched: JoinSet::new(),
+        }
+    }
+
+    /// The token every task stops on.
+    pub fn stop(&self) -> CancellationToken {
+        self.stop.clone()
+    }
+
+    /// Watches a task that must run until shutdown.
+    pub fn run(&mut self, name: &'static str, task: JoinHandle<()>) {
+        self.watch(name, task, false);
+    }
+
+    /// Watches a task that may decide to stop by itself (only a panic counts).
+    pub fn run_may_return(&mut self, name: &'static str, task: JoinHandle<()>) {
+        self.watch(name, task, true);
+    }
+
+    fn watch(&mut self, name: &'static str, task: JoinHandle<()>, may_return: bool) {
+        let watcher = self.health.watch_inner(
+            name,
+            task,
+            self.stop.clone(),
+            self.metrics.clone(),
+            may_return,
+        );
+        self.watched.spawn(async move {
+            let _ = watcher.await;
+        });
+    }
+
+    /// Stops every task and waits for all of them.
+    pub async fn shutdown(mut self) {
+        self.stop.cancel();
+        while self.watched.join_next().await.is_some() {}
+    }
+}
 
 /// Which background tasks ended before shutdown.
 #[derive(Debug, Default)]
@@ -21,30 +80,8 @@ impl TaskHealth {
         Arc::new(Self::default())
     }
 
-    /// Watches `handle`: when it ends while `stop` is not cancelled, logs an error, counts it
-    /// and records it. Await the returned handle at shutdown in place of the task's own.
-    pub fn watch(
-        self: &Arc<Self>,
-        name: &'static str,
-        handle: JoinHandle<()>,
-        stop: CancellationToken,
-        metrics: Option<Arc<Metrics>>,
-    ) -> JoinHandle<()> {
-        self.watch_inner(name, handle, stop, metrics, false)
-    }
-
-    /// Like [`TaskHealth::watch`] for a task that may decide to stop (the reconciler against an
-    /// Atlantis without `GET /api/locks`): only a panic counts.
-    pub fn watch_may_return(
-        self: &Arc<Self>,
-        name: &'static str,
-        handle: JoinHandle<()>,
-        stop: CancellationToken,
-        metrics: Option<Arc<Metrics>>,
-    ) -> JoinHandle<()> {
-        self.watch_inner(name, handle, stop, metrics, true)
-    }
-
+    /// Watches `handle`: when it ends while `stop` is not cancelled (and, with `may_return`,
+    /// by a panic), logs an error, counts it and records it.
     fn watch_inner(
         self: &Arc<Self>,
         name: &'static str,
@@ -97,19 +134,29 @@ mod tests {
         let health = TaskHealth::new();
         let metrics = Arc::new(Metrics::new());
         let stop = CancellationToken::new();
-        let panicking = tokio::spawn(async { panic!("period must be non-zero") });
-        let w1 = health.watch(
+        let mut tasks = Supervisor::new(stop.clone(), health.clone(), Some(metrics.clone()));
+        tasks.run(
             "maintenance",
-            panicking,
-            stop.clone(),
-            Some(metrics.clone()),
+            tokio::spawn(async { panic!("period must be non-zero") }),
         );
-        let returning = tokio::spawn(async {});
-        let w2 = health.watch("stats", returning, stop.clone(), Some(metrics.clone()));
-        let (_, _) = tokio::join!(w1, w2);
+        tasks.run("stats", tokio::spawn(async {}));
+        let s = stop.clone();
+        tasks.run(
+            "reconciler",
+            tokio::spawn(async move { s.cancelled().await }),
+        );
+        // Let the two end before shutdown.
+        while health.ended().len() < 2 {
+            tokio::task::yield_now().await;
+        }
+        tasks.shutdown().await;
         let mut ended = health.ended();
         ended.sort_unstable();
-        assert_eq!(ended, ["maintenance", "stats"]);
+        assert_eq!(
+            ended,
+            ["maintenance", "stats"],
+            "the one that ran until shutdown is fine"
+        );
         let text = metrics.encode();
         assert!(
             text.contains(
@@ -120,20 +167,19 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn ending_at_shutdown_is_normal() {
+    async fn ending_at_shutdown_or_by_choice_is_normal() {
         let health = TaskHealth::new();
         let stop = CancellationToken::new();
+        let mut tasks = Supervisor::new(stop.clone(), health.clone(), None);
         let s = stop.clone();
-        let task = tokio::spawn(async move { s.cancelled().await });
-        let w = health.watch("reconciler", task, stop.clone(), None);
-        stop.cancel();
-        w.await.unwrap();
-        assert!(health.ended().is_empty());
-        let done = tokio::spawn(async {});
-        health
-            .watch_may_return("reconciler", done, CancellationToken::new(), None)
-            .await
-            .unwrap();
-        assert!(health.ended().is_empty());
+        tasks.run(
+            "dispatcher",
+            tokio::spawn(async move { s.cancelled().await }),
+        );
+        tasks.run_may_return("reconciler", tokio::spawn(async {}));
+        tokio::task::yield_now().await;
+        tasks.shutdown().await;
+        assert!(stop.is_cancelled());
+        assert!(health.ended().is_empty(), "{:?}", health.ended());
     }
 }
