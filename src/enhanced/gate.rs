@@ -12,6 +12,7 @@ use crate::classify::{Acquire, LockKey, LockSet, LockTarget, Priority, PullRef};
 use crate::engine::{AcquireOutcome, AcquireRequest, EngineError, QueueOutcome};
 use crate::resolve::{Filters, Resolution, ResolveRequest, UnresolvedKind};
 use crate::route::BreakerError;
+use crate::telemetry::metrics::labels::ResolveOutcome;
 use crate::telemetry::{FailReason, ReleaseReason, spans};
 use crate::upstream::replay::StoredRequest;
 use crate::vocab::LegacyReason;
@@ -307,11 +308,11 @@ impl Enhanced {
                         None => {}
                         Some(Resolution::Unresolved { kind, reason }) => {
                             tracing::info!(%reason, pull = %acq.pull, "fork unknown: legacy path");
-                            self.metrics.resolve(kind.as_str());
+                            self.metrics.resolve(ResolveOutcome::Unresolved(kind));
                             return Needed::Unresolved(kind);
                         }
                         Some(_) => {
-                            self.metrics.resolve("no_locks");
+                            self.metrics.resolve(ResolveOutcome::NoLocks);
                             return Needed::Nothing;
                         }
                     }
@@ -331,7 +332,7 @@ impl Enhanced {
                         Resolution::NoLocks => {}
                         Resolution::Unresolved { kind, reason } => {
                             tracing::info!(%reason, pull = %acq.pull, "project config unread: legacy path");
-                            self.metrics.resolve(kind.as_str());
+                            self.metrics.resolve(ResolveOutcome::Unresolved(kind));
                             return Needed::Unresolved(kind);
                         }
                     }
@@ -360,7 +361,7 @@ impl Enhanced {
                         Resolution::NoLocks => {}
                         Resolution::Unresolved { kind, reason } => {
                             tracing::info!(%reason, pull = %acq.pull, "projects unresolved: legacy path");
-                            self.metrics.resolve(kind.as_str());
+                            self.metrics.resolve(ResolveOutcome::Unresolved(kind));
                             return Needed::Unresolved(kind);
                         }
                     }
@@ -373,10 +374,10 @@ impl Enhanced {
         keys.sort();
         keys.dedup();
         if keys.is_empty() {
-            self.metrics.resolve("no_locks");
+            self.metrics.resolve(ResolveOutcome::NoLocks);
             return Needed::Nothing;
         }
-        self.metrics.resolve("resolved");
+        self.metrics.resolve(ResolveOutcome::Resolved);
         Needed::Locks(Gated {
             locks: keys,
             priority: project_priority.or(label_priority).unwrap_or_default(),

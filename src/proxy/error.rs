@@ -8,6 +8,7 @@ use std::time::Duration;
 use http::{Extensions, HeaderValue, Response, StatusCode, header};
 
 use super::ratelimit::RetryAfter;
+use crate::telemetry::metrics::labels::ProxyErrorKind;
 use crate::upstream::{ProxyBody, UpstreamError, full};
 
 /// Header that marks a response made by the proxy, not Atlantis.
@@ -113,17 +114,17 @@ impl From<UpstreamError> for ProxyError {
 
 impl ProxyError {
     /// Short machine-readable kind, used in the marker header and in metrics.
-    pub fn kind(&self) -> &'static str {
+    pub fn kind(&self) -> ProxyErrorKind {
         match self {
-            ProxyError::UpstreamUnavailable(_) => "upstream-unavailable",
-            ProxyError::UpstreamTimeout(_) => "upstream-timeout",
-            ProxyError::BodyTooLarge(_) => "body-too-large",
-            ProxyError::BodyTimeout => "body-timeout",
-            ProxyError::BodyUnreadable(_) => "body-unreadable",
-            ProxyError::BadSignature { .. } => "bad-signature",
-            ProxyError::EngineUnavailable(_) => "engine-unavailable",
-            ProxyError::Overloaded => "overloaded",
-            ProxyError::RateLimited { .. } => "rate-limited",
+            ProxyError::UpstreamUnavailable(_) => ProxyErrorKind::UpstreamUnavailable,
+            ProxyError::UpstreamTimeout(_) => ProxyErrorKind::UpstreamTimeout,
+            ProxyError::BodyTooLarge(_) => ProxyErrorKind::BodyTooLarge,
+            ProxyError::BodyTimeout => ProxyErrorKind::BodyTimeout,
+            ProxyError::BodyUnreadable(_) => ProxyErrorKind::BodyUnreadable,
+            ProxyError::BadSignature { .. } => ProxyErrorKind::BadSignature,
+            ProxyError::EngineUnavailable(_) => ProxyErrorKind::EngineUnavailable,
+            ProxyError::Overloaded => ProxyErrorKind::Overloaded,
+            ProxyError::RateLimited { .. } => ProxyErrorKind::RateLimited,
         }
     }
 
@@ -165,7 +166,7 @@ impl ProxyError {
             header::CONTENT_TYPE,
             HeaderValue::from_static("text/plain; charset=utf-8"),
         );
-        h.insert(ERROR_HEADER, HeaderValue::from_static(kind));
+        h.insert(ERROR_HEADER, HeaderValue::from_static(kind.as_str()));
         match &self {
             ProxyError::Overloaded => {
                 h.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
@@ -183,4 +184,4 @@ impl ProxyError {
 
 /// Marks a response the rescue made from an error: its kind (`upstream-timeout`, ...).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Rescued(pub &'static str);
+pub struct Rescued(pub ProxyErrorKind);

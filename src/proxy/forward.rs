@@ -16,7 +16,8 @@ use tracing::Instrument;
 
 use super::ProxyError;
 use super::facts::{AnswerFuture, ClientAddr};
-use crate::telemetry::{self, Metrics, metrics::status_class};
+use crate::telemetry::metrics::labels::{StatusClass, UpstreamOutcome};
+use crate::telemetry::{self, Metrics};
 use crate::upstream::{BoxError, ProxyBody, Upstream, add_forwarded, full, strip_hop_by_hop};
 
 /// Sends requests to Atlantis: the service at the bottom of the stack.
@@ -114,15 +115,16 @@ async fn forward(
                 return Err(body_err);
             }
             let class = if matches!(err, ProxyError::UpstreamTimeout(_)) {
-                "timeout"
+                UpstreamOutcome::Timeout
             } else {
-                "error"
+                UpstreamOutcome::Error
             };
             state.metrics.upstream(class, took);
             return Err(err);
         }
     };
-    state.metrics.upstream(status_class(resp.status()), took);
+    let class = UpstreamOutcome::Status(StatusClass::of(resp.status()));
+    state.metrics.upstream(class, took);
     let (mut parts, body) = resp.into_parts();
     strip_hop_by_hop(&mut parts.headers, false);
     Ok(Response::from_parts(
@@ -143,9 +145,10 @@ pub async fn upgrade<B>(
     prepare(&mut up_req, client, true);
     let start = Instant::now();
     let mut resp = state.upstream.send(up_req).await?;
-    state
-        .metrics
-        .upstream(status_class(resp.status()), start.elapsed());
+    state.metrics.upstream(
+        UpstreamOutcome::Status(StatusClass::of(resp.status())),
+        start.elapsed(),
+    );
     if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
         let (mut parts, body) = resp.into_parts();
         strip_hop_by_hop(&mut parts.headers, false);

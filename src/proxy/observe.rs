@@ -4,14 +4,14 @@
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use http::{Method, Request, Response};
+use http::{Request, Response};
 use tower::{Layer, Service};
 use tracing::Instrument;
 
 use super::error::Rescued;
 use super::facts::{Classified, Verdict};
 use crate::route::Route;
-use crate::telemetry::metrics::status_class;
+use crate::telemetry::metrics::labels::{HttpRoute, RequestOutcome, StatusClass};
 use crate::telemetry::{self, Metrics, spans};
 use crate::upstream::ProxyBody;
 use crate::vocab::EnginePath;
@@ -63,9 +63,9 @@ where
     }
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
-        let route = route_name(req.method(), req.uri().path());
+        let route = HttpRoute::of(req.method(), req.uri().path());
         // The server span: every later step (classify, engine, upstream) is its child.
-        let span = spans::server(req.method(), route, req.uri().path());
+        let span = spans::server(req.method(), route.as_str(), req.uri().path());
         telemetry::set_parent_from_headers(&span, req.headers());
         let metrics = self.metrics.clone();
         let answer = self.inner.call(req).instrument(span.clone());
@@ -74,8 +74,8 @@ where
             if let Ok(resp) = &answer {
                 let path = record(&span, resp);
                 let outcome = match resp.extensions().get::<Rescued>() {
-                    Some(Rescued(kind)) => kind,
-                    None => status_class(resp.status()),
+                    Some(Rescued(kind)) => RequestOutcome::Proxy(*kind),
+                    None => RequestOutcome::Status(StatusClass::of(resp.status())),
                 };
                 metrics.request(route, path, outcome);
             }
@@ -110,7 +110,7 @@ fn record(span: &tracing::Span, resp: &Response<ProxyBody>) -> EnginePath {
         }
     }
     if let Some(Rescued(kind)) = facts.get::<Rescued>() {
-        span.record("error.type", *kind);
+        span.record("error.type", kind.as_str());
     }
     let status = resp.status();
     span.record("http.response.status_code", status.as_u16());
@@ -122,25 +122,4 @@ fn record(span: &tracing::Span, resp: &Response<ProxyBody>) -> EnginePath {
         .get::<EnginePath>()
         .copied()
         .unwrap_or(EnginePath::Legacy)
-}
-
-/// A bounded label for metrics: Atlantis's route, never the raw path.
-fn route_name(method: &Method, path: &str) -> &'static str {
-    match (method, path) {
-        (&Method::POST, "/events") => "events",
-        (&Method::POST, "/api/plan") => "api_plan",
-        (&Method::POST, "/api/apply") => "api_apply",
-        (&Method::POST, "/api/drift/detect") => "api_drift_detect",
-        (&Method::POST, "/api/drift/remediate") => "api_drift_remediate",
-        (&Method::GET, "/api/locks") => "api_locks",
-        (&Method::DELETE, "/locks") => "delete_lock",
-        (&Method::GET, "/lock") => "lock_page",
-        (&Method::POST, "/apply/lock") => "apply_lock",
-        (&Method::DELETE, "/apply/unlock") => "apply_unlock",
-        (_, p) if p.starts_with("/jobs/") && p.ends_with("/ws") => "jobs_ws",
-        (_, p) if p.starts_with("/jobs/") => "jobs",
-        (_, "/healthz" | "/readyz" | "/status") => "health",
-        (_, "/") => "index",
-        _ => "other",
-    }
 }

@@ -383,7 +383,9 @@ async fn the_rescue_keeps_the_facts_of_a_failure() {
     );
     assert_eq!(
         resp.extensions().get::<error::Rescued>(),
-        Some(&error::Rescued("engine-unavailable"))
+        Some(&error::Rescued(
+            crate::telemetry::metrics::labels::ProxyErrorKind::EngineUnavailable
+        ))
     );
 }
 

@@ -119,6 +119,64 @@ impl From<UnresolvedKind> for LegacyReason {
     }
 }
 
+/// How the two decisions relate; the label of the shadow metrics and of `/admin/shadow/diffs`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DiffKind {
+    /// Both decided the same.
+    Match,
+    /// Expected: Atlantis refused, the engine would have queued behind the same holder.
+    LegacyDeniedEnhancedWouldQueue,
+    /// Atlantis granted, the engine would have queued (it knows a holder Atlantis does not).
+    LegacyGrantedEnhancedWouldQueue,
+    /// Atlantis refused, the engine would have granted (Atlantis holds a lock the engine does not know).
+    LegacyDeniedEnhancedWouldGrant,
+    /// Both refused, naming different holders.
+    HolderMismatch,
+    /// One released, the other had nothing to release.
+    ReleaseMismatch,
+    /// The outcomes are of different operations (an acquire against a release): a bug upstream.
+    OperationMismatch,
+    /// Legacy's outcome could not be read: counted, not judged.
+    Inconclusive,
+}
+
+impl DiffKind {
+    /// Every kind, in a fixed order (index = `self as usize`).
+    pub const ALL: [DiffKind; 8] = [
+        DiffKind::Match,
+        DiffKind::LegacyDeniedEnhancedWouldQueue,
+        DiffKind::LegacyGrantedEnhancedWouldQueue,
+        DiffKind::LegacyDeniedEnhancedWouldGrant,
+        DiffKind::HolderMismatch,
+        DiffKind::ReleaseMismatch,
+        DiffKind::OperationMismatch,
+        DiffKind::Inconclusive,
+    ];
+
+    /// The metric label / JSON name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DiffKind::Match => "match",
+            DiffKind::LegacyDeniedEnhancedWouldQueue => "legacy_denied_enhanced_would_queue",
+            DiffKind::LegacyGrantedEnhancedWouldQueue => "legacy_granted_enhanced_would_queue",
+            DiffKind::LegacyDeniedEnhancedWouldGrant => "legacy_denied_enhanced_would_grant",
+            DiffKind::HolderMismatch => "holder_mismatch",
+            DiffKind::ReleaseMismatch => "release_mismatch",
+            DiffKind::OperationMismatch => "operation_mismatch",
+            DiffKind::Inconclusive => "inconclusive",
+        }
+    }
+
+    /// True for a disagreement nobody planned for (what `mismatched` counts and alerts watch).
+    pub fn is_mismatch(self) -> bool {
+        !matches!(
+            self,
+            DiffKind::Match | DiffKind::LegacyDeniedEnhancedWouldQueue | DiffKind::Inconclusive
+        )
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

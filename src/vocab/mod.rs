@@ -10,7 +10,7 @@ mod pull;
 mod secret;
 
 pub use command::{CommandKind, CommentCommandName, Vcs, command_locks};
-pub use decision::{EnginePath, LegacyReason, UnresolvedKind};
+pub use decision::{DiffKind, EnginePath, LegacyReason, UnresolvedKind};
 pub use key::{LockKey, LockMode, ParseKeyError, Priority};
 pub use pull::{ParsePullError, PullId, PullRef};
 pub use secret::{RawSecret, Secret, has_userinfo, redact_userinfo};

@@ -2,6 +2,9 @@
 //! attributes, `traceparent` reaches Atlantis, `/metrics` is valid Prometheus text, and the
 //! dashboard and alert rules only query metrics the proxy exports.
 
+use atlantis_lock_proxy::telemetry::metrics::labels::{
+    HttpRoute, RequestOutcome, ResolveOutcome, StatusClass, UpstreamOutcome,
+};
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
@@ -294,13 +297,20 @@ fn populated() -> Metrics {
     m.engine_retry("acquire");
     m.deadlock();
     m.set_split(50, true);
-    m.shadow_compared("legacy_denied_engine_would_queue", true);
+    m.shadow_compared(atlantis_lock_proxy::vocab::DiffKind::LegacyDeniedEnhancedWouldGrant);
     m.shadow_dropped();
     m.replay("forwarded");
-    m.resolve("table");
+    m.resolve(ResolveOutcome::Resolved);
     m.legacy_fallback();
-    m.request("events", EnginePath::Enhanced, "queued");
-    m.upstream("2xx", Duration::from_millis(4));
+    m.request(
+        HttpRoute::Events,
+        EnginePath::Enhanced,
+        RequestOutcome::Status(StatusClass::Success),
+    );
+    m.upstream(
+        UpstreamOutcome::Status(StatusClass::Success),
+        Duration::from_millis(4),
+    );
     m
 }
 

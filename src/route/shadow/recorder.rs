@@ -82,7 +82,7 @@ impl ShadowRecorder {
         let kind = compare(legacy, enhanced);
         self.by_kind[kind as usize].fetch_add(1, Ordering::Relaxed);
         if let Some(m) = &self.metrics {
-            m.shadow_compared(kind.as_str(), kind.is_mismatch());
+            m.shadow_compared(kind);
         }
         if kind != DiffKind::Match && self.keep > 0 {
             let (repo, pull, locks) = match op {

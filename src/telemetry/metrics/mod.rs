@@ -6,6 +6,7 @@
 //! typed call on [`Metrics`]; label values are `&'static str` or enums so cardinality stays bounded.
 
 mod exposition;
+pub mod labels;
 pub mod locking;
 pub mod proxy;
 mod tasks;
@@ -83,17 +84,6 @@ impl Metrics {
         } else {
             (PROMETHEUS_CONTENT_TYPE, self.encode())
         }
-    }
-}
-
-/// `2xx`-style class of a status code.
-pub fn status_class(status: http::StatusCode) -> &'static str {
-    match status.as_u16() {
-        100..=199 => "1xx",
-        200..=299 => "2xx",
-        300..=399 => "3xx",
-        400..=499 => "4xx",
-        _ => "5xx",
     }
 }
 

@@ -11,7 +11,8 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
 use super::Metrics;
-use crate::vocab::EnginePath;
+use super::labels::{HttpRoute, RequestOutcome, ResolveOutcome, UpstreamOutcome};
+use crate::vocab::{DiffKind, EnginePath};
 
 /// Latency buckets (seconds) for calls to Atlantis: webhooks answer in milliseconds,
 /// `/api/plan` can run for minutes.
@@ -22,25 +23,25 @@ const UPSTREAM_BUCKETS: [f64; 14] = [
 /// Labels of one handled request.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
-    /// Coarse Atlantis route (`events`, `api_plan`, `locks`, …).
-    pub route: &'static str,
-    /// [`EnginePath::as_str`]: `legacy` or `enhanced`.
-    pub engine: &'static str,
-    /// Status class (`2xx`…) or what the proxy did (`queued`, `rejected`).
-    pub outcome: &'static str,
+    /// Coarse Atlantis route (`events`, `api_plan`, `delete_lock`, …).
+    pub route: HttpRoute,
+    /// The path that decided: `legacy` or `enhanced`.
+    pub engine: EnginePath,
+    /// Status class (`2xx`…) or the proxy's error kind (`upstream-timeout`, `rate-limited`, …).
+    pub outcome: RequestOutcome,
 }
 
 /// Labels of one upstream call.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct UpstreamLabels {
     /// `2xx`…`5xx`, or `error` / `timeout` when Atlantis gave no answer.
-    pub status_class: &'static str,
+    pub status_class: UpstreamOutcome,
 }
 
 /// A label set with one `kind` label.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub(super) struct KindLabel {
-    pub kind: &'static str,
+    pub kind: DiffKind,
 }
 
 /// A label set with one `outcome` label.
@@ -80,19 +81,6 @@ pub(super) fn register_http(
     (requests, upstream_duration)
 }
 
-/// Outcomes of `resolves_total`: resolved, nothing to lock, and each unresolved kind.
-const RESOLVE_OUTCOMES: [&str; 9] = [
-    "resolved",
-    "no_locks",
-    "budget",
-    "api_timeout",
-    "rate_limited",
-    "api_error",
-    "no_client",
-    "bad_repo_config",
-    "unmappable",
-];
-
 /// VCSs and outcomes of `notifications_total`.
 const NOTIFY_VCS: [&str; 6] = [
     "github",
@@ -119,10 +107,16 @@ pub(super) struct Own {
     shadow_mismatches: Family<KindLabel, Counter>,
     shadow_dropped: Counter,
     replays: Family<OutcomeLabel, Counter>,
-    resolves: Family<OutcomeLabel, Counter>,
+    resolves: Family<ResolveLabel, Counter>,
     fallbacks: Counter,
     notifications: Family<NotificationLabels, Counter>,
     queue_refused: Family<ReasonLabel, Counter>,
+}
+
+/// The `resolves_total` label set.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(super) struct ResolveLabel {
+    pub outcome: ResolveOutcome,
 }
 
 /// A label set with one `reason` label.
@@ -202,8 +196,8 @@ impl Own {
         );
         // Every series exists from the start with 0, so a dashboard or an alert on a rate sees
         // the first event (and a silent quick start shows `unconfigured` growing, not nothing).
-        for outcome in RESOLVE_OUTCOMES {
-            let _ = own.resolves.get_or_create(&OutcomeLabel { outcome });
+        for outcome in ResolveOutcome::all() {
+            let _ = own.resolves.get_or_create(&ResolveLabel { outcome });
         }
         for vcs in NOTIFY_VCS {
             for outcome in NOTIFY_OUTCOMES {
@@ -218,18 +212,18 @@ impl Own {
 
 impl Metrics {
     /// Counts one request that took `engine`'s path.
-    pub fn request(&self, route: &'static str, engine: EnginePath, outcome: &'static str) {
+    pub fn request(&self, route: HttpRoute, engine: EnginePath, outcome: RequestOutcome) {
         self.requests
             .get_or_create(&RequestLabels {
                 route,
-                engine: engine.as_str(),
+                engine,
                 outcome,
             })
             .inc();
     }
 
     /// Records one upstream call.
-    pub fn upstream(&self, status_class: &'static str, took: Duration) {
+    pub fn upstream(&self, status_class: UpstreamOutcome, took: Duration) {
         self.upstream_duration
             .get_or_create(&UpstreamLabels { status_class })
             .observe(took.as_secs_f64());
@@ -241,14 +235,14 @@ impl Metrics {
         self.own.shadow_enabled.set(i64::from(shadow));
     }
 
-    /// Counts one shadow comparison of `kind` (e.g. `agree`, `legacy_denied_engine_would_queue`);
-    /// `mismatch` also counts it as a disagreement.
-    pub fn shadow_compared(&self, kind: &'static str, mismatch: bool) {
+    /// Counts one shadow comparison of `kind`; a disagreement nobody planned for also counts as
+    /// a mismatch.
+    pub fn shadow_compared(&self, kind: DiffKind) {
         self.own
             .shadow_comparisons
             .get_or_create(&KindLabel { kind })
             .inc();
-        if mismatch {
+        if kind.is_mismatch() {
             self.own
                 .shadow_mismatches
                 .get_or_create(&KindLabel { kind })
@@ -269,11 +263,11 @@ impl Metrics {
             .inc();
     }
 
-    /// Counts one resolver outcome (`flags`, `table`, `vcs`, `unresolved`, `error`).
-    pub fn resolve(&self, outcome: &'static str) {
+    /// Counts one resolver outcome.
+    pub fn resolve(&self, outcome: ResolveOutcome) {
         self.own
             .resolves
-            .get_or_create(&OutcomeLabel { outcome })
+            .get_or_create(&ResolveLabel { outcome })
             .inc();
     }
 

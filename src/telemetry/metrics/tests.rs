@@ -177,15 +177,20 @@ fn health_breaker_and_resources_read_as_the_guide_defines_them() {
 
 #[test]
 fn the_proxy_reports_split_shadow_replays_and_resolves() {
+    use crate::vocab::DiffKind;
     let m = Metrics::new();
     m.set_split(25, true);
-    m.shadow_compared("agree", false);
-    m.shadow_compared("legacy_denied_engine_would_queue", true);
-    m.shadow_compared("legacy_denied_engine_would_queue", true);
+    m.shadow_compared(DiffKind::Match);
+    m.shadow_compared(DiffKind::LegacyDeniedEnhancedWouldGrant);
+    m.shadow_compared(DiffKind::LegacyDeniedEnhancedWouldGrant);
+    // The expected difference is compared, not a mismatch.
+    m.shadow_compared(DiffKind::LegacyDeniedEnhancedWouldQueue);
     m.shadow_dropped();
     m.replay("forwarded");
-    m.resolve("vcs");
-    m.resolve("unresolved");
+    m.resolve(super::labels::ResolveOutcome::Resolved);
+    m.resolve(super::labels::ResolveOutcome::Unresolved(
+        crate::vocab::UnresolvedKind::NoClient,
+    ));
     m.legacy_fallback();
     let t = m.encode();
     let p = "atlantis_lock_proxy_";
@@ -194,25 +199,28 @@ fn the_proxy_reports_split_shadow_replays_and_resolves() {
     assert_eq!(
         value(
             &t,
-            &format!("{p}shadow_comparisons_total{{kind=\"agree\"}}")
+            &format!("{p}shadow_comparisons_total{{kind=\"match\"}}")
         ),
         1.0
     );
     assert_eq!(
         value(
             &t,
-            &format!("{p}shadow_mismatches_total{{kind=\"legacy_denied_engine_would_queue\"}}")
+            &format!("{p}shadow_mismatches_total{{kind=\"legacy_denied_enhanced_would_grant\"}}")
         ),
         2.0
     );
-    assert!(!t.contains(&format!("{p}shadow_mismatches_total{{kind=\"agree\"}}")));
+    assert!(!t.contains(&format!("{p}shadow_mismatches_total{{kind=\"match\"}}")));
+    assert!(!t.contains(&format!(
+        "{p}shadow_mismatches_total{{kind=\"legacy_denied_enhanced_would_queue\"}}"
+    )));
     assert_eq!(value(&t, &format!("{p}shadow_dropped_total")), 1.0);
     assert_eq!(
         value(&t, &format!("{p}replays_total{{outcome=\"forwarded\"}}")),
         1.0
     );
     assert_eq!(
-        value(&t, &format!("{p}resolves_total{{outcome=\"vcs\"}}")),
+        value(&t, &format!("{p}resolves_total{{outcome=\"no_client\"}}")),
         1.0
     );
     assert_eq!(value(&t, &format!("{p}legacy_fallbacks_total")), 1.0);
