@@ -8,7 +8,15 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
-use serde_json::{Value, json};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::route::shadow::{EnhancedDecision, LegacyOutcome};
+
+use super::api::{
+    ErrorBody, LockList, QueueList, Readiness, Released, Removed, ShadowDiffs, SplitUpdate,
+    SplitView,
+};
 
 /// An operator command, named after the migration guide's.
 #[derive(Debug, Clone)]
@@ -27,7 +35,7 @@ pub enum CliCommand {
     LocksRelease(String),
     /// List queues.
     QueueList,
-    /// Remove one waiter from its queue (it is forwarded to Atlantis like a timeout).
+    /// Remove one waiter from its queue (its pull-request comment says an operator removed it).
     QueueRemove(String),
     /// Shadow-mode decision diffs.
     Diffs,
@@ -71,114 +79,105 @@ impl AdminClient {
 
     /// Runs one command; returns what to print.
     pub async fn run(&self, cmd: &CliCommand, as_json: bool) -> Result<String, CliError> {
-        let out = match cmd {
+        let out = |text: String, value: &dyn erased::Json| {
+            if as_json { value.pretty() } else { text }
+        };
+        Ok(match cmd {
             CliCommand::Status => {
-                let split = self.call(Method::GET, "/admin/split", None).await?;
-                let locks = self.call(Method::GET, "/admin/locks", None).await?;
-                let queues = self.call(Method::GET, "/admin/queues", None).await?;
-                let ready = self.call_any(Method::GET, "/readyz", None).await?;
-                let waiting: usize = queues["queues"]
-                    .as_array()
-                    .map(|qs| {
-                        qs.iter()
-                            .map(|q| q["waiters"].as_array().map_or(0, Vec::len))
-                            .sum()
-                    })
-                    .unwrap_or(0);
-                let summary = json!({
-                    "split": split,
-                    "ready": ready,
-                    "locks": locks["locks"].as_array().map_or(0, Vec::len),
-                    "waiters": waiting,
-                });
-                return Ok(if as_json {
-                    pretty(&summary)
-                } else {
-                    render_status(&summary)
-                });
+                let split: SplitView = self.call(Method::GET, "/admin/split", None).await?;
+                let locks: LockList = self.call(Method::GET, "/admin/locks", None).await?;
+                let queues: QueueList = self.call(Method::GET, "/admin/queues", None).await?;
+                // Readiness reports 503 with the same body.
+                let (status, ready) = self.send::<Readiness>(Method::GET, "/readyz", None).await?;
+                let ready = ready.map_err(|message| CliError::Api { status, message })?;
+                let summary = StatusSummary {
+                    waiters: queues.queues.iter().map(|q| q.waiters.len()).sum(),
+                    locks: locks.locks.len(),
+                    split,
+                    ready,
+                };
+                out(render_status(&summary), &summary)
             }
             CliCommand::SplitSet(pct) => {
-                self.call(
-                    Method::PUT,
-                    "/admin/split",
-                    Some(json!({"traffic_split": pct})),
-                )
-                .await?
+                let update = SplitUpdate {
+                    traffic_split: Some(i64::from(*pct)),
+                    ..SplitUpdate::default()
+                };
+                let v: SplitView = self
+                    .call(Method::PUT, "/admin/split", Some(&update))
+                    .await?;
+                out(render_split(&v), &v)
             }
             CliCommand::Shadow(on) => {
-                self.call(
-                    Method::PUT,
-                    "/admin/split",
-                    Some(json!({"monitor_only": on})),
-                )
-                .await?
+                let update = SplitUpdate {
+                    monitor_only: Some(*on),
+                    ..SplitUpdate::default()
+                };
+                let v: SplitView = self
+                    .call(Method::PUT, "/admin/split", Some(&update))
+                    .await?;
+                out(render_split(&v), &v)
             }
-            CliCommand::Rollback => self.call(Method::POST, "/admin/rollback", None).await?,
-            CliCommand::LocksList => self.call(Method::GET, "/admin/locks", None).await?,
+            CliCommand::Rollback => {
+                let v: SplitView = self.call(Method::POST, "/admin/rollback", None).await?;
+                out(render_split(&v), &v)
+            }
+            CliCommand::LocksList => {
+                let v: LockList = self.call(Method::GET, "/admin/locks", None).await?;
+                out(render_locks(&v), &v)
+            }
             CliCommand::LocksRelease(key) => {
                 let path = format!(
                     "/admin/locks/{}",
                     utf8_percent_encode(key, NON_ALPHANUMERIC)
                 );
-                self.call(Method::DELETE, &path, None).await?
+                let v: Released = self.call(Method::DELETE, &path, None).await?;
+                out(v.pretty(), &v)
             }
-            CliCommand::QueueList => self.call(Method::GET, "/admin/queues", None).await?,
+            CliCommand::QueueList => {
+                let v: QueueList = self.call(Method::GET, "/admin/queues", None).await?;
+                out(render_queues(&v), &v)
+            }
             CliCommand::QueueRemove(id) => {
                 let path = format!(
                     "/admin/queues/{}",
                     utf8_percent_encode(id, NON_ALPHANUMERIC)
                 );
-                self.call(Method::DELETE, &path, None).await?
+                let v: Removed = self.call(Method::DELETE, &path, None).await?;
+                out(v.pretty(), &v)
             }
-            CliCommand::Diffs => self.call(Method::GET, "/admin/shadow/diffs", None).await?,
-        };
-        if as_json {
-            return Ok(pretty(&out));
-        }
-        Ok(match cmd {
-            CliCommand::SplitSet(_) | CliCommand::Shadow(_) | CliCommand::Rollback => {
-                render_split(&out)
+            CliCommand::Diffs => {
+                let v: ShadowDiffs = self.call(Method::GET, "/admin/shadow/diffs", None).await?;
+                out(render_diffs(&v), &v)
             }
-            CliCommand::LocksList => render_locks(&out),
-            CliCommand::QueueList => render_queues(&out),
-            CliCommand::Diffs => render_diffs(&out),
-            _ => pretty(&out),
         })
     }
 
-    async fn call(
+    /// One call whose success body is a `T`; any other status is the API's error.
+    async fn call<T: DeserializeOwned>(
         &self,
         method: Method,
         path: &str,
-        body: Option<Value>,
-    ) -> Result<Value, CliError> {
-        let (status, value) = self.send(method, path, body).await?;
-        if status.is_success() {
-            Ok(value)
-        } else {
-            Err(CliError::Api {
+        body: Option<&dyn erased::Json>,
+    ) -> Result<T, CliError> {
+        let (status, parsed) = self.send::<T>(method, path, body).await?;
+        match parsed {
+            Ok(v) if status.is_success() => Ok(v),
+            Ok(_) => Err(CliError::Api {
                 status,
-                message: value["error"].as_str().unwrap_or("").to_string(),
-            })
+                message: String::new(),
+            }),
+            Err(message) => Err(CliError::Api { status, message }),
         }
     }
 
-    /// Like `call`, but any status is an answer (readiness reports 503 with a body).
-    async fn call_any(
+    /// Sends one call: its status and its body as a `T`, or the error text it carried.
+    async fn send<T: DeserializeOwned>(
         &self,
         method: Method,
         path: &str,
-        body: Option<Value>,
-    ) -> Result<Value, CliError> {
-        Ok(self.send(method, path, body).await?.1)
-    }
-
-    async fn send(
-        &self,
-        method: Method,
-        path: &str,
-        body: Option<Value>,
-    ) -> Result<(StatusCode, Value), CliError> {
+        body: Option<&dyn erased::Json>,
+    ) -> Result<(StatusCode, Result<T, String>), CliError> {
         let url = format!("{}{path}", self.base);
         let unreachable = |reason: String| CliError::Unreachable {
             url: self.base.clone(),
@@ -188,7 +187,7 @@ impl AdminClient {
         if let Some(t) = &self.token {
             req = req.header("authorization", format!("Bearer {t}"));
         }
-        let bytes = body.map(|b| Bytes::from(b.to_string())).unwrap_or_default();
+        let bytes = body.map(|b| Bytes::from(b.compact())).unwrap_or_default();
         if !bytes.is_empty() {
             req = req.header("content-type", "application/json");
         }
@@ -207,88 +206,97 @@ impl AdminClient {
             .await
             .map_err(|e| unreachable(e.to_string()))?
             .to_bytes();
-        let value = serde_json::from_slice(&body).unwrap_or_else(
-            |_| json!({"error": String::from_utf8_lossy(&body).trim().to_string()}),
-        );
-        Ok((status, value))
+        let text = || String::from_utf8_lossy(&body).trim().to_string();
+        let parsed = if status.is_success() || status == StatusCode::SERVICE_UNAVAILABLE {
+            serde_json::from_slice::<T>(&body).map_err(|_| error_text(&body).unwrap_or_else(text))
+        } else {
+            Err(error_text(&body).unwrap_or_else(text))
+        };
+        Ok((status, parsed))
     }
 }
 
-fn pretty(v: &Value) -> String {
-    serde_json::to_string_pretty(v).unwrap_or_default()
+/// The `error` of an [`ErrorBody`], if the body is one.
+fn error_text(body: &[u8]) -> Option<String> {
+    serde_json::from_slice::<ErrorBody>(body)
+        .ok()
+        .map(|e| e.error)
 }
 
-fn s(v: &Value) -> String {
-    match v {
-        Value::String(s) => s.clone(),
-        Value::Null => "-".into(),
-        other => other.to_string(),
+/// What `status` prints: the split, readiness, and how much is held and queued.
+#[derive(Serialize)]
+struct StatusSummary {
+    split: SplitView,
+    ready: Readiness,
+    locks: usize,
+    waiters: usize,
+}
+
+/// Any answer, printable as JSON (`--json`) or sent as a request body.
+mod erased {
+    pub trait Json {
+        fn pretty(&self) -> String;
+        fn compact(&self) -> String;
+    }
+
+    impl<T: serde::Serialize> Json for T {
+        fn pretty(&self) -> String {
+            serde_json::to_string_pretty(self).unwrap_or_default()
+        }
+
+        fn compact(&self) -> String {
+            serde_json::to_string(self).unwrap_or_default()
+        }
     }
 }
 
-fn render_split(v: &Value) -> String {
+use erased::Json as _;
+
+fn render_split(v: &SplitView) -> String {
     format!(
         "traffic split: {}% enhanced\nshadow (monitor-only): {}\nenabled: {}\nbreaker: {}\nbackend: {}\nupdated: {}\n",
-        s(&v["traffic_split"]),
-        s(&v["monitor_only"]),
-        s(&v["enabled"]),
-        s(&v["breaker"]),
-        s(&v["backend"]),
-        s(&v["updated_at"])
+        v.traffic_split, v.monitor_only, v.enabled, v.breaker, v.backend, v.updated_at
     )
 }
 
-fn render_status(v: &Value) -> String {
-    let mut out = render_split(&v["split"]);
-    let _ = writeln!(out, "ready: {}", s(&v["ready"]["status"]));
-    if let Some(checks) = v["ready"]["checks"].as_object() {
-        for (k, c) in checks {
-            let _ = writeln!(out, "  {k}: {}", s(c));
-        }
+fn render_status(v: &StatusSummary) -> String {
+    let mut out = render_split(&v.split);
+    let _ = writeln!(out, "ready: {}", v.ready.status);
+    for (k, c) in &v.ready.checks {
+        let _ = writeln!(out, "  {k}: {c}");
     }
     let _ = writeln!(
         out,
         "locks held: {}\nwaiters queued: {}",
-        s(&v["locks"]),
-        s(&v["waiters"])
+        v.locks, v.waiters
     );
     out
 }
 
-fn render_locks(v: &Value) -> String {
+fn render_locks(v: &LockList) -> String {
     let mut out = format!(
         "{:<48} {:>6} {:<12} {:<9} {:<22} {:>8}\n",
         "KEY", "PULL", "USER", "PRIORITY", "EXPIRES", "FENCING"
     );
-    for l in v["locks"].as_array().into_iter().flatten() {
+    for l in &v.locks {
         let _ = writeln!(
             out,
             "{:<48} {:>6} {:<12} {:<9} {:<22} {:>8}",
-            s(&l["key"]),
-            s(&l["pull"]),
-            s(&l["user"]),
-            s(&l["priority"]),
-            s(&l["expires_at"]),
-            s(&l["fencing_token"])
+            l.key, l.pull, l.user, l.priority, l.expires_at, l.fencing_token
         );
     }
     out
 }
 
-fn render_queues(v: &Value) -> String {
+fn render_queues(v: &QueueList) -> String {
     let mut out = String::new();
-    for q in v["queues"].as_array().into_iter().flatten() {
-        let _ = writeln!(out, "{}", s(&q["key"]));
-        for w in q["waiters"].as_array().into_iter().flatten() {
+    for q in &v.queues {
+        let _ = writeln!(out, "{}", q.key);
+        for w in &q.waiters {
             let _ = writeln!(
                 out,
                 "  {:>3}. pull {:<6} {:<9} {:<12} since {}  (id {})",
-                s(&w["position"]),
-                s(&w["pull"]),
-                s(&w["priority"]),
-                s(&w["user"]),
-                s(&w["enqueued_at"]),
-                s(&w["id"])
+                w.position, w.pull, w.priority, w.user, w.enqueued_at, w.id
             );
         }
     }
@@ -298,69 +306,87 @@ fn render_queues(v: &Value) -> String {
     out
 }
 
-fn render_diffs(v: &Value) -> String {
+fn render_diffs(v: &ShadowDiffs) -> String {
     let mut out = format!(
         "compared: {}  mismatched: {}  dropped: {}\n",
-        s(&v["compared"]),
-        s(&v["mismatched"]),
-        s(&v["dropped"])
+        v.compared, v.mismatched, v.dropped
     );
-    if let Some(kinds) = v["by_kind"].as_object() {
-        for (k, n) in kinds {
-            let _ = writeln!(out, "  {k}: {}", s(n));
-        }
+    for (k, n) in &v.by_kind {
+        let _ = writeln!(out, "  {k}: {n}");
     }
-    // `{"outcome": "denied_held_by", "pull": 12}` reads as `denied_held_by #12`.
-    let side = |d: &Value, tag: &str| match d["pull"].as_i64() {
-        Some(n) => format!("{} #{n}", s(&d[tag])),
-        None => s(&d[tag]),
-    };
-    let recent = v["recent"]
-        .as_array()
-        .map(Vec::as_slice)
-        .unwrap_or_default();
-    if !recent.is_empty() {
+    if !v.recent.is_empty() {
         out.push_str("recent (newest first):\n");
     }
-    for d in recent {
-        let pull = d["pull"]
-            .as_i64()
-            .map(|n| format!("#{n}"))
-            .unwrap_or_default();
-        let locks: Vec<String> = d["locks"].as_array().into_iter().flatten().map(s).collect();
+    for d in &v.recent {
+        let pull = d.pull.map(|n| format!("#{n}")).unwrap_or_default();
         let _ = writeln!(
             out,
             "- {} {} {}{} {}: legacy {}, enhanced {} [{}]",
-            s(&d["at"]),
-            s(&d["kind"]),
-            s(&d["repo"]),
+            d.at,
+            d.kind.as_str(),
+            d.repo,
             pull,
-            s(&d["operation"]),
-            side(&d["legacy"], "outcome"),
-            side(&d["enhanced"], "decision"),
-            locks.join(", ")
+            d.operation,
+            legacy_text(d.legacy),
+            enhanced_text(d.enhanced),
+            d.locks.join(", ")
         );
     }
     out
 }
 
+/// `denied_held_by #12`, `granted`, ...
+fn legacy_text(o: LegacyOutcome) -> String {
+    match o {
+        LegacyOutcome::Granted => "granted".into(),
+        LegacyOutcome::DeniedHeldBy(n) => format!("denied_held_by #{n}"),
+        LegacyOutcome::Released => "released".into(),
+        LegacyOutcome::NoOp => "no_op".into(),
+        LegacyOutcome::Unknown => "unknown".into(),
+    }
+}
+
+/// `would_queue_behind #12`, `granted`, ...
+fn enhanced_text(d: EnhancedDecision) -> String {
+    match d {
+        EnhancedDecision::Granted => "granted".into(),
+        EnhancedDecision::WouldQueueBehind(Some(n)) => format!("would_queue_behind #{n}"),
+        EnhancedDecision::WouldQueueBehind(None) => "would_queue_behind".into(),
+        EnhancedDecision::Released => "released".into(),
+        EnhancedDecision::NoOp => "no_op".into(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::admin::api::DiffView;
+    use crate::vocab::DiffKind;
 
     #[test]
     fn diffs_read_as_one_line_per_disagreement() {
-        let v = serde_json::json!({
-            "compared": 3, "mismatched": 1, "dropped": 0,
-            "by_kind": {"match": 2, "legacy_denied_enhanced_would_grant": 1},
-            "recent": [{
-                "at": "2026-11-26T17:00:00.000Z", "kind": "legacy_denied_enhanced_would_grant",
-                "operation": "acquire", "repo": "acme/infra", "pull": 5,
-                "locks": ["acme/infra/./default/"],
-                "legacy": {"outcome": "denied_held_by", "pull": 9},
-                "enhanced": {"decision": "granted"}
-            }]
-        });
+        let v = ShadowDiffs {
+            compared: 3,
+            mismatched: 1,
+            dropped: 0,
+            by_kind: [
+                ("match".to_owned(), 2),
+                ("legacy_denied_enhanced_would_grant".to_owned(), 1),
+            ]
+            .into_iter()
+            .collect(),
+            recent: vec![DiffView {
+                at: "2026-11-26T17:00:00.000Z".into(),
+                kind: DiffKind::LegacyDeniedEnhancedWouldGrant,
+                operation: "acquire".into(),
+                repo: "acme/infra".into(),
+                pull: Some(5),
+                locks: vec!["acme/infra/./default/".into()],
+                legacy: LegacyOutcome::DeniedHeldBy(9),
+                enhanced: EnhancedDecision::Granted,
+                trace_id: None,
+            }],
+        };
         let text = render_diffs(&v);
         assert!(
             text.starts_with("compared: 3  mismatched: 1  dropped: 0\n"),
@@ -372,5 +398,12 @@ mod tests {
             ),
             "{text}"
         );
+        // What the server sends is what the client reads.
+        let wire = serde_json::to_string(&v).unwrap();
+        assert!(
+            wire.contains(r#""legacy":{"outcome":"denied_held_by","pull":9}"#),
+            "{wire}"
+        );
+        assert_eq!(serde_json::from_str::<ShadowDiffs>(&wire).unwrap(), v);
     }
 }

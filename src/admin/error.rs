@@ -3,7 +3,6 @@
 use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
 
 use crate::proxy::ratelimit::RetryAfter;
 
@@ -40,7 +39,13 @@ impl IntoResponse for AdminError {
             AdminError::TooManyRequests(r) => Some(r.secs()),
             _ => None,
         };
-        let mut resp = (status, Json(json!({ "error": self.to_string() }))).into_response();
+        let mut resp = (
+            status,
+            Json(super::api::ErrorBody {
+                error: self.to_string(),
+            }),
+        )
+            .into_response();
         if status == StatusCode::UNAUTHORIZED {
             resp.headers_mut().insert(
                 header::WWW_AUTHENTICATE,

@@ -3,15 +3,14 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use axum::Json;
-use axum::extract::{Path, State};
-use serde_json::{Value, json};
-
+use super::api::{LockList, LockView, QueueList, QueueView, Released, Removed, WaiterView};
 use super::{AdminError, AdminState};
 use crate::classify::LockKey;
 use crate::engine::{EngineError, WaiterId};
 use crate::telemetry::ReleaseReason;
 use crate::upstream::atlantis_api;
+use axum::Json;
+use axum::extract::{Path, State};
 
 fn rfc3339(t: SystemTime) -> String {
     humantime::format_rfc3339_millis(t).to_string()
@@ -24,35 +23,33 @@ fn unavailable(e: EngineError) -> AdminError {
 /// `GET /admin/locks`.
 pub(super) async fn list_locks(
     State(st): State<Arc<AdminState>>,
-) -> Result<Json<Value>, AdminError> {
+) -> Result<Json<LockList>, AdminError> {
     let mut locks = st.enhanced.engine.list_locks().await.map_err(unavailable)?;
     locks.sort_by(|a, b| a.key.cmp(&b.key));
-    let locks: Vec<Value> = locks
+    let locks = locks
         .iter()
-        .map(|l| {
-            json!({
-                "key": l.key.to_string(),
-                "repo": l.key.repo,
-                "path": l.key.path,
-                "workspace": l.key.workspace,
-                "project": l.key.project,
-                "pull": l.pull.number,
-                "vcs": l.pull.vcs.as_str(),
-                "user": l.user,
-                "priority": l.priority.as_str(),
-                "acquired_at": rfc3339(l.acquired_at),
-                "expires_at": rfc3339(l.expires_at),
-                "fencing_token": l.fencing_token,
-            })
+        .map(|l| LockView {
+            key: l.key.to_string(),
+            repo: l.key.repo.clone(),
+            path: l.key.path.clone(),
+            workspace: l.key.workspace.clone(),
+            project: l.key.project.clone(),
+            pull: l.pull.number,
+            vcs: l.pull.vcs.as_str().to_owned(),
+            user: l.user.clone(),
+            priority: l.priority.as_str().to_owned(),
+            acquired_at: rfc3339(l.acquired_at),
+            expires_at: rfc3339(l.expires_at),
+            fencing_token: l.fencing_token,
         })
         .collect();
-    Ok(Json(json!({ "locks": locks })))
+    Ok(Json(LockList { locks }))
 }
 
 /// `GET /admin/queues`: waiters in the order they would be granted (position 1 first).
 pub(super) async fn list_queues(
     State(st): State<Arc<AdminState>>,
-) -> Result<Json<Value>, AdminError> {
+) -> Result<Json<QueueList>, AdminError> {
     let mut queues = st
         .enhanced
         .engine
@@ -60,28 +57,26 @@ pub(super) async fn list_queues(
         .await
         .map_err(unavailable)?;
     queues.sort_by(|a, b| a.key.cmp(&b.key));
-    let queues: Vec<Value> = queues
+    let queues = queues
         .iter()
-        .map(|q| {
-            let waiters: Vec<Value> = q
+        .map(|q| QueueView {
+            key: q.key.to_string(),
+            waiters: q
                 .waiters
                 .iter()
-                .map(|w| {
-                    json!({
-                        "id": w.id.to_string(),
-                        "pull": w.pull.number,
-                        "vcs": w.pull.vcs.as_str(),
-                        "user": w.user,
-                        "priority": w.priority.as_str(),
-                        "enqueued_at": rfc3339(w.enqueued_at),
-                        "position": w.position,
-                    })
+                .map(|w| WaiterView {
+                    id: w.id.to_string(),
+                    pull: w.pull.number,
+                    vcs: w.pull.vcs.as_str().to_owned(),
+                    user: w.user.clone(),
+                    priority: w.priority.as_str().to_owned(),
+                    enqueued_at: rfc3339(w.enqueued_at),
+                    position: w.position,
                 })
-                .collect();
-            json!({ "key": q.key.to_string(), "waiters": waiters })
+                .collect(),
         })
         .collect();
-    Ok(Json(json!({ "queues": queues })))
+    Ok(Json(QueueList { queues }))
 }
 
 /// `DELETE /admin/locks/{key}`: force-release in the engine and delete Atlantis's lock; waiters
@@ -89,7 +84,7 @@ pub(super) async fn list_queues(
 pub(super) async fn release_lock(
     State(st): State<Arc<AdminState>>,
     Path(key): Path<String>,
-) -> Result<Json<Value>, AdminError> {
+) -> Result<Json<Released>, AdminError> {
     let parsed = parse_key(&st, &key).await?;
     let in_engine = st.enhanced.release_key(&parsed, ReleaseReason::Admin).await;
     let in_atlantis =
@@ -100,11 +95,11 @@ pub(super) async fn release_lock(
         return Err(AdminError::NotFound(format!("no lock at '{key}'")));
     }
     tracing::warn!(%key, in_engine, in_atlantis, "lock force-released by an operator");
-    Ok(Json(json!({
-        "released": key,
-        "engine": in_engine,
-        "atlantis": in_atlantis,
-    })))
+    Ok(Json(Released {
+        released: key,
+        engine: in_engine,
+        atlantis: in_atlantis,
+    }))
 }
 
 /// `DELETE /admin/queues/{id}`: removes a waiter; its pull-request comment says an operator
@@ -112,7 +107,7 @@ pub(super) async fn release_lock(
 pub(super) async fn remove_waiter(
     State(st): State<Arc<AdminState>>,
     Path(id): Path<String>,
-) -> Result<Json<Value>, AdminError> {
+) -> Result<Json<Removed>, AdminError> {
     let waiter: WaiterId = id.parse().map_err(|_| {
         AdminError::BadRequest(format!("'{id}' is not a waiter id (see GET /admin/queues)"))
     })?;
@@ -126,7 +121,7 @@ pub(super) async fn remove_waiter(
         return Err(AdminError::NotFound(format!("no queued waiter '{id}'")));
     }
     tracing::warn!(waiter = %id, "waiter removed by an operator");
-    Ok(Json(json!({ "removed": id })))
+    Ok(Json(Removed { removed: id }))
 }
 
 /// The key as the engine knows it: the engine's own locks decide how an ambiguous key splits.

@@ -1,5 +1,6 @@
 //! admin: the operator's HTTP API on its own listener (DESIGN.md §4).
 
+pub mod api;
 mod auth;
 pub mod client;
 mod diagnostics;
@@ -16,7 +17,6 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router, middleware};
-use serde_json::json;
 
 pub use error::AdminError;
 
@@ -155,18 +155,22 @@ async fn readyz(
     };
     let ready =
         atlantis.is_ok() && (engine.is_ok() || engine_optional) && tasks.is_ok() && started.is_ok();
-    let body = json!({
-        "status": if ready { "ready" } else { "unavailable" },
-        "checks": {
-            "atlantis": atlantis.err().unwrap_or_else(|| "ok".into()),
-            "engine": engine.err().unwrap_or_else(|| "ok".into()),
-            "tasks": tasks.err().unwrap_or_else(|| "ok".into()),
-            "lock_table": started.err().unwrap_or_else(|| "ok".into()),
-        },
+    let check = |r: Result<(), String>| r.err().unwrap_or_else(|| "ok".into());
+    let body = api::Readiness {
+        status: if ready { "ready" } else { "unavailable" }.to_owned(),
+        checks: [
+            ("atlantis", check(atlantis)),
+            ("engine", check(engine)),
+            ("tasks", check(tasks)),
+            ("lock_table", check(started)),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect(),
         // Informational: an open breaker already means enhanced traffic takes the legacy path,
         // so it does not make the replica unready.
-        "breaker": st.breaker_state(),
-    });
+        breaker: st.breaker_state().to_owned(),
+    };
     let code = if ready {
         StatusCode::OK
     } else {
@@ -182,15 +186,18 @@ async fn metrics(State(st): State<Arc<AdminState>>, headers: axum::http::HeaderM
     ([(header::CONTENT_TYPE, content_type)], body).into_response()
 }
 
-async fn status(State(st): State<Arc<AdminState>>) -> Json<serde_json::Value> {
-    let uptime = st.started_at.elapsed().unwrap_or_default().as_secs();
-    Json(json!({
-        "version": env!("CARGO_PKG_VERSION"),
-        "upstream": st.upstream.base().to_string(),
-        "backend": st.enhanced.engine.backend_name(),
-        "global_apply_locked": st.enhanced.global_apply_locked(),
-        "uptime_seconds": uptime,
+async fn status(State(st): State<Arc<AdminState>>) -> Json<api::StatusView> {
+    Json(api::StatusView {
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+        upstream: st.upstream.base().to_string(),
+        backend: st.enhanced.engine.backend_name().to_owned(),
+        global_apply_locked: st.enhanced.global_apply_locked(),
+        uptime_seconds: st.started_at.elapsed().unwrap_or_default().as_secs(),
         // Loud on purpose: anyone reaching the webhook port can move these VCSs' locks.
-        "unsigned_webhooks_gated": st.unsigned_webhooks.iter().map(|v| v.as_str()).collect::<Vec<_>>(),
-    }))
+        unsigned_webhooks_gated: st
+            .unsigned_webhooks
+            .iter()
+            .map(|v| v.as_str().to_owned())
+            .collect(),
+    })
 }

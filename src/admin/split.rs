@@ -2,43 +2,33 @@
 
 use std::sync::Arc;
 
+use super::api::{SplitUpdate, SplitView};
+use super::{AdminError, AdminState};
+use crate::route::SplitState;
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
-use serde::Deserialize;
-use serde_json::{Value, json};
-
-use super::{AdminError, AdminState};
-use crate::route::SplitState;
-
-/// Body of `PUT /admin/split`: either field may be omitted.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct SplitUpdate {
-    traffic_split: Option<i64>,
-    monitor_only: Option<bool>,
-}
 
 /// The state as the API shows it, with breaker and backend.
-pub(super) fn view(st: &AdminState, state: &SplitState) -> Value {
-    json!({
-        "traffic_split": state.traffic_split,
-        "monitor_only": state.monitor_only,
-        "enabled": state.enabled,
-        "breaker": st.breaker_state(),
-        "backend": st.enhanced.engine.backend_name(),
-        "updated_at": state.updated_at,
-    })
+pub(super) fn view(st: &AdminState, state: &SplitState) -> SplitView {
+    SplitView {
+        traffic_split: state.traffic_split,
+        monitor_only: state.monitor_only,
+        enabled: state.enabled,
+        breaker: st.breaker_state().to_owned(),
+        backend: st.enhanced.engine.backend_name().to_owned(),
+        updated_at: state.updated_at.clone(),
+    }
 }
 
-pub(super) async fn get_split(State(st): State<Arc<AdminState>>) -> Json<Value> {
+pub(super) async fn get_split(State(st): State<Arc<AdminState>>) -> Json<SplitView> {
     Json(view(&st, &st.router.state()))
 }
 
 pub(super) async fn put_split(
     State(st): State<Arc<AdminState>>,
     body: Bytes,
-) -> Result<Json<Value>, AdminError> {
+) -> Result<Json<SplitView>, AdminError> {
     let update: SplitUpdate = serde_json::from_slice(&body).map_err(|e| {
         AdminError::BadRequest(format!(
             "body must be JSON like {{\"traffic_split\": 0..100, \"monitor_only\": bool}}: {e}"
@@ -62,7 +52,9 @@ pub(super) async fn put_split(
     Ok(Json(view(&st, &next)))
 }
 
-pub(super) async fn rollback(State(st): State<Arc<AdminState>>) -> Result<Json<Value>, AdminError> {
+pub(super) async fn rollback(
+    State(st): State<Arc<AdminState>>,
+) -> Result<Json<SplitView>, AdminError> {
     let current = st.router.state();
     let next = SplitState::new(0, false, current.enabled);
     st.apply_split(next.clone()).await?;

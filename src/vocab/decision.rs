@@ -120,7 +120,9 @@ impl From<UnresolvedKind> for LegacyReason {
 }
 
 /// How the two decisions relate; the label of the shadow metrics and of `/admin/shadow/diffs`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum DiffKind {
     /// Both decided the same.

@@ -10,7 +10,7 @@ mod recorder;
 
 use std::time::Duration;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 pub use recorder::{RECENT_DIFFS, ShadowDiff, ShadowRecorder, ShadowSpawner};
 
@@ -24,7 +24,7 @@ use crate::upstream::atlantis_api::{AtlantisLock, list_locks};
 pub use crate::vocab::DiffKind;
 
 /// What Atlantis (legacy) did with one operation.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "outcome", content = "pull", rename_all = "snake_case")]
 pub enum LegacyOutcome {
     /// It took the locks.
@@ -40,7 +40,7 @@ pub enum LegacyOutcome {
 }
 
 /// What the engine would have done with the same operation.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "decision", content = "pull", rename_all = "snake_case")]
 pub enum EnhancedDecision {
     /// It would grant.

@@ -8,7 +8,6 @@ use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 use serde::Serialize;
-use serde_json::{Value, json};
 use tokio::sync::Semaphore;
 
 use super::{DiffKind, EnhancedDecision, LegacyOutcome, ShadowOp, compare};
@@ -150,20 +149,9 @@ impl ShadowRecorder {
         recent.iter().rev().cloned().collect()
     }
 
-    /// The `/admin/shadow/diffs` body: `{"compared","mismatched","dropped","by_kind","recent"}`.
-    pub fn view(&self) -> Value {
-        let by_kind: serde_json::Map<String, Value> = DiffKind::ALL
-            .iter()
-            .filter(|k| self.count(**k) > 0)
-            .map(|k| (k.as_str().to_owned(), json!(self.count(*k))))
-            .collect();
-        json!({
-            "compared": self.compared(),
-            "mismatched": self.mismatched(),
-            "dropped": self.dropped.load(Ordering::Relaxed),
-            "by_kind": by_kind,
-            "recent": self.recent(),
-        })
+    /// Evaluations dropped so far.
+    pub fn dropped_count(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
     }
 }
 

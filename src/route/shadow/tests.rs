@@ -211,16 +211,19 @@ fn the_recorder_counts_by_kind_and_keeps_the_newest_diffs() {
             Some(format!("trace-{n}")),
         );
     }
-    let v = rec.view();
-    assert_eq!(v["compared"], 4);
-    assert_eq!(v["mismatched"], 2);
-    assert_eq!(v["by_kind"]["match"], 1);
-    assert_eq!(v["by_kind"]["legacy_denied_enhanced_would_grant"], 2);
-    let recent = v["recent"].as_array().unwrap();
+    assert_eq!(rec.compared(), 4);
+    assert_eq!(rec.mismatched(), 2);
+    assert_eq!(rec.count(DiffKind::Match), 1);
+    assert_eq!(rec.count(DiffKind::LegacyDeniedEnhancedWouldGrant), 2);
+    let recent = rec.recent();
     assert_eq!(recent.len(), 2, "ring of 2");
-    assert_eq!(recent[0]["trace_id"], "trace-3", "newest first");
-    assert_eq!(recent[0]["legacy"]["pull"], 3);
-    assert_eq!(recent[0]["locks"][0], "acme/infra/a/default/");
+    assert_eq!(
+        recent[0].trace_id.as_deref(),
+        Some("trace-3"),
+        "newest first"
+    );
+    assert_eq!(recent[0].legacy, LegacyOutcome::DeniedHeldBy(3));
+    assert_eq!(recent[0].locks[0], "acme/infra/a/default/");
     let text = m.encode();
     assert!(
         text.contains("legacy_denied_enhanced_would_grant"),
@@ -242,7 +245,7 @@ async fn a_saturated_shadow_drops_and_counts_instead_of_waiting() {
     let started = tokio::time::Instant::now();
     assert!(!spawner.spawn(async {}), "third evaluation must be dropped");
     assert!(started.elapsed() < Duration::from_millis(50));
-    assert_eq!(rec.view()["dropped"], 1);
+    assert_eq!(rec.dropped_count(), 1);
     tx.send(true).unwrap();
     // Room again once the running ones finish.
     let mut ok = false;

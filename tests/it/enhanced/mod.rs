@@ -150,26 +150,26 @@ impl Setup {
 
     /// Pull numbers of `/admin/queues` for `key`, in grant order.
     pub async fn queue(&self, key: &str) -> Vec<i64> {
-        let q = self.admin("/admin/queues").await;
-        q["queues"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|q| q["key"] == key)
-            .flat_map(|q| q["waiters"].as_array().unwrap().clone())
-            .map(|w| w["pull"].as_i64().unwrap())
+        self.proxy
+            .queues()
+            .await
+            .queues
+            .into_iter()
+            .filter(|q| q.key == key)
+            .flat_map(|q| q.waiters)
+            .map(|w| w.pull)
             .collect()
     }
 
     /// Pull holding `key` in the engine.
     pub async fn engine_holder(&self, key: &str) -> Option<i64> {
-        let l = self.admin("/admin/locks").await;
-        l["locks"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|l| l["key"] == key)
-            .and_then(|l| l["pull"].as_i64())
+        self.proxy
+            .locks()
+            .await
+            .locks
+            .into_iter()
+            .find(|l| l.key == key)
+            .map(|l| l.pull)
     }
 }
 

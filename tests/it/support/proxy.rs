@@ -1,5 +1,6 @@
 //! The proxy under test: the real `App` on port 0, in-process.
 
+use atlantis_lock_proxy::admin::api::{LockList, QueueList};
 use std::net::SocketAddr;
 
 use atlantis_lock_proxy::app::App;
@@ -24,35 +25,38 @@ impl RunningProxy {
         format!("http://{}{path}", self.admin)
     }
 
-    /// The engine's locks as the admin API lists them: (key, holder pull).
-    pub async fn engine_locks(&self) -> Vec<(String, i64)> {
-        let l = crate::support::http::get(&self.admin_url("/admin/locks"))
+    /// The engine's locks as the admin API lists them.
+    pub async fn locks(&self) -> LockList {
+        crate::support::http::get(&self.admin_url("/admin/locks"))
             .await
-            .json();
-        l["locks"]
-            .as_array()
-            .expect("locks")
-            .iter()
-            .map(|l| {
-                (
-                    l["key"].as_str().expect("key").to_owned(),
-                    l["pull"].as_i64().expect("pull"),
-                )
-            })
+            .parse()
+    }
+
+    /// The queues as the admin API lists them.
+    pub async fn queues(&self) -> QueueList {
+        crate::support::http::get(&self.admin_url("/admin/queues"))
+            .await
+            .parse()
+    }
+
+    /// The engine's locks: (key, holder pull).
+    pub async fn engine_locks(&self) -> Vec<(String, i64)> {
+        self.locks()
+            .await
+            .locks
+            .into_iter()
+            .map(|l| (l.key, l.pull))
             .collect()
     }
 
     /// The pull of every queued waiter, queue by queue in grant order.
     pub async fn queued_pulls(&self) -> Vec<i64> {
-        let q = crate::support::http::get(&self.admin_url("/admin/queues"))
+        self.queues()
             .await
-            .json();
-        q["queues"]
-            .as_array()
-            .expect("queues")
-            .iter()
-            .flat_map(|q| q["waiters"].as_array().expect("waiters").clone())
-            .map(|w| w["pull"].as_i64().expect("pull"))
+            .queues
+            .into_iter()
+            .flat_map(|q| q.waiters)
+            .map(|w| w.pull)
             .collect()
     }
 
