@@ -13,14 +13,16 @@ use crate::admin::{self, AdminState};
 use crate::classify::{ClassifyConfig, LockModeTable};
 use crate::config::{Backend, Config};
 use crate::engine::{build_engine, spawn_background};
-use crate::enhanced::{Enhanced, GateSettings, Parts as EnhancedParts, Shadow};
+use crate::enhanced::{
+    EngineGauges, Enhanced, GateSettings, Parts as EnhancedParts, Shadow, SplitWatcher,
+};
 use crate::listener;
 use crate::notify::{Notifier, NotifierSettings};
 use crate::proxy::ratelimit::RateLimits;
 use crate::proxy::{self, ProxyState};
 use crate::resolve::{Resolver, ResolverSettings};
 use crate::route::shadow::{RECENT_DIFFS, ShadowRecorder, ShadowSpawner};
-use crate::route::{BreakerSettings, CircuitBreaker, ControlError, ControlStore};
+use crate::route::{BreakerSettings, CircuitBreaker, ControlError, ControlStore, Guarded};
 use crate::route::{Router, SplitRule, SplitState};
 use crate::supervise::Supervisor;
 use crate::telemetry::Metrics;
@@ -61,6 +63,7 @@ pub struct App {
     admin_listener: TcpListener,
     proxy_state: Arc<ProxyState>,
     admin_state: Arc<AdminState>,
+    backend: Arc<dyn crate::engine::LockEngine>,
 }
 
 /// The components wired from a configuration, before anything listens: what a test drives
@@ -70,6 +73,8 @@ pub struct Wired {
     pub proxy: Arc<ProxyState>,
     /// The admin API's state.
     pub admin: Arc<AdminState>,
+    /// The engine without the breaker, for the breaker's own probes.
+    pub backend: Arc<dyn crate::engine::LockEngine>,
 }
 
 impl App {
@@ -80,6 +85,7 @@ impl App {
         let Wired {
             proxy: proxy_state,
             admin: admin_state,
+            backend,
         } = wire(&config).await?;
         Ok(App {
             config,
@@ -87,6 +93,7 @@ impl App {
             admin_listener,
             proxy_state,
             admin_state,
+            backend,
         })
     }
 }
@@ -121,7 +128,7 @@ pub async fn wire(config: &Config) -> Result<Wired, StartError> {
         initial,
     ));
     let unmarked_vcs = config.atlantis.unmarked_vcs();
-    let engine = build_engine(e.engine_settings(unmarked_vcs), e.redis_settings(false)).await?;
+    let backend = build_engine(e.engine_settings(unmarked_vcs), e.redis_settings(false)).await?;
     // One installation token source for the resolver and the notifier, when Atlantis signs
     // in to GitHub as an App.
     let github_app = github_app(config)?;
@@ -134,6 +141,9 @@ pub async fn wire(config: &Config) -> Result<Wired, StartError> {
         BreakerSettings::from_config(e.enable_circuit_breaker, &e.circuit_breaker),
         Some(metrics.clone()),
     ));
+    // Every engine call goes through the breaker; new work is refused while it is open.
+    let engine: Arc<dyn crate::engine::LockEngine> =
+        Arc::new(Guarded::new(backend.clone(), breaker.clone()));
     let shadow = Arc::new(ShadowRecorder::new(RECENT_DIFFS, Some(metrics.clone())));
     // The shadow engine evaluates legacy traffic in its own keyspace.
     let shadow_engine =
@@ -186,6 +196,7 @@ pub async fn wire(config: &Config) -> Result<Wired, StartError> {
     Ok(Wired {
         proxy: proxy_state,
         admin: admin_state,
+        backend,
     })
 }
 
@@ -237,17 +248,20 @@ impl App {
         tasks.run_may_return("reconciler", enhanced.spawn_reconciler(stop.clone()));
         // This replica's lease in a shared engine: the others grant only while it is in step.
         tasks.run("replica-lease", enhanced.spawn_lease(stop.clone()));
-        tasks.run("stats", enhanced.spawn_stats(stop.clone()));
+        tasks.run(
+            "stats",
+            EngineGauges::new(enhanced.engine.clone(), st.metrics.clone()).spawn(stop.clone()),
+        );
         // Probes close the breaker as soon as the backend answers again.
         tasks.run(
             "breaker-prober",
-            st.breaker
-                .spawn_prober(enhanced.engine.clone(), stop.clone()),
+            st.breaker.spawn_prober(self.backend.clone(), stop.clone()),
         );
         // A repository leaving the enhanced path hands its waiters to Atlantis.
         tasks.run(
             "path-watcher",
-            enhanced.spawn_path_watcher(self.proxy_state.router.clone(), stop.clone()),
+            SplitWatcher::new(enhanced.engine.clone(), self.proxy_state.router.clone())
+                .spawn(stop.clone()),
         );
         // Every replica follows the stored split.
         if let Some(f) =

@@ -457,6 +457,9 @@ pub enum EngineError {
     /// The backend answered something the engine did not expect.
     #[error("unexpected reply from the lock backend: {0}")]
     Protocol(String),
+    /// The circuit breaker is open: the call was not made (the request takes the legacy path).
+    #[error("circuit breaker open: engine backend skipped")]
+    CircuitOpen,
 }
 
 impl AcquireRequest {

@@ -11,7 +11,7 @@ use super::reply::QueuedReply;
 use crate::classify::{Acquire, LockKey, LockSet, LockTarget, Priority, PullRef};
 use crate::engine::{AcquireOutcome, AcquireRequest, EngineError, QueueOutcome};
 use crate::resolve::{Filters, Resolution, ResolveRequest, UnresolvedKind};
-use crate::route::BreakerError;
+use crate::telemetry::BreakerState;
 use crate::telemetry::metrics::labels::ResolveOutcome;
 use crate::telemetry::{FailReason, ReleaseReason, spans};
 use crate::upstream::replay::StoredRequest;
@@ -93,15 +93,22 @@ impl Enhanced {
         // Another replica out of step may be forwarding lock traffic past the engine: nothing
         // is granted from the engine until it is back (see `peers`).
         if !self.may_grant() {
-            // The engine does not answer: nothing to wait for.
-            if !self.synced()
-                && let Err(e) = self.breaker.call(self.engine.ping()).await
-            {
-                self.before_bypass().await;
-                return Ok(Decision::Legacy(match e {
-                    BreakerError::Open => LegacyReason::BreakerOpen,
-                    _ => LegacyReason::EngineResyncing,
-                }));
+            // The engine does not answer (the breaker knows it is down, or a ping says so):
+            // nothing to wait for.
+            if !self.synced() {
+                let down = if self.breaker.state() == BreakerState::Open {
+                    Some(LegacyReason::BreakerOpen)
+                } else {
+                    self.engine
+                        .ping()
+                        .await
+                        .err()
+                        .map(|_| LegacyReason::EngineResyncing)
+                };
+                if let Some(reason) = down {
+                    self.before_bypass().await;
+                    return Ok(Decision::Legacy(reason));
+                }
             }
             // The engine answers: wait for the repair (this replica's or the others').
             if !self.wait_may_grant(super::peers::STEP_WAIT).await {
@@ -131,18 +138,14 @@ impl Enhanced {
             return self.wait_for_api(req).await;
         }
         let start = Instant::now();
-        let outcome = match self
-            .breaker
-            .call(self.engine.acquire_or_enqueue(req, stored.encode()))
-            .await
-        {
+        let outcome = match self.engine.acquire_or_enqueue(req, stored.encode()).await {
             Ok(o) => o,
             // The backend is known to be down: don't wait on it, take the legacy path.
-            Err(BreakerError::Open) => {
+            Err(EngineError::CircuitOpen) => {
                 self.before_bypass().await;
                 return Ok(Decision::Legacy(LegacyReason::BreakerOpen));
             }
-            Err(BreakerError::Inner(e)) => {
+            Err(e) => {
                 self.engine_failed("acquire_or_enqueue", &e);
                 if matches!(
                     e,
@@ -202,13 +205,13 @@ impl Enhanced {
         let pull = req.pull.clone();
         let mut delay = self.settings.api_poll;
         loop {
-            let outcome = match self.breaker.call(self.engine.acquire(req.clone())).await {
+            let outcome = match self.engine.acquire(req.clone()).await {
                 Ok(o) => o,
-                Err(BreakerError::Open) => {
+                Err(EngineError::CircuitOpen) => {
                     self.before_bypass().await;
                     return Ok(Decision::Legacy(LegacyReason::BreakerOpen));
                 }
-                Err(BreakerError::Inner(e)) => {
+                Err(e) => {
                     self.engine_failed("acquire", &e);
                     if matches!(
                         e,

@@ -11,6 +11,7 @@
 
 mod dispatcher;
 mod gate;
+mod gauges;
 mod holders;
 mod notices;
 mod peers;
@@ -18,14 +19,17 @@ mod priority;
 mod reconciler;
 mod reply;
 mod shadowing;
+mod split_watch;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 pub use dispatcher::{ADMITTED_HEADER, HANDOFF_HEADER};
 pub use gate::{Admitted, Decision, Gated};
+pub use gauges::EngineGauges;
 pub use priority::LabelPattern;
 pub use reply::{QueuedLock, QueuedReply, ReplyStatus};
+pub use split_watch::SplitWatcher;
 
 use crate::config::{Config, RetryConfig};
 use crate::engine::LockEngine;
@@ -555,96 +559,6 @@ impl Enhanced {
     /// The client to Atlantis.
     pub fn upstream(&self) -> &Upstream {
         &self.upstream
-    }
-}
-
-impl Enhanced {
-    /// Keeps the engine's gauges and health in the metrics: queue depth by priority, deadlocks,
-    /// backend health (a ping) — once a second until `stop`.
-    pub fn spawn_stats(
-        self: &Arc<Self>,
-        stop: tokio_util::sync::CancellationToken,
-    ) -> tokio::task::JoinHandle<()> {
-        use std::sync::atomic::Ordering;
-
-        use crate::classify::Priority;
-
-        let this = self.clone();
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_secs(1));
-            let mut deadlocks_seen = 0;
-            loop {
-                tokio::select! {
-                    () = stop.cancelled() => break,
-                    _ = tick.tick() => {}
-                }
-                let stats = this.engine.stats();
-                for p in Priority::ALL {
-                    this.metrics
-                        .set_queue_depth(p, stats.queue_depth(p).max(0) as u64);
-                }
-                let deadlocks = stats.deadlocks.load(Ordering::Relaxed);
-                for _ in deadlocks_seen..deadlocks {
-                    this.metrics.deadlock();
-                }
-                deadlocks_seen = deadlocks;
-                let healthy = tokio::time::timeout(Duration::from_secs(2), this.engine.ping())
-                    .await
-                    .is_ok_and(|r| r.is_ok());
-                this.metrics.set_backend_health(healthy);
-            }
-        })
-    }
-}
-
-impl Enhanced {
-    /// When the split moves repositories from enhanced back to legacy (lowered, rollback), their
-    /// waiters go to Atlantis at once, as the legacy path would have done; their engine locks stay
-    /// known (the reconciler keeps them in step).
-    pub fn spawn_path_watcher(
-        self: &Arc<Self>,
-        router: Arc<crate::route::Router>,
-        stop: tokio_util::sync::CancellationToken,
-    ) -> tokio::task::JoinHandle<()> {
-        use crate::route::EnginePath;
-
-        let this = self.clone();
-        tokio::spawn(async move {
-            let mut changes = router.changes();
-            let mut previous = changes.borrow_and_update().clone();
-            loop {
-                tokio::select! {
-                    () = stop.cancelled() => break,
-                    changed = changes.changed() => if changed.is_err() { break },
-                }
-                let current = changes.borrow_and_update().clone();
-                let Ok(queues) = this.engine.list_queues().await else {
-                    previous = current;
-                    continue;
-                };
-                let mut handed = 0usize;
-                for q in &queues {
-                    let repo = &q.key.repo;
-                    let was = router.route_under(repo, &previous).path;
-                    let now = router.route_under(repo, &current).path;
-                    if was != EnginePath::Enhanced || now != EnginePath::Legacy {
-                        continue;
-                    }
-                    for w in &q.waiters {
-                        if matches!(this.engine.remove_waiter(w.id.clone()).await, Ok(true)) {
-                            handed += 1;
-                        }
-                    }
-                }
-                if handed > 0 {
-                    tracing::info!(
-                        waiters = handed,
-                        "repositories moved to the legacy path: their waiters go to Atlantis now"
-                    );
-                }
-                previous = current;
-            }
-        })
     }
 }
 

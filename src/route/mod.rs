@@ -20,7 +20,7 @@ use arc_swap::ArcSwap;
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
-pub use breaker::{BackendFailure, BreakerError, BreakerSettings, CircuitBreaker};
+pub use breaker::{BackendFailure, BreakerError, BreakerSettings, CircuitBreaker, Guarded};
 pub use split::{EnginePath, SplitRule, bucket};
 pub use store::{ControlError, ControlStore};
 

@@ -225,6 +225,22 @@ impl CircuitBreaker {
         res.map_err(BreakerError::Inner)
     }
 
+    /// Runs `fut` whatever the state and reports its outcome (never refused, never a probe):
+    /// for engine work that must go on while the breaker is open (see [`Guarded`]).
+    pub async fn observe<T, E, F>(&self, fut: F) -> Result<T, E>
+    where
+        F: Future<Output = Result<T, E>>,
+        E: BackendFailure,
+    {
+        let permit = self.permit(self.generation.load(Ordering::Acquire), false);
+        let res = fut.await;
+        permit.record(match &res {
+            Ok(_) => true,
+            Err(e) => !e.is_backend_failure(),
+        });
+        res
+    }
+
     fn permit(&self, generation: u64, probe: bool) -> Permit<'_> {
         Permit {
             breaker: self,
@@ -393,6 +409,9 @@ pub fn state_name(state: BreakerState) -> &'static str {
         BreakerState::HalfOpen => "half-open",
     }
 }
+
+mod engine;
+pub use engine::Guarded;
 
 #[cfg(test)]
 mod tests;

@@ -186,3 +186,50 @@ async fn disabled_never_opens_and_the_gauge_follows_the_state() {
         "{text}"
     );
 }
+
+#[tokio::test]
+async fn the_guarded_engine_refuses_new_work_while_open_and_keeps_releasing() {
+    use crate::engine::{AcquireOutcome, AcquireRequest, EngineSettings, MemoryEngine};
+    use crate::vocab::{LockKey, Priority, PullRef, Vcs};
+    let b = Arc::new(breaker(1, 1));
+    let engine = Guarded::new(
+        Arc::new(MemoryEngine::new(EngineSettings::default())),
+        b.clone(),
+    );
+    let key: LockKey = "acme/infra/net/default/".parse().unwrap();
+    let pull = PullRef::new(Vcs::Github, "acme/infra", 1);
+    let req = |pull: &PullRef| AcquireRequest {
+        locks: vec![key.clone()],
+        pull: pull.clone(),
+        user: "alice".into(),
+        priority: Priority::Normal,
+        hold_timeout: None,
+        request_id: None,
+    };
+    assert!(matches!(
+        engine.acquire(req(&pull)).await,
+        Ok(AcquireOutcome::Granted(_))
+    ));
+    // One backend failure opens it (threshold 1).
+    fail(&b).await.unwrap_err();
+    assert_eq!(b.state_name(), "open");
+    let other = PullRef::new(Vcs::Github, "acme/infra", 2);
+    assert!(matches!(
+        engine.acquire(req(&other)).await,
+        Err(EngineError::CircuitOpen)
+    ));
+    assert!(matches!(
+        engine.acquire_or_enqueue(req(&other), Vec::new()).await,
+        Err(EngineError::CircuitOpen)
+    ));
+    // Reads and releases still reach the backend: the engine follows Atlantis meanwhile.
+    assert_eq!(engine.list_locks().await.unwrap().len(), 1);
+    let released = engine.release_pull(pull).await.unwrap();
+    assert_eq!(released.released.len(), 1, "{released:?}");
+    assert!(engine.list_locks().await.unwrap().is_empty());
+    assert_eq!(
+        b.state_name(),
+        "open",
+        "successes while open do not close it"
+    );
+}
