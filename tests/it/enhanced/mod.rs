@@ -44,9 +44,34 @@ pub fn base_yaml(
     enhanced_extra: &str,
     atlantis_extra: &str,
 ) -> String {
-    let redis = redis
-        .map(|r| format!("  redis:\n    addr: {}\n", r.addr))
-        .unwrap_or_default();
+    base_yaml_with(
+        redis.map(|r| format!("  redis:\n    addr: {}\n", r.addr)),
+        enhanced_extra,
+        atlantis_extra,
+    )
+}
+
+/// [`base_yaml`] on the shared server, under keys of its own (`t{n}:`), so tests need not
+/// start a server each.
+pub fn base_yaml_shared(
+    redis: &RedisServer,
+    enhanced_extra: &str,
+    atlantis_extra: &str,
+) -> String {
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    base_yaml_with(
+        Some(format!(
+            "  redis:\n    addr: {}\n    key-prefix: \"t{n}:\"\n    shadow-key-prefix: \"t{n}s:\"\n",
+            redis.addr
+        )),
+        enhanced_extra,
+        atlantis_extra,
+    )
+}
+
+fn base_yaml_with(redis: Option<String>, enhanced_extra: &str, atlantis_extra: &str) -> String {
+    let redis = redis.unwrap_or_default();
     let lock_sync = if atlantis_extra.contains("lock-sync-interval") {
         ""
     } else {
@@ -70,13 +95,22 @@ impl Setup {
             ..Default::default()
         })
         .await;
-        let redis = matches!(backend, Backend::Redis).then(RedisServer::start);
-        let yaml = base_yaml(redis.as_ref(), enhanced_extra, atlantis_extra);
+        // One server for every Redis test that does not stop or pause it, each under its own
+        // key prefix.
+        let yaml = match backend {
+            Backend::Redis => {
+                let shared = tokio::task::spawn_blocking(crate::support::redis::shared_server)
+                    .await
+                    .expect("shared redis-server");
+                base_yaml_shared(shared, enhanced_extra, atlantis_extra)
+            }
+            Backend::Memory => base_yaml(None, enhanced_extra, atlantis_extra),
+        };
         let proxy = spawn_proxy(&fake.url(), &yaml).await;
         Setup {
             fake,
             proxy,
-            _redis: redis,
+            _redis: None,
         }
     }
 

@@ -102,9 +102,20 @@ async fn waiters_survive_a_killed_proxy_and_a_new_one_replays_them() {
 
 #[tokio::test]
 async fn two_replicas_replay_a_waiter_exactly_once() {
-    let s = Setup::start(Backend::Redis, "").await;
-    let redis = s._redis.as_ref().unwrap();
-    let b = spawn_proxy(&s.fake.url(), &base_yaml(Some(redis), "", "")).await;
+    // Both replicas on one server of their own, under the same keys.
+    let redis = RedisServer::start();
+    let fake = FakeAtlantis::start_with(FakeOptions {
+        github_secret: Some(SECRET.into()),
+        ..Default::default()
+    })
+    .await;
+    let yaml = base_yaml(Some(&redis), "", "");
+    let s = Setup {
+        proxy: spawn_proxy(&fake.url(), &yaml).await,
+        fake,
+        _redis: Some(redis),
+    };
+    let b = spawn_proxy(&s.fake.url(), &yaml).await;
     s.plan(1, "net", "prod").await;
     assert!(s.wait_atlantis_holder("net", "prod", 1).await);
     let (hook2, r) = s.plan(2, "net", "prod").await;
