@@ -73,15 +73,7 @@ async fn handoffs_never_take_a_lock_granted_elsewhere(backend: Backend) {
     no_conflicts(&s);
 }
 
-#[tokio::test]
-async fn handoffs_never_take_a_lock_granted_elsewhere_memory() {
-    handoffs_never_take_a_lock_granted_elsewhere(Backend::Memory).await;
-}
-
-#[tokio::test]
-async fn handoffs_never_take_a_lock_granted_elsewhere_redis() {
-    handoffs_never_take_a_lock_granted_elsewhere(Backend::Redis).await;
-}
+on_both_backends!(handoffs_never_take_a_lock_granted_elsewhere);
 
 #[tokio::test]
 async fn a_grant_in_flight_is_not_sent_after_its_pull_unlocked() {
@@ -231,15 +223,7 @@ async fn a_closed_pull_is_dropped_from_the_queue(backend: Backend) {
     no_conflicts(&s);
 }
 
-#[tokio::test]
-async fn a_closed_pull_is_dropped_from_the_queue_memory() {
-    a_closed_pull_is_dropped_from_the_queue(Backend::Memory).await;
-}
-
-#[tokio::test]
-async fn a_closed_pull_is_dropped_from_the_queue_redis() {
-    a_closed_pull_is_dropped_from_the_queue(Backend::Redis).await;
-}
+on_both_backends!(a_closed_pull_is_dropped_from_the_queue);
 
 async fn an_expired_hold_is_deleted_in_atlantis_before_a_direct_grant(backend: Backend) {
     let s = Setup::start(backend, "  default-timeout: 1s\n  max-timeout: 2s\n").await;
@@ -261,15 +245,7 @@ async fn an_expired_hold_is_deleted_in_atlantis_before_a_direct_grant(backend: B
     let _ = REPO;
 }
 
-#[tokio::test]
-async fn an_expired_hold_is_deleted_in_atlantis_before_a_direct_grant_memory() {
-    an_expired_hold_is_deleted_in_atlantis_before_a_direct_grant(Backend::Memory).await;
-}
-
-#[tokio::test]
-async fn an_expired_hold_is_deleted_in_atlantis_before_a_direct_grant_redis() {
-    an_expired_hold_is_deleted_in_atlantis_before_a_direct_grant(Backend::Redis).await;
-}
+on_both_backends!(an_expired_hold_is_deleted_in_atlantis_before_a_direct_grant);
 
 /// A timed-out waiter is handed to Atlantis while pull 1 holds its lock, and pull 1 closes right
 /// after: Atlantis acts on the hand-off 300 ms after answering it but on the close at once, so a
@@ -314,12 +290,4 @@ async fn a_release_waits_for_a_hand_off_on_its_way(backend: Backend) {
     no_conflicts(&s);
 }
 
-#[tokio::test]
-async fn a_release_waits_for_a_hand_off_on_its_way_memory() {
-    a_release_waits_for_a_hand_off_on_its_way(Backend::Memory).await;
-}
-
-#[tokio::test]
-async fn a_release_waits_for_a_hand_off_on_its_way_redis() {
-    a_release_waits_for_a_hand_off_on_its_way(Backend::Redis).await;
-}
+on_both_backends!(a_release_waits_for_a_hand_off_on_its_way);

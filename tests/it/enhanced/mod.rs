@@ -1,6 +1,26 @@
 //! The enhanced path end to end, through the real HTTP path: fake Atlantis, real engine (memory
 //! and a real redis-server).
 
+/// Runs `$case(backend)` as two tests, `$case::memory` and `$case::redis` (the engine suite's
+/// conformance macro, for the end-to-end cases).
+macro_rules! on_both_backends {
+    ($case:ident) => {
+        mod $case {
+            use super::super::Backend;
+
+            #[tokio::test]
+            async fn memory() {
+                super::$case(Backend::Memory).await;
+            }
+
+            #[tokio::test]
+            async fn redis() {
+                super::$case(Backend::Redis).await;
+            }
+        }
+    };
+}
+
 mod exclusion;
 mod notices;
 mod operator;
@@ -53,11 +73,7 @@ pub fn base_yaml(
 
 /// [`base_yaml`] on the shared server, under keys of its own (`t{n}:`), so tests need not
 /// start a server each.
-pub fn base_yaml_shared(
-    redis: &RedisServer,
-    enhanced_extra: &str,
-    atlantis_extra: &str,
-) -> String {
+pub fn base_yaml_shared(redis: &RedisServer, enhanced_extra: &str, atlantis_extra: &str) -> String {
     static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
     let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     base_yaml_with(

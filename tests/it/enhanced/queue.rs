@@ -78,15 +78,7 @@ async fn contended_plan_is_queued_then_replayed_byte_for_byte(backend: Backend) 
     s.proxy.stop().await;
 }
 
-#[tokio::test]
-async fn contended_plan_is_queued_then_replayed_memory() {
-    contended_plan_is_queued_then_replayed_byte_for_byte(Backend::Memory).await;
-}
-
-#[tokio::test]
-async fn contended_plan_is_queued_then_replayed_redis() {
-    contended_plan_is_queued_then_replayed_byte_for_byte(Backend::Redis).await;
-}
+on_both_backends!(contended_plan_is_queued_then_replayed_byte_for_byte);
 
 async fn unlock_comment_hands_the_lock_to_the_next_waiter(backend: Backend) {
     let s = Setup::start(backend, "").await;
@@ -109,15 +101,7 @@ async fn unlock_comment_hands_the_lock_to_the_next_waiter(backend: Backend) {
     s.proxy.stop().await;
 }
 
-#[tokio::test]
-async fn unlock_comment_hands_the_lock_to_the_next_waiter_memory() {
-    unlock_comment_hands_the_lock_to_the_next_waiter(Backend::Memory).await;
-}
-
-#[tokio::test]
-async fn unlock_comment_hands_the_lock_to_the_next_waiter_redis() {
-    unlock_comment_hands_the_lock_to_the_next_waiter(Backend::Redis).await;
-}
+on_both_backends!(unlock_comment_hands_the_lock_to_the_next_waiter);
 
 async fn waiters_are_served_by_priority(backend: Backend) {
     let s = Setup::start(backend, "").await;
@@ -158,15 +142,7 @@ async fn waiters_are_served_by_priority(backend: Backend) {
     s.proxy.stop().await;
 }
 
-#[tokio::test]
-async fn waiters_are_served_by_priority_memory() {
-    waiters_are_served_by_priority(Backend::Memory).await;
-}
-
-#[tokio::test]
-async fn waiters_are_served_by_priority_redis() {
-    waiters_are_served_by_priority(Backend::Redis).await;
-}
+on_both_backends!(waiters_are_served_by_priority);
 
 #[tokio::test]
 async fn a_low_priority_waiter_is_not_starved_by_a_stream_of_higher_ones() {
@@ -242,15 +218,7 @@ async fn queue_timeout_hands_the_request_to_atlantis(backend: Backend) {
     s.proxy.stop().await;
 }
 
-#[tokio::test]
-async fn queue_timeout_hands_the_request_to_atlantis_memory() {
-    queue_timeout_hands_the_request_to_atlantis(Backend::Memory).await;
-}
-
-#[tokio::test]
-async fn queue_timeout_hands_the_request_to_atlantis_redis() {
-    queue_timeout_hands_the_request_to_atlantis(Backend::Redis).await;
-}
+on_both_backends!(queue_timeout_hands_the_request_to_atlantis);
 
 async fn a_deadlock_is_broken_by_failing_the_lower_priority_pull(backend: Backend) {
     let s = Setup::start(backend, "  deadlock-check-interval: 300ms\n").await;
@@ -309,15 +277,7 @@ async fn a_deadlock_is_broken_by_failing_the_lower_priority_pull(backend: Backen
     s.proxy.stop().await;
 }
 
-#[tokio::test]
-async fn a_deadlock_is_broken_by_failing_the_lower_priority_pull_memory() {
-    a_deadlock_is_broken_by_failing_the_lower_priority_pull(Backend::Memory).await;
-}
-
-#[tokio::test]
-async fn a_deadlock_is_broken_by_failing_the_lower_priority_pull_redis() {
-    a_deadlock_is_broken_by_failing_the_lower_priority_pull(Backend::Redis).await;
-}
+on_both_backends!(a_deadlock_is_broken_by_failing_the_lower_priority_pull);
 
 #[tokio::test]
 async fn api_plan_waits_for_a_held_lock_then_gets_atlantis_answer() {

@@ -176,15 +176,7 @@ async fn the_reconciler_adopts_and_releases(backend: Backend) {
     s.proxy.stop().await;
 }
 
-#[tokio::test]
-async fn the_reconciler_adopts_and_releases_memory() {
-    the_reconciler_adopts_and_releases(Backend::Memory).await;
-}
-
-#[tokio::test]
-async fn the_reconciler_adopts_and_releases_redis() {
-    the_reconciler_adopts_and_releases(Backend::Redis).await;
-}
+on_both_backends!(the_reconciler_adopts_and_releases);
 
 #[tokio::test]
 async fn an_atlantis_without_the_locks_api_keeps_working() {

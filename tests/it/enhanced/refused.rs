@@ -43,12 +43,4 @@ async fn a_refused_grant_is_released_again(backend: Backend) {
     assert!(s.fake.conflicts().is_empty(), "{:?}", s.fake.conflicts());
 }
 
-#[tokio::test]
-async fn a_refused_grant_is_released_again_memory() {
-    a_refused_grant_is_released_again(Backend::Memory).await;
-}
-
-#[tokio::test]
-async fn a_refused_grant_is_released_again_redis() {
-    a_refused_grant_is_released_again(Backend::Redis).await;
-}
+on_both_backends!(a_refused_grant_is_released_again);

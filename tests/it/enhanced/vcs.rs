@@ -180,15 +180,7 @@ async fn a_gitlab_close_never_releases_a_github_pull(backend: Backend) {
     s.proxy.stop().await;
 }
 
-#[tokio::test]
-async fn a_gitlab_close_never_releases_a_github_pull_memory() {
-    a_gitlab_close_never_releases_a_github_pull(Backend::Memory).await;
-}
-
-#[tokio::test]
-async fn a_gitlab_close_never_releases_a_github_pull_redis() {
-    a_gitlab_close_never_releases_a_github_pull(Backend::Redis).await;
-}
+on_both_backends!(a_gitlab_close_never_releases_a_github_pull);
 
 /// With the reconciler on: Atlantis's `PullURL` tells the reconciler a merge request's lock from
 /// a GitHub pull's (it keeps the MR as holder), a GitHub pull with the MR's number queues behind
@@ -230,12 +222,4 @@ async fn the_reconciler_tells_merge_requests_from_pulls(backend: Backend) {
     s.proxy.stop().await;
 }
 
-#[tokio::test]
-async fn the_reconciler_tells_merge_requests_from_pulls_memory() {
-    the_reconciler_tells_merge_requests_from_pulls(Backend::Memory).await;
-}
-
-#[tokio::test]
-async fn the_reconciler_tells_merge_requests_from_pulls_redis() {
-    the_reconciler_tells_merge_requests_from_pulls(Backend::Redis).await;
-}
+on_both_backends!(the_reconciler_tells_merge_requests_from_pulls);
