@@ -14,7 +14,8 @@ use crate::classify::{ClassifyConfig, LockModeTable};
 use crate::config::{Backend, Config};
 use crate::engine::{build_engine, spawn_background};
 use crate::enhanced::{
-    EngineGauges, Enhanced, GateSettings, Parts as EnhancedParts, Shadow, SplitWatcher,
+    EngineGauges, Enhanced, GateSettings, Needs, Parts as EnhancedParts, Shadow, ShadowRunner,
+    SplitWatcher,
 };
 use crate::listener;
 use crate::notify::{Notifier, NotifierSettings};
@@ -148,19 +149,31 @@ pub async fn wire(config: &Config) -> Result<Wired, StartError> {
     // The shadow engine evaluates legacy traffic in its own keyspace.
     let shadow_engine =
         build_engine(e.engine_settings(unmarked_vcs), e.redis_settings(true)).await?;
-    let enhanced = Arc::new(Enhanced::new(EnhancedParts {
-        engine,
-        upstream: upstream.clone(),
+    let settings = GateSettings::from_config(config);
+    // Which locks a request takes: the gate and the shadow runner ask the same way.
+    let needs = Arc::new(Needs::new(
         resolver,
-        table: config.repos.clone(),
-        metrics: metrics.clone(),
-        settings: GateSettings::from_config(config),
-        notifier,
-        breaker: breaker.clone(),
-        shadow: Shadow {
+        config.repos.clone(),
+        settings.labels.clone(),
+        metrics.clone(),
+    ));
+    let shadow_runner = Arc::new(ShadowRunner::new(
+        needs.clone(),
+        Shadow {
             engine: shadow_engine,
             spawner: ShadowSpawner::new(e.event_buffer_size, shadow.clone()),
         },
+        upstream.clone(),
+        settings.shadow_settle,
+    ));
+    let enhanced = Arc::new(Enhanced::new(EnhancedParts {
+        engine,
+        upstream: upstream.clone(),
+        needs,
+        metrics: metrics.clone(),
+        settings,
+        notifier,
+        breaker: breaker.clone(),
     }));
     let limits = Arc::new(RateLimits::from_config(config));
     let classify = ClassifyConfig::from_config(
@@ -176,6 +189,7 @@ pub async fn wire(config: &Config) -> Result<Wired, StartError> {
         metrics: metrics.clone(),
         router: router.clone(),
         enhanced: enhanced.clone(),
+        shadow: shadow_runner,
         limits: limits.clone(),
         body_budget: proxy::budget::BodyBudget::new(config.server.max_buffered_bytes),
     });

@@ -13,6 +13,7 @@ mod dispatcher;
 mod gate;
 mod gauges;
 mod holders;
+mod needs;
 mod notices;
 mod peers;
 mod priority;
@@ -25,16 +26,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use dispatcher::{ADMITTED_HEADER, HANDOFF_HEADER};
-pub use gate::{Admitted, Decision, Gated};
+pub use gate::{Admitted, Decision};
 pub use gauges::EngineGauges;
+pub use needs::{Gated, Needs};
 pub use priority::LabelPattern;
 pub use reply::{QueuedLock, QueuedReply, ReplyStatus};
+pub use shadowing::ShadowRunner;
 pub use split_watch::SplitWatcher;
 
 use crate::config::{Config, RetryConfig};
 use crate::engine::LockEngine;
 use crate::notify::Notifier;
-use crate::resolve::{ProjectTable, Resolver};
 use crate::route::CircuitBreaker;
 use crate::route::shadow::ShadowSpawner;
 use crate::telemetry::Metrics;
@@ -88,14 +90,12 @@ pub struct Enhanced {
     /// The lock engine.
     pub engine: Arc<dyn LockEngine>,
     upstream: Upstream,
-    resolver: Arc<Resolver>,
-    table: ProjectTable,
+    needs: Arc<Needs>,
     metrics: Arc<Metrics>,
     settings: GateSettings,
     notifier: Option<Arc<Notifier>>,
     notes: notices::Notes,
     breaker: Arc<CircuitBreaker>,
-    shadow: Shadow,
     global_apply_locked: std::sync::atomic::AtomicBool,
     /// False from an engine failure until a reconciler pass repaired the engine afterwards.
     synced: std::sync::atomic::AtomicBool,
@@ -171,10 +171,8 @@ pub struct Parts {
     pub engine: Arc<dyn LockEngine>,
     /// Client to Atlantis.
     pub upstream: Upstream,
-    /// Finds a bare command's projects.
-    pub resolver: Arc<Resolver>,
-    /// The proxy's project table.
-    pub table: ProjectTable,
+    /// Which locks a request takes.
+    pub needs: Arc<Needs>,
     /// Metrics registry.
     pub metrics: Arc<Metrics>,
     /// Gate settings.
@@ -183,8 +181,6 @@ pub struct Parts {
     pub notifier: Option<Arc<Notifier>>,
     /// Breaker around engine calls.
     pub breaker: Arc<CircuitBreaker>,
-    /// Shadow evaluation.
-    pub shadow: Shadow,
 }
 
 impl Enhanced {
@@ -196,14 +192,12 @@ impl Enhanced {
             lost_at: std::sync::Mutex::new(None),
             engine: p.engine,
             upstream: p.upstream,
-            resolver: p.resolver,
-            table: p.table,
+            needs: p.needs,
             metrics: p.metrics,
             settings: p.settings,
             notifier: p.notifier,
             notes: notices::Notes::default(),
             breaker: p.breaker,
-            shadow: p.shadow,
             global_apply_locked: std::sync::atomic::AtomicBool::new(false),
             // A replica starting knows nothing of what Atlantis holds: its first reconciler
             // pass adopts Atlantis's locks before anyone is queued or granted past them.

@@ -9,7 +9,7 @@ use bytes::Bytes;
 use http::StatusCode;
 use tokio::sync::oneshot;
 
-use super::Enhanced;
+use super::{Needs, Shadow};
 use crate::classify::{Acquire, LockKey, PullRef};
 use crate::engine::AcquireRequest;
 use crate::route::shadow::{
@@ -17,6 +17,7 @@ use crate::route::shadow::{
     observe_legacy,
 };
 use crate::telemetry;
+use crate::upstream::Upstream;
 
 /// How long an `/api/*` answer's body may take to arrive for the comparison.
 const API_ANSWER_WAIT: Duration = Duration::from_secs(30);
@@ -32,13 +33,32 @@ pub enum LegacyEvidence {
     ApiAnswer(StatusCode, oneshot::Receiver<Bytes>),
 }
 
-impl Enhanced {
+/// Runs the shadow comparisons: owns the shadow engine and what reading legacy's outcome takes.
+pub struct ShadowRunner {
+    needs: Arc<Needs>,
+    shadow: Shadow,
+    upstream: Upstream,
+    settle: Duration,
+}
+
+impl ShadowRunner {
+    /// Compares in `shadow`'s engine, finding locks with `needs` and legacy's outcome through
+    /// `upstream`, `settle` after a webhook.
+    pub fn new(needs: Arc<Needs>, shadow: Shadow, upstream: Upstream, settle: Duration) -> Self {
+        Self {
+            needs,
+            shadow,
+            upstream,
+            settle,
+        }
+    }
+
     /// Shadows an acquire that legacy handled.
     pub fn shadow_acquire(self: &Arc<Self>, acq: Acquire) {
         let this = self.clone();
         let trace = telemetry::traceparent_of(&tracing::Span::current());
         self.spawn_shadow(async move {
-            let Some(g) = this.gated(&acq).await else {
+            let Some(g) = this.needs.gated(&acq).await else {
                 return;
             };
             let op = ShadowOp::Acquire(AcquireRequest {
@@ -65,7 +85,7 @@ impl Enhanced {
         let this = self.clone();
         let trace = telemetry::traceparent_of(&tracing::Span::current());
         self.spawn_shadow(async move {
-            let Some(g) = this.gated(&acq).await else {
+            let Some(g) = this.needs.gated(&acq).await else {
                 return;
             };
             let op = ShadowOp::Acquire(AcquireRequest {
@@ -143,7 +163,7 @@ impl Enhanced {
                     &self.upstream,
                     &op,
                     None,
-                    self.settings.shadow_settle,
+                    self.settle,
                     Duration::from_secs(5),
                 )
                 .await

@@ -36,7 +36,7 @@ pub use facts::ClientAddr;
 
 use crate::classify::ClassifyConfig;
 use crate::config::ServerConfig;
-use crate::enhanced::Enhanced;
+use crate::enhanced::{Enhanced, ShadowRunner};
 use crate::route::Router;
 use crate::telemetry::Metrics;
 use crate::upstream::{ProxyBody, Upstream};
@@ -58,6 +58,8 @@ pub struct ProxyState {
     pub router: Arc<Router>,
     /// The enhanced path (engine, resolver, replay).
     pub enhanced: Arc<Enhanced>,
+    /// Shadow-mode comparisons.
+    pub shadow: Arc<ShadowRunner>,
     /// Per-client and per-repository limits on lock traffic.
     pub limits: Arc<ratelimit::RateLimits>,
     /// Bytes of all buffered bodies at once (`server.max-buffered-bytes`).
@@ -114,7 +116,7 @@ where
         // The weighted split picks legacy or enhanced (and shadow) for the repository.
         .layer(routing::RouteLayer::new(state.router.clone()))
         // Shadowed repositories: the engine evaluates what legacy decided, never delaying it.
-        .layer(shadow::ShadowLayer::new(state.enhanced.clone()))
+        .layer(shadow::ShadowLayer::new(state.shadow.clone()))
         // Releases reach the engine only once Atlantis has carried them out.
         .layer(mirror::ReleaseLayer::new(state.enhanced.clone()))
         // Enhanced acquires are admitted, queued (202) or handed to Atlantis undecided.

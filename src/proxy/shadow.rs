@@ -16,7 +16,7 @@ use super::Failure;
 use super::facts::{AnswerFuture, Inner, take_ready};
 use super::routing::route_of;
 use crate::classify::Operation;
-use crate::enhanced::Enhanced;
+use crate::enhanced::ShadowRunner;
 use crate::upstream::{BoxError, ProxyBody};
 use crate::vocab::{CommandKind, EnginePath};
 
@@ -26,13 +26,13 @@ const API_ANSWER_KEPT: usize = 64 * 1024;
 /// Mirrors shadowed lock traffic into the shadow engine.
 #[derive(Clone)]
 pub struct ShadowLayer {
-    enhanced: Arc<Enhanced>,
+    runner: Arc<ShadowRunner>,
 }
 
 impl ShadowLayer {
-    /// Compares in `enhanced`'s shadow engine.
-    pub fn new(enhanced: Arc<Enhanced>) -> Self {
-        Self { enhanced }
+    /// Compares through `runner`.
+    pub fn new(runner: Arc<ShadowRunner>) -> Self {
+        Self { runner }
     }
 }
 
@@ -42,7 +42,7 @@ impl<S> Layer<S> for ShadowLayer {
     fn layer(&self, inner: S) -> Self::Service {
         Shadow {
             inner,
-            enhanced: self.enhanced.clone(),
+            runner: self.runner.clone(),
         }
     }
 }
@@ -51,7 +51,7 @@ impl<S> Layer<S> for ShadowLayer {
 #[derive(Clone)]
 pub struct Shadow<S> {
     inner: S,
-    enhanced: Arc<Enhanced>,
+    runner: Arc<ShadowRunner>,
 }
 
 impl<S> Service<Request<ProxyBody>> for Shadow<S>
@@ -73,17 +73,17 @@ where
             _ => return Box::pin(self.inner.call(req)),
         };
         let mut inner = take_ready(&mut self.inner);
-        let enhanced = self.enhanced.clone();
+        let runner = self.runner.clone();
         Box::pin(async move {
             let answer = inner.call(req).await;
-            Ok(mirror(&enhanced, op, answer?))
+            Ok(mirror(&runner, op, answer?))
         })
     }
 }
 
 /// Starts the comparison for a shadowed operation Atlantis answered with `resp`.
 fn mirror(
-    enhanced: &Arc<Enhanced>,
+    runner: &Arc<ShadowRunner>,
     (route, op): (crate::route::Route, Operation),
     resp: Response<ProxyBody>,
 ) -> Response<ProxyBody> {
@@ -94,15 +94,15 @@ fn mirror(
         Operation::Acquire(acq) if route.path == EnginePath::Legacy => {
             if matches!(acq.command, CommandKind::ApiPlan | CommandKind::ApiApply) {
                 let (tx, rx) = oneshot::channel();
-                enhanced.shadow_acquire_api(acq, status, rx);
+                runner.shadow_acquire_api(acq, status, rx);
                 return resp.map(|body| Tee::new(body, tx).boxed());
             }
-            enhanced.shadow_acquire(acq);
+            runner.shadow_acquire(acq);
         }
         Operation::ReleasePull { pull, .. } if status.is_success() => {
-            enhanced.shadow_release_pull(pull);
+            runner.shadow_release_pull(pull);
         }
-        Operation::ReleaseKey { key } => enhanced.shadow_release_key(key, status),
+        Operation::ReleaseKey { key } => runner.shadow_release_key(key, status),
         _ => {}
     }
     resp

@@ -259,6 +259,7 @@ async fn a_client_over_its_limit_gets_a_429_with_retry_after() {
         metrics: state.metrics.clone(),
         router: state.router.clone(),
         enhanced: state.enhanced.clone(),
+        shadow: state.shadow.clone(),
         limits,
         body_budget: state.body_budget.clone(),
     };
