@@ -102,9 +102,14 @@ impl App {
 /// Wires every component from `config`: engines, resolver, notifier, router, the request path's
 /// and the admin API's state. Binds nothing and starts no background task.
 pub async fn wire(config: &Config) -> Result<Wired, StartError> {
+    wire_to(config, Upstream::new(&config.upstream)).await
+}
+
+/// [`wire`] with the given client to Atlantis (an in-process one, for tests).
+pub async fn wire_to(config: &Config, upstream: Upstream) -> Result<Wired, StartError> {
     let metrics = Arc::new(Metrics::new());
-    let upstream = Upstream::new(&config.upstream)
-        .with_secrets(crate::upstream::redact::HeaderSecrets::from_config(config));
+    let upstream =
+        upstream.with_secrets(crate::upstream::redact::HeaderSecrets::from_config(config));
     if config.enhanced.backend == Backend::Memory {
         tracing::info!(
             "engine backend: in-memory (single replica only; set enhanced-locking.redis.addr for Redis)"

@@ -590,3 +590,6 @@ impl Drop for SendingGuard<'_> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

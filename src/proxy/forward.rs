@@ -127,10 +127,7 @@ async fn forward(
     state.metrics.upstream(class, took);
     let (mut parts, body) = resp.into_parts();
     strip_hop_by_hop(&mut parts.headers, false);
-    Ok(Response::from_parts(
-        parts,
-        body.map_err(|e| Box::new(e) as BoxError).boxed_unsync(),
-    ))
+    Ok(Response::from_parts(parts, body))
 }
 
 /// Passes a websocket upgrade (`/jobs/{id}/ws` log streams) through in both directions.
@@ -152,10 +149,7 @@ pub async fn upgrade<B>(
     if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
         let (mut parts, body) = resp.into_parts();
         strip_hop_by_hop(&mut parts.headers, false);
-        return Ok(Response::from_parts(
-            parts,
-            body.map_err(|e| Box::new(e) as BoxError).boxed_unsync(),
-        ));
+        return Ok(Response::from_parts(parts, body));
     }
     let upstream_side = hyper::upgrade::on(&mut resp);
     tokio::spawn(async move {

@@ -69,8 +69,13 @@ pub struct ProxyState {
 /// The main listener's service, shared by every connection (each adds its [`ClientAddr`]).
 pub type Stack = BoxCloneService<Request<Incoming>, Response<ProxyBody>, Infallible>;
 
-/// The main listener's stack, forwarding to Atlantis.
-pub fn stack(state: &ProxyState) -> Stack {
+/// The main listener's stack, forwarding to Atlantis (over any request body: the listener's
+/// `Incoming`, or a test's).
+pub fn stack<B>(state: &ProxyState) -> BoxCloneService<Request<B>, Response<ProxyBody>, Infallible>
+where
+    B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
+    B::Error: Into<crate::upstream::BoxError>,
+{
     let forward = forward::Forward::new(
         state.upstream.clone(),
         state.metrics.clone(),

@@ -5,7 +5,10 @@ mod headers;
 pub mod redact;
 pub mod replay;
 
+use std::sync::Arc;
 use std::time::Duration;
+
+use futures_util::future::BoxFuture;
 
 use bytes::Bytes;
 use http::{Request, Response, Uri};
@@ -31,6 +34,11 @@ pub fn full(bytes: impl Into<Bytes>) -> ProxyBody {
         .boxed_unsync()
 }
 
+/// A response body from Atlantis, as the one body type.
+fn boxed(body: Incoming) -> ProxyBody {
+    body.map_err(|e| Box::new(e) as BoxError).boxed_unsync()
+}
+
 /// Why Atlantis could not give an answer.
 #[derive(Debug, thiserror::Error)]
 pub enum UpstreamError {
@@ -45,10 +53,35 @@ pub enum UpstreamError {
 /// The client that talks to Atlantis.
 #[derive(Clone, Debug)]
 pub struct Upstream {
-    client: Client<HttpConnector, ProxyBody>,
+    transport: Transport,
     base: Uri,
     timeout: Duration,
     secrets: redact::HeaderSecrets,
+}
+
+/// An in-process Atlantis: a function from request to answer (tests, embedding).
+pub type AtlantisFn = Arc<
+    dyn Fn(Request<ProxyBody>) -> BoxFuture<'static, Result<Response<ProxyBody>, BoxError>>
+        + Send
+        + Sync,
+>;
+
+/// How requests reach Atlantis.
+#[derive(Clone)]
+enum Transport {
+    /// The pooled HTTP/1.1 client.
+    Http(Box<Client<HttpConnector, ProxyBody>>),
+    /// An in-process Atlantis.
+    InProcess(AtlantisFn),
+}
+
+impl std::fmt::Debug for Transport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Transport::Http(_) => "Http",
+            Transport::InProcess(_) => "InProcess",
+        })
+    }
 }
 
 impl Upstream {
@@ -64,7 +97,18 @@ impl Upstream {
             .pool_max_idle_per_host(cfg.pool_max_idle_per_host)
             .build(connector);
         Self {
-            client,
+            transport: Transport::Http(Box::new(client)),
+            base: cfg.url.clone(),
+            timeout: cfg.timeout,
+            secrets: redact::HeaderSecrets::default(),
+        }
+    }
+
+    /// An Atlantis that is a function in this process (`upstream.url` still names it in URIs,
+    /// `upstream.timeout` still bounds it): the proxy without sockets, for tests.
+    pub fn in_process(cfg: &UpstreamConfig, atlantis: AtlantisFn) -> Self {
+        Self {
+            transport: Transport::InProcess(atlantis),
             base: cfg.url.clone(),
             timeout: cfg.timeout,
             secrets: redact::HeaderSecrets::default(),
@@ -95,11 +139,21 @@ impl Upstream {
     pub async fn send(
         &self,
         mut req: Request<ProxyBody>,
-    ) -> Result<Response<Incoming>, UpstreamError> {
+    ) -> Result<Response<ProxyBody>, UpstreamError> {
         *req.uri_mut() = self.target(req.uri())?;
-        match tokio::time::timeout(self.timeout, self.client.request(req)).await {
+        let answer = async {
+            match &self.transport {
+                Transport::Http(client) => client
+                    .request(req)
+                    .await
+                    .map(|resp| resp.map(boxed))
+                    .map_err(|e| Box::new(e) as BoxError),
+                Transport::InProcess(atlantis) => atlantis(req).await,
+            }
+        };
+        match tokio::time::timeout(self.timeout, answer).await {
             Err(_) => Err(UpstreamError::Timeout(self.timeout)),
-            Ok(Err(e)) => Err(UpstreamError::Unavailable(Box::new(e))),
+            Ok(Err(e)) => Err(UpstreamError::Unavailable(e)),
             Ok(Ok(resp)) => Ok(resp),
         }
     }
@@ -120,7 +174,7 @@ impl Upstream {
                 .into_body()
                 .collect()
                 .await
-                .map_err(|e| UpstreamError::Unavailable(Box::new(e)))?
+                .map_err(UpstreamError::Unavailable)?
                 .to_bytes();
             Ok((status, body))
         };
