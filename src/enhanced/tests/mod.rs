@@ -16,6 +16,8 @@ use tower::ServiceExt;
 
 use crate::upstream::{AtlantisFn, ProxyBody, Upstream, full};
 
+mod sim;
+
 const SECRET: &str = "s3cret";
 const REPO: &str = "acme/infra";
 
@@ -26,17 +28,28 @@ struct Table {
     locks: BTreeMap<String, (i64, String)>,
     /// Every webhook command it received: (pull, comment).
     received: Vec<(i64, String)>,
-    /// Plans it refused because another pull held the lock: (pull, holder).
-    refused: Vec<(i64, i64)>,
+    /// Plans it refused because another pull held the lock: (pull, holder, was a hand-off).
+    refused: Vec<(i64, i64, bool)>,
+    /// Closed pulls.
+    closed: std::collections::BTreeSet<i64>,
+    /// Commands that arrived for a pull after its close: (pull, comment, was a hand-off).
+    after_close: Vec<(i64, String, bool)>,
+    /// Deliveries received, by delivery id (a replay resends the original's id).
+    deliveries: BTreeMap<String, usize>,
 }
 
 #[derive(Clone, Default)]
 struct Model {
     table: Arc<Mutex<Table>>,
+    /// How long after answering a webhook it acts on it (a function of how many it has seen,
+    /// so a seeded run can vary it); 30 ms when unset.
+    lag: Option<Arc<dyn Fn(usize) -> Duration + Send + Sync>>,
+    /// How long `GET /api/locks` takes (a busy Atlantis lists slowly).
+    list_delay: Duration,
 }
 
 impl Model {
-    /// Acts on a webhook this long after answering it.
+    /// Acts on a webhook this long after answering it, unless `lag` says otherwise.
     const LAG: Duration = Duration::from_millis(30);
 
     fn table(&self) -> std::sync::MutexGuard<'_, Table> {
@@ -62,12 +75,21 @@ impl Model {
             Box::pin(async move {
                 let (parts, body) = req.into_parts();
                 let body = body.collect().await?.to_bytes();
-                Ok(model.answer(&parts.method, &parts.uri, &body))
+                if parts.uri.path() == "/api/locks" && !model.list_delay.is_zero() {
+                    tokio::time::sleep(model.list_delay).await;
+                }
+                Ok(model.answer(&parts.method, &parts.uri, &parts.headers, &body))
             })
         })
     }
 
-    fn answer(&self, method: &Method, uri: &http::Uri, body: &[u8]) -> Response<ProxyBody> {
+    fn answer(
+        &self,
+        method: &Method,
+        uri: &http::Uri,
+        headers: &http::HeaderMap,
+        body: &[u8],
+    ) -> Response<ProxyBody> {
         match (method, uri.path()) {
             (&Method::GET, "/api/locks") => {
                 let locks: Vec<Value> = self
@@ -89,17 +111,40 @@ impl Model {
             }
             (&Method::POST, "/events") => {
                 let v: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+                let handoff = headers.contains_key(super::HANDOFF_HEADER);
+                if let Some(d) = headers
+                    .get("x-github-delivery")
+                    .and_then(|d| d.to_str().ok())
+                {
+                    *self.table().deliveries.entry(d.to_string()).or_default() += 1;
+                }
+                if v["action"] == "closed" {
+                    // Atlantis cleans a closed pull up before it answers.
+                    let pull = v["number"].as_i64().unwrap_or(0);
+                    let mut t = self.table();
+                    t.closed.insert(pull);
+                    t.locks.retain(|_, (p, _)| *p != pull);
+                    return reply(StatusCode::OK, "Pull request cleaned successfully\n".into());
+                }
                 let pull = v["issue"]["number"].as_i64().unwrap_or(0);
                 let text = v["comment"]["body"].as_str().unwrap_or("").to_string();
                 let user = v["comment"]["user"]["login"]
                     .as_str()
                     .unwrap_or("")
                     .to_string();
-                self.table().received.push((pull, text.clone()));
+                let seen = {
+                    let mut t = self.table();
+                    t.received.push((pull, text.clone()));
+                    if t.closed.contains(&pull) {
+                        t.after_close.push((pull, text.clone(), handoff));
+                    }
+                    t.received.len()
+                };
+                let lag = self.lag.as_ref().map_or(Self::LAG, |f| f(seen));
                 let model = self.clone();
                 tokio::spawn(async move {
-                    tokio::time::sleep(Self::LAG).await;
-                    model.act(pull, &user, &text);
+                    tokio::time::sleep(lag).await;
+                    model.act(pull, &user, &text, handoff);
                 });
                 reply(StatusCode::OK, "Processing...\n".into())
             }
@@ -119,9 +164,13 @@ impl Model {
     }
 
     /// Carries a command out, as Atlantis's command runner does after answering.
-    fn act(&self, pull: i64, user: &str, text: &str) {
+    fn act(&self, pull: i64, user: &str, text: &str, handoff: bool) {
         let words: Vec<&str> = text.split_whitespace().collect();
         let mut t = self.table();
+        if t.closed.contains(&pull) {
+            // "Atlantis commands can't be run on closed pull requests".
+            return;
+        }
         match words.get(1).copied() {
             Some("plan") => {
                 let flag = |f: &str| {
@@ -138,7 +187,7 @@ impl Model {
                 match t.locks.get(&key) {
                     Some((holder, _)) if *holder != pull => {
                         let holder = *holder;
-                        t.refused.push((pull, holder));
+                        t.refused.push((pull, holder, handoff));
                     }
                     _ => {
                         t.locks.insert(key, (pull, user.to_string()));
@@ -159,7 +208,11 @@ fn reply(status: StatusCode, body: String) -> Response<ProxyBody> {
 
 /// A signed GitHub comment webhook.
 fn comment(pull: i64, text: &str) -> Request<Full<Bytes>> {
-    use hmac::{KeyInit, Mac};
+    comment_delivered(pull, text, &format!("d-{pull}-{}", text.len()))
+}
+
+/// A signed GitHub comment webhook with the given delivery id.
+fn comment_delivered(pull: i64, text: &str, delivery: &str) -> Request<Full<Bytes>> {
     let body = json!({
         "action": "created",
         "issue": {"number": pull, "state": "open", "user": {"login": "bob"},
@@ -170,12 +223,34 @@ fn comment(pull: i64, text: &str) -> Request<Full<Bytes>> {
         "sender": {"login": format!("user{pull}")}
     })
     .to_string();
+    signed("issue_comment", delivery, body)
+}
+
+/// A signed GitHub `pull_request` `closed` webhook.
+fn closed(pull: i64, delivery: &str) -> Request<Full<Bytes>> {
+    let repo = json!({"full_name": REPO, "name": "infra", "owner": {"login": "acme"},
+                      "clone_url": format!("https://github.com/{REPO}.git")});
+    let body = json!({
+        "action": "closed", "number": pull,
+        "pull_request": {"number": pull, "state": "closed", "merged": false, "draft": false,
+                         "html_url": format!("https://github.com/{REPO}/pull/{pull}"),
+                         "user": {"login": "bob"}, "labels": [],
+                         "head": {"sha": format!("{pull:040x}"), "ref": "f", "repo": repo.clone()},
+                         "base": {"ref": "main", "repo": repo.clone()}},
+        "repository": repo, "sender": {"login": "bob"}
+    })
+    .to_string();
+    signed("pull_request", delivery, body)
+}
+
+fn signed(event: &str, delivery: &str, body: String) -> Request<Full<Bytes>> {
+    use hmac::{KeyInit, Mac};
     let mut mac = <hmac::Hmac<sha2::Sha256> as KeyInit>::new_from_slice(SECRET.as_bytes()).unwrap();
     mac.update(body.as_bytes());
     Request::post("/events")
         .header("content-type", "application/json")
-        .header("x-github-event", "issue_comment")
-        .header("x-github-delivery", format!("d-{pull}-{}", text.len()))
+        .header("x-github-event", event)
+        .header("x-github-delivery", delivery)
         .header(
             "x-hub-signature-256",
             format!("sha256={}", hex::encode(mac.finalize().into_bytes())),
@@ -193,12 +268,17 @@ struct Harness {
 
 impl Harness {
     async fn start(model: Model) -> Self {
+        Self::start_with(model, "").await
+    }
+
+    /// With `extra` lines under `enhanced-locking:`.
+    async fn start_with(model: Model, extra: &str) -> Self {
         let config = crate::config::Config::from_yaml(&format!(
             "upstream: {{url: 'http://atlantis.invalid:4141'}}\n\
              atlantis:\n  webhook-secrets:\n    github: {SECRET}\n  lock-sync-interval: 1s\n  \
              lock-sync-grace: 2s\n\
              enhanced-locking:\n  traffic-split: 100\n  replay-wait: 10s\n  \
-             timeout-check-interval: 100ms\n"
+             timeout-check-interval: 100ms\n{extra}"
         ))
         .unwrap();
         let upstream = Upstream::in_process(&config.upstream, model.atlantis());
