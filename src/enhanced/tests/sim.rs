@@ -4,7 +4,7 @@
 //! long the model takes to act on each webhook and to list its locks. The invariants of
 //! DESIGN.md §10 are checked after every step and at the end.
 //!
-//! `ALP_SIM_SEEDS=N` runs N seeds (default 300), `ALP_SIM_SEED=S` one seed; `ALP_SIM_TRACE=1`
+//! `ALP_SIM_SEEDS=N` runs N seeds (default 1,000, about a minute), `ALP_SIM_SEED=S` one seed; `ALP_SIM_TRACE=1`
 //! prints each seed's steps and what Atlantis received.
 
 use std::sync::Arc;
@@ -146,7 +146,11 @@ async fn run(seed: u64) -> Result<(), String> {
     let t = h.model.table();
     if std::env::var_os("ALP_SIM_TRACE").is_some() {
         // What Atlantis received, in order: two runs of one seed print the same.
-        eprintln!("seed {seed}\n{}\nreceived {:?}", trace.join("\n"), t.received);
+        eprintln!(
+            "seed {seed}\n{}\nreceived {:?}",
+            trace.join("\n"),
+            t.received
+        );
     }
     if !engine.is_empty() || !t.locks.is_empty() || queues.iter().any(|q| !q.waiters.is_empty()) {
         return Err(format!(
@@ -199,7 +203,7 @@ fn seeds() -> Vec<u64> {
     let n = std::env::var("ALP_SIM_SEEDS")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(300);
+        .unwrap_or(1000);
     (1..=n).collect()
 }
 

@@ -1,5 +1,6 @@
-//! Seeded simulation: `ALP_SIM_SEEDS` runs per backend (default: 2,000 on memory, 24 on Redis
-//! with crashes, 12 on Redis with outages),
+//! Seeded simulation in real time over HTTP: `ALP_SIM_SEEDS` runs per backend (default: 400 on
+//! memory, 24 on Redis with crashes, 12 on Redis with outages; the deterministic simulation in
+//! `src/enhanced/tests/sim.rs` runs 1,000 memory seeds under paused time in a minute),
 //! `ALP_SIM_SEED` replays one seed, `ALP_SIM_REPEAT` runs each seed that many times (timing
 //! differs run to run), `ALP_SIM_OPS` sets the operations per run.
 
@@ -118,7 +119,7 @@ async fn run_many(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn seeded_interleavings_keep_mutual_exclusion_memory() {
     let ops = env_u64("ALP_SIM_OPS", 24);
-    run_many(seeds(2000, 1), 12, ops, false, false, "memory").await;
+    run_many(seeds(400, 1), 12, ops, false, false, "memory").await;
 }
 
 /// Two replicas on one Redis with replica crashes (`kill -9`), no Redis outage.
