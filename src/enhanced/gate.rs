@@ -147,6 +147,22 @@ impl Enhanced {
                 if let Some(legacy) = self.outlasted(&acq.pull, &gated.locks, &g).await {
                     return Ok(legacy);
                 }
+                // A re-plan of locks the pull already holds in the engine: that hold may be a
+                // grant still on its way (made while the engine was being repaired after an
+                // outage) for a lock Atlantis has since given to another pull. Atlantis decides.
+                let held_before: Vec<&LockKey> = gated
+                    .locks
+                    .iter()
+                    .filter(|k| !g.taken.contains(k))
+                    .collect();
+                if !held_before.is_empty()
+                    && let Some((key, other)) = self.held_elsewhere(&acq.pull, &held_before).await
+                {
+                    let admitted = Admitted::of(&acq.pull, &gated.locks, &g);
+                    self.release_refused(&admitted).await;
+                    tracing::warn!(%key, pull = %acq.pull, atlantis_holder = other, "the pull's engine hold is not Atlantis's: the request goes to Atlantis unadmitted");
+                    return Ok(Decision::Legacy(LegacyReason::HeldInAtlantis));
+                }
                 self.metrics.lock_acquired(start.elapsed(), Ok(()));
                 // Locks taken from timed-out holders must go in Atlantis before it sees the plan.
                 self.delete_in_atlantis(&g.preempted).await;
@@ -450,6 +466,19 @@ impl Enhanced {
             Ok(_) => {}
             Err(e) => self.engine_failed("release_grant", &e),
         }
+    }
+
+    /// A lock of `keys` that Atlantis lists for another pull than `pull`, with that pull's number;
+    /// `None` when it lists none of them so, or cannot be read (then the engine's word stands).
+    async fn held_elsewhere(&self, pull: &PullRef, keys: &[&LockKey]) -> Option<(LockKey, i64)> {
+        let locks =
+            crate::upstream::atlantis_api::list_locks(&self.upstream, Duration::from_secs(5))
+                .await
+                .ok()?;
+        self.parse_locks(&locks)
+            .into_iter()
+            .find(|(k, holder, _)| keys.contains(&k) && !holder.is(pull))
+            .map(|(k, holder, _)| (k, holder.number))
     }
 
     /// `DELETE /locks?id=` for each lock taken from a timed-out holder.

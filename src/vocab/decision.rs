@@ -79,18 +79,22 @@ pub enum LegacyReason {
     NoLocks,
     /// The request was handed to Atlantis earlier (an engine timeout): it is not queued again.
     Forgotten,
+    /// The pull holds the lock in the engine only through a grant still on its way, and
+    /// Atlantis lists the lock for another pull: Atlantis answers "locked" itself.
+    HeldInAtlantis,
     /// The resolver could not tell which locks the request takes.
     Unresolved(UnresolvedKind),
 }
 
 impl LegacyReason {
     /// Every reason, for exporting and tests.
-    pub const ALL: [LegacyReason; 12] = [
+    pub const ALL: [LegacyReason; 13] = [
         LegacyReason::BreakerOpen,
         LegacyReason::EngineResyncing,
         LegacyReason::ReplicaOutOfStep,
         LegacyReason::NoLocks,
         LegacyReason::Forgotten,
+        LegacyReason::HeldInAtlantis,
         LegacyReason::Unresolved(UnresolvedKind::Budget),
         LegacyReason::Unresolved(UnresolvedKind::ApiTimeout),
         LegacyReason::Unresolved(UnresolvedKind::RateLimited),
@@ -108,6 +112,7 @@ impl LegacyReason {
             LegacyReason::ReplicaOutOfStep => "replica_out_of_step",
             LegacyReason::NoLocks => "no_locks",
             LegacyReason::Forgotten => "forgotten",
+            LegacyReason::HeldInAtlantis => "held_in_atlantis",
             LegacyReason::Unresolved(kind) => kind.as_str(),
         }
     }
@@ -194,6 +199,7 @@ mod tests {
                 "replica_out_of_step",
                 "no_locks",
                 "forgotten",
+                "held_in_atlantis",
                 "budget",
                 "api_timeout",
                 "rate_limited",
