@@ -32,8 +32,8 @@ struct Table {
     refused: Vec<(i64, i64, bool)>,
     /// Closed pulls.
     closed: std::collections::BTreeSet<i64>,
-    /// Commands that arrived for a pull after its close: (pull, comment, was a hand-off).
-    after_close: Vec<(i64, String, bool)>,
+    /// Commands that arrived for a pull after its close: (pull, comment, delivery id).
+    after_close: Vec<(i64, String, String)>,
     /// Deliveries received, by delivery id (a replay resends the original's id).
     deliveries: BTreeMap<String, usize>,
 }
@@ -112,6 +112,11 @@ impl Model {
             (&Method::POST, "/events") => {
                 let v: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
                 let handoff = headers.contains_key(super::HANDOFF_HEADER);
+                let delivery = headers
+                    .get("x-github-delivery")
+                    .and_then(|d| d.to_str().ok())
+                    .unwrap_or("")
+                    .to_string();
                 if let Some(d) = headers
                     .get("x-github-delivery")
                     .and_then(|d| d.to_str().ok())
@@ -136,7 +141,7 @@ impl Model {
                     let mut t = self.table();
                     t.received.push((pull, text.clone()));
                     if t.closed.contains(&pull) {
-                        t.after_close.push((pull, text.clone(), handoff));
+                        t.after_close.push((pull, text.clone(), delivery.clone()));
                     }
                     t.received.len()
                 };
