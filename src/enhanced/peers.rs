@@ -58,6 +58,10 @@ struct View {
     live_ok: Option<Instant>,
     /// When the last refresh saying "out of step" was answered.
     out_ok: Option<Instant>,
+    /// When the first refresh saying "out of step" after the last in-step one was answered.
+    out_since: Option<Instant>,
+    /// The last refresh failed: the engine's backend does not answer this replica.
+    unreachable: bool,
     /// Others seen out of step (or with a lapsed lease) in the last view.
     lagging: HashSet<String>,
 }
@@ -86,6 +90,19 @@ impl Peers {
         if v.alone {
             return true;
         }
+        // Once its in-step lease is FORGET old, the others may have forgotten this replica and
+        // grant as if it were gone (they cannot while the backend is down for everyone): it is
+        // safe only once it has been seen out of step again, for longer than the others' grant
+        // window.
+        let now = Instant::now();
+        if let Some(l) = v.live_ok
+            && now >= l + FORGET
+            && !v.unreachable
+        {
+            return v
+                .out_since
+                .is_some_and(|o| o >= l && now >= o + LEASE + MARGIN);
+        }
         let live = v.live_ok.map(|t| t + LEASE);
         let out = v
             .out_ok
@@ -100,15 +117,24 @@ impl Peers {
         Instant::now() >= bound + MARGIN
     }
 
+    /// The last refresh failed.
+    pub(crate) fn unreachable(&self) {
+        self.view().unreachable = true;
+    }
+
     /// Records a refresh sent at `sent` (saying `in_step`) and answered now with `peers`.
     /// True when a replica seen out of step is gone (rule 4: this one must repair).
     pub(crate) fn observe(&self, sent: Instant, in_step: bool, peers: Vec<PeerState>) -> bool {
         let now = Instant::now();
         let mut v = self.view();
+        v.unreachable = false;
         if in_step {
             v.live_ok = Some(now);
         } else {
             v.out_ok = Some(now);
+            if v.out_since.is_none_or(|o| v.live_ok.is_some_and(|l| o < l)) {
+                v.out_since = Some(now);
+            }
         }
         // The view is as old as the request: every lease is counted from when it was sent.
         let mut until = sent + LEASE.saturating_sub(MARGIN);
@@ -228,6 +254,7 @@ impl super::Enhanced {
                         }
                     }
                     Err(e) => {
+                        this.peers.unreachable();
                         if !failing {
                             tracing::warn!(error = %e, "cannot refresh the replica lease; will keep trying");
                             failing = true;
