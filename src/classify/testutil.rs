@@ -199,3 +199,26 @@ pub fn gitea_comment(body: &str) -> Value {
                      "user": {"login": "ivan"}},
            "repository": {"full_name": "ops/infra", "clone_url": "https://gitea.example/ops/infra.git"}})
 }
+
+/// A GitHub webhook POST to `/events` of `event`, signed with `secret` as GitHub signs it.
+pub fn signed_github(
+    event: &str,
+    delivery: &str,
+    secret: &str,
+    body: Vec<u8>,
+) -> http::Request<http_body_util::Full<bytes::Bytes>> {
+    use hmac::{KeyInit, Mac};
+    let mut mac = <hmac::Hmac<sha2::Sha256> as KeyInit>::new_from_slice(secret.as_bytes())
+        .expect("any key length");
+    mac.update(&body);
+    http::Request::post("/events")
+        .header("content-type", "application/json")
+        .header("x-github-event", event)
+        .header("x-github-delivery", delivery)
+        .header(
+            "x-hub-signature-256",
+            format!("sha256={}", hex::encode(mac.finalize().into_bytes())),
+        )
+        .body(http_body_util::Full::new(bytes::Bytes::from(body)))
+        .expect("valid test request")
+}

@@ -5,7 +5,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use bytes::Bytes;
-use hmac::{KeyInit, Mac};
 use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use serde_json::json;
@@ -16,7 +15,7 @@ use super::facts::{Buffered, Verdict};
 use super::forward::Forward;
 use super::*;
 use crate::classify::Operation;
-use crate::classify::testutil::github_comment;
+use crate::classify::testutil::{github_comment, signed_github};
 use crate::route::Route;
 use crate::upstream::full;
 use crate::vocab::{EnginePath, LegacyReason};
@@ -91,21 +90,13 @@ fn comment(pull: i64, text: &str) -> Request<Full<Bytes>> {
 fn comment_signed_with(pull: i64, text: &str, secret: &str) -> Request<Full<Bytes>> {
     let mut v = github_comment(text, "created");
     v["issue"]["number"] = json!(pull);
-    let body = v.to_string().into_bytes();
-    let mut mac =
-        <hmac::Hmac<sha2::Sha256> as KeyInit>::new_from_slice(secret.as_bytes()).expect("key");
-    mac.update(&body);
-    let sig = format!("sha256={}", hex::encode(mac.finalize().into_bytes()));
-    Request::post("/events")
-        .header("content-type", "application/json")
-        .header("x-github-event", "issue_comment")
-        .header(
-            "x-github-delivery",
-            format!("delivery-{pull}-{}", text.len()),
-        )
-        .header("x-hub-signature-256", sig)
-        .body(Full::new(Bytes::from(body)))
-        .expect("request")
+    let delivery = format!("delivery-{pull}-{}", text.len());
+    signed_github(
+        "issue_comment",
+        &delivery,
+        secret,
+        v.to_string().into_bytes(),
+    )
 }
 
 async fn text(resp: Response<ProxyBody>) -> String {

@@ -249,19 +249,7 @@ fn closed(pull: i64, delivery: &str) -> Request<Full<Bytes>> {
 }
 
 fn signed(event: &str, delivery: &str, body: String) -> Request<Full<Bytes>> {
-    use hmac::{KeyInit, Mac};
-    let mut mac = <hmac::Hmac<sha2::Sha256> as KeyInit>::new_from_slice(SECRET.as_bytes()).unwrap();
-    mac.update(body.as_bytes());
-    Request::post("/events")
-        .header("content-type", "application/json")
-        .header("x-github-event", event)
-        .header("x-github-delivery", delivery)
-        .header(
-            "x-hub-signature-256",
-            format!("sha256={}", hex::encode(mac.finalize().into_bytes())),
-        )
-        .body(Full::new(Bytes::from(body)))
-        .unwrap()
+    crate::classify::testutil::signed_github(event, delivery, SECRET, body.into_bytes())
 }
 
 /// The proxy against the model, with its dispatcher and reconciler running.
